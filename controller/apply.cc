@@ -1,0 +1,144 @@
+#include "controller/apply.h"
+
+#include <glog/logging.h>
+
+namespace kipvs::controller {
+
+using ipvs::Op;
+using Kind = ipvs::Op::Kind;
+
+bool isPermanent(const Status& s) {
+  switch (s.errnum()) {
+    case EINVAL:
+    case ERANGE:
+    case EAFNOSUPPORT:
+    case EPROTONOSUPPORT:
+    case ENOENT:
+    case EPERM:
+      return true;
+    default:
+      return false;
+  }
+}
+
+namespace {
+
+// A kernel answer that means the op's intent already holds, or a sibling op
+// achieves it; nullopt if the answer is a real failure.
+std::optional<Op> convergeRetry(const Op& op, const Status& s) {
+  if (op.kind == Kind::kAddService && s.errnum() == EEXIST) return Op::updateService(op.service, op.serviceSpec);
+  if (op.kind == Kind::kUpdateService && s.errnum() == ESRCH) return Op::addService(op.service, op.serviceSpec);
+  if (op.kind == Kind::kAddDest && s.errnum() == EEXIST) return Op::updateDest(op.service, op.dest, op.destSpec);
+  if (op.kind == Kind::kUpdateDest && s.errnum() == ENOENT) return Op::addDest(op.service, op.dest, op.destSpec);
+  return std::nullopt;
+}
+
+bool alreadyDone(const Op& op, const Status& s) {
+  if (op.kind == Kind::kDeleteDest) return s.errnum() == ENOENT || s.errnum() == ESRCH;
+  if (op.kind == Kind::kDeleteService) return s.errnum() == ESRCH || s.errnum() == ENOENT;
+  return false;
+}
+
+class BatchRunner {
+ public:
+  BatchRunner(ipvs::IpvsClient& client, ApplyReport& report) : client_(client), report_(report) {}
+
+  // Sends ops in one batch; folds converge answers (one retry batch);
+  // records failures. Returns per-op success.
+  std::vector<bool> run(const std::vector<Op>& ops) {
+    std::vector<bool> ok(ops.size(), false);
+    if (ops.empty()) return ok;
+    std::vector<Status> res = client_.apply(ops);
+    report_.attempted += ops.size();
+    std::vector<Op> retries;
+    std::vector<size_t> retryIdx;
+    for (size_t i = 0; i < ops.size(); ++i) {
+      const Status& s = i < res.size() ? res[i] : Status::error(Code::kInternal, "no result");
+      if (s.isOk() || alreadyDone(ops[i], s)) {
+        ok[i] = true;
+        continue;
+      }
+      if (auto r = convergeRetry(ops[i], s)) {
+        VLOG(1) << ops[i].toString() << ": " << s.toString() << ", retrying as " << ipvs::opKindName(r->kind);
+        retries.push_back(*r);
+        retryIdx.push_back(i);
+        continue;
+      }
+      fail(ops[i], s);
+    }
+    if (!retries.empty()) {
+      std::vector<Status> rres = client_.apply(retries);
+      report_.attempted += retries.size();
+      for (size_t j = 0; j < retries.size(); ++j) {
+        const Status& s = j < rres.size() ? rres[j] : Status::error(Code::kInternal, "no result");
+        if (s.isOk()) {
+          ok[retryIdx[j]] = true;
+        } else {
+          fail(ops[retryIdx[j]], s);
+        }
+      }
+    }
+    for (bool b : ok) report_.succeeded += b ? 1 : 0;
+    return ok;
+  }
+
+ private:
+  void fail(const Op& op, const Status& s) {
+    if (!op.isServiceOp() && s.errnum() == ESRCH) report_.stale.insert(op.service);
+    report_.failedServices.insert(op.service);
+    report_.failures.push_back({op, s});
+    LOG(WARNING) << "kernel refused " << op.toString() << ": " << s.toString();
+  }
+
+  ipvs::IpvsClient& client_;
+  ApplyReport& report_;
+};
+
+}  // namespace
+
+ApplyReport apply(const Plan& plan, ipvs::IpvsClient& client) {
+  ApplyReport report;
+  BatchRunner runner(client, report);
+
+  // Batch 1: service adds and updates.
+  std::vector<Op> svcOps;
+  std::vector<const ServicePlan*> svcOwners;
+  for (const auto& sp : plan.services) {
+    if (sp.action == ServicePlan::Action::kDelete) continue;
+    if (!sp.ops.empty() && sp.ops.front().isServiceOp()) {
+      svcOps.push_back(sp.ops.front());
+      svcOwners.push_back(&sp);
+    }
+  }
+  std::vector<bool> svcOk = runner.run(svcOps);
+  std::set<ipvs::ServiceKey> blocked;
+  for (size_t i = 0; i < svcOps.size(); ++i) {
+    if (!svcOk[i]) blocked.insert(svcOwners[i]->key);
+  }
+
+  // Batch 2: dest ops of every service that now exists as wanted.
+  std::vector<Op> destOps;
+  for (const auto& sp : plan.services) {
+    if (sp.action == ServicePlan::Action::kDelete) continue;
+    if (blocked.count(sp.key)) {
+      bool hasDestOps = false;
+      for (const auto& op : sp.ops) hasDestOps |= !op.isServiceOp();
+      if (hasDestOps) report.skippedDests.insert(sp.key);
+      continue;
+    }
+    for (const auto& op : sp.ops) {
+      if (!op.isServiceOp()) destOps.push_back(op);
+    }
+  }
+  runner.run(destOps);
+
+  // Batch 3: stale services go last.
+  std::vector<Op> delOps;
+  for (const auto& sp : plan.services) {
+    if (sp.action == ServicePlan::Action::kDelete) delOps.insert(delOps.end(), sp.ops.begin(), sp.ops.end());
+  }
+  runner.run(delOps);
+  return report;
+}
+
+}  // namespace kipvs::controller

@@ -1,0 +1,58 @@
+#pragma once
+// Kubernetes Services + EndpointSlices + node facts -> the desired IPVS table.
+// Pure: no kernel, no I/O. kube-proxy IPVS-mode semantics unless noted.
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "controller/k8s.h"
+#include "ipvs/model.h"
+
+namespace kipvs::controller {
+
+struct Cidr {
+  ipvs::Address base;
+  int prefix = 0;
+  static StatusOr<Cidr> parse(std::string_view text);  // "10.0.0.0/8", "fd00::/64"
+  bool contains(const ipvs::Address& a) const;
+  std::string toString() const;
+  auto operator<=>(const Cidr&) const = default;
+};
+
+struct NodeFacts {
+  std::string nodeName;
+  std::vector<ipvs::Address> nodeIps;          // NodePort VSs go on these (filtered by nodePortCidrs)
+  std::vector<Cidr> nodePortCidrs;             // empty: all nodeIps
+  std::string zone;                            // this node's zone (topology, zone weights)
+  std::string proxyName;                       // service.kubernetes.io/service-proxy-name we answer to ("" = none)
+  std::string defaultScheduler = "rr";
+  uint16_t nodePortMin = 30000, nodePortMax = 32767;
+};
+
+// ObjectError lives in controller/k8s.h: the parser reports it too.
+
+// Why a virtual server exists: which Service and port produced it.
+struct VsOrigin {
+  std::string service;    // "namespace/name"
+  std::string portName;   // Service port name ("" if unnamed)
+  std::string kind;       // "ClusterIP", "ExternalIP", "LoadBalancer", "NodePort"
+};
+
+struct Desired {
+  ipvs::Table table;                              // normalized; counters zero
+  std::map<ipvs::ServiceKey, VsOrigin> origins;   // one per table entry
+  std::set<ipvs::Address> vips;                   // ClusterIPs, externalIPs, LB IPs to bind on the dummy interface
+  std::vector<ObjectError> errors;                // invalid objects (skipped)
+  std::vector<std::string> notes;                 // e.g. zone weights given to a scheduler that ignores weights
+  std::set<std::string> services;                 // "namespace/name" of every Service that produced at least one VS
+};
+
+// The scheduler names the kernel may have (ip_vs_<name>.ko). Used to reject
+// unknown names early; whether the module is really present is the kernel's word.
+bool isKnownScheduler(std::string_view name);
+
+Desired computeDesired(const Cluster& cluster, const NodeFacts& node);
+
+}  // namespace kipvs::controller

@@ -1,0 +1,191 @@
+#include "ipvs/fake_client.h"
+
+namespace kipvs::ipvs {
+
+namespace {
+
+// Identity of a service as the kernel looks it up (ip_vs_genl_parse_service):
+// fwmark services by (af, mark), the rest by (af, protocol, addr, port).
+ServiceKey lookupKey(const ServiceKey& k) {
+  ServiceKey key = k;
+  ServiceSpec ignored;
+  normalize(key, ignored);
+  return key;
+}
+
+// ip_vs_new_dest: inet_addr_type() must be LOCAL or UNICAST; ipv6_addr_type()
+// must be unicast and not link-local. With no routes in a fresh namespace this
+// reduces to the address classes below.
+bool kernelAcceptsDestAddress(const Address& a) {
+  const auto& b = a.bytes;
+  if (a.isV4()) {
+    if (b[0] == 0) return false;
+    if (b[0] >= 224 && b[0] <= 239) return false;
+    if (b[0] == 255 && b[1] == 255 && b[2] == 255 && b[3] == 255) return false;
+    return true;
+  }
+  if (a.isUnspecified()) return false;
+  if (b[0] == 0xff) return false;
+  if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return false;
+  return true;
+}
+
+Status kernelError(int errnum, const Op& op) { return Status::kernel(errnum, op.toString()); }
+
+}  // namespace
+
+FakeIpvsClient::FakeIpvsClient()
+    : schedulers_{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh"} {}
+
+StatusOr<Table> FakeIpvsClient::dumpTable() {
+  if (dumpFault_) return Status::kernel(dumpFault_, "dump services");
+  Table t = table_;
+  normalize(t);
+  return t;
+}
+
+StatusOr<std::optional<ServiceState>> FakeIpvsClient::dumpService(const ServiceKey& k) {
+  if (dumpFault_) return Status::kernel(dumpFault_, "dump service " + k.toString());
+  auto it = table_.services.find(lookupKey(k));
+  if (it == table_.services.end()) return std::optional<ServiceState>();
+  Table one;
+  one.services.emplace(it->first, it->second);
+  normalize(one);
+  return std::optional<ServiceState>(one.services.begin()->second);
+}
+
+std::vector<Status> FakeIpvsClient::apply(std::span<const Op> ops) {
+  std::vector<Status> out;
+  out.reserve(ops.size());
+  for (const Op& op : ops) {
+    ++writes_;
+    out.push_back(applyOne(op));
+  }
+  return out;
+}
+
+Status FakeIpvsClient::checkDest(const ServiceKey& svc, const DestKey& key, const DestSpec& spec) const {
+  // Order follows ip_vs_genl_set_cmd, then ip_vs_add_dest / ip_vs_edit_dest.
+  if (key.address.family != svc.family && spec.fwd != FwdMethod::kTunnel) return Status::kernel(EINVAL, "");
+  if (spec.weight < 0) return Status::kernel(ERANGE, "");
+  if (spec.lowerThreshold > spec.upperThreshold) return Status::kernel(ERANGE, "");
+  if (spec.tunType == TunnelType::kGue && spec.tunPort == 0) return Status::kernel(EINVAL, "");
+  return Status::ok();
+}
+
+Status FakeIpvsClient::applyOne(const Op& op) {
+  const ServiceKey key = lookupKey(op.service);
+  if (auto f = faults_.find(key); f != faults_.end() && !f->second.empty()) {
+    int e = f->second.front();
+    f->second.erase(f->second.begin());
+    if (f->second.empty()) faults_.erase(f);
+    return kernelError(e, op);
+  }
+  if (key.family != Family::kV4 && key.family != Family::kV6) return kernelError(EAFNOSUPPORT, op);
+
+  auto it = table_.services.find(key);
+  using K = Op::Kind;
+  if (op.kind != K::kAddService && it == table_.services.end()) return kernelError(ESRCH, op);
+
+  switch (op.kind) {
+    case K::kAddService:
+    case K::kUpdateService: {
+      if (op.kind == K::kAddService && it != table_.services.end()) return kernelError(EEXIST, op);
+      const ServiceSpec& s = op.serviceSpec;
+      if (s.scheduler != "none" && !schedulers_.count(s.scheduler)) return kernelError(ENOENT, op);
+      if (!s.pe.empty() && s.pe != "sip") return kernelError(ENOENT, op);
+      if (key.family == Family::kV6 && (s.netmask < 1 || s.netmask > 128)) return kernelError(EINVAL, op);
+      ServiceSpec stored = s;
+      stored.flags |= kSvcFlagHashed;  // the kernel hashes every service it keeps
+      if (op.kind == K::kAddService) {
+        ServiceState st;
+        st.spec = stored;
+        table_.services.emplace(key, std::move(st));
+      } else {
+        it->second.spec = stored;
+      }
+      return Status::ok();
+    }
+    case K::kDeleteService:
+      table_.services.erase(it);
+      return Status::ok();
+    case K::kAddDest:
+    case K::kUpdateDest:
+    case K::kDeleteDest: {
+      if (op.dest.address.family != Family::kV4 && op.dest.address.family != Family::kV6) {
+        return kernelError(EAFNOSUPPORT, op);
+      }
+      auto& dests = it->second.dests;
+      auto d = dests.find(op.dest);
+      if (op.kind == K::kDeleteDest) {
+        if (d == dests.end()) return kernelError(ENOENT, op);
+        dests.erase(d);
+        return Status::ok();
+      }
+      if (Status s = checkDest(key, op.dest, op.destSpec); !s.isOk()) return kernelError(s.errnum(), op);
+      if (op.kind == K::kAddDest) {
+        if (d != dests.end()) return kernelError(EEXIST, op);
+        if (!kernelAcceptsDestAddress(op.dest.address)) return kernelError(EINVAL, op);
+        DestState ds;
+        ds.spec = op.destSpec;
+        dests.emplace(op.dest, ds);
+      } else {
+        if (d == dests.end()) return kernelError(ENOENT, op);
+        d->second.spec = op.destSpec;
+      }
+      return Status::ok();
+    }
+  }
+  return kernelError(EINVAL, op);
+}
+
+StatusOr<Timeouts> FakeIpvsClient::getTimeouts() { return timeouts_; }
+
+Status FakeIpvsClient::setTimeouts(const Timeouts& t) {
+  ++writes_;
+  if (t.tcp) timeouts_.tcp = t.tcp;
+  if (t.tcpFin) timeouts_.tcpFin = t.tcpFin;
+  if (t.udp) timeouts_.udp = t.udp;
+  return Status::ok();
+}
+
+Status FakeIpvsClient::zero(const std::optional<ServiceKey>& key) {
+  ++writes_;
+  auto clear = [](ServiceState& s) {
+    s.stats = Stats{};
+    for (auto& [dk, d] : s.dests) d.counters.stats = Stats{};
+  };
+  if (!key) {
+    for (auto& [k, s] : table_.services) clear(s);
+    return Status::ok();
+  }
+  auto it = table_.services.find(lookupKey(*key));
+  if (it == table_.services.end()) return Status::kernel(ESRCH, "zero " + key->toString());
+  clear(it->second);
+  return Status::ok();
+}
+
+Status FakeIpvsClient::flush() {
+  ++writes_;
+  table_.services.clear();
+  return Status::ok();
+}
+
+StatusOr<Info> FakeIpvsClient::info() { return Info{0x010201, 4096}; }
+
+Status FakeIpvsClient::setCounters(const ServiceKey& key, const DestKey& dest, const DestCounters& c) {
+  auto it = table_.services.find(lookupKey(key));
+  if (it == table_.services.end()) return Status::kernel(ESRCH, key.toString());
+  auto d = it->second.dests.find(dest);
+  if (d == it->second.dests.end()) return Status::kernel(ENOENT, dest.toString());
+  d->second.counters = c;
+  return Status::ok();
+}
+
+std::optional<uint32_t> FakeIpvsClient::rawFlags(const ServiceKey& key) const {
+  auto it = table_.services.find(lookupKey(key));
+  if (it == table_.services.end()) return std::nullopt;
+  return it->second.spec.flags;
+}
+
+}  // namespace kipvs::ipvs

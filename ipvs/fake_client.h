@@ -1,0 +1,56 @@
+#pragma once
+// An in-memory IPVS table that answers like the kernel (ip_vs_ctl.c): the
+// same errnos for the same mistakes, HASHED set in what it stores, an empty
+// destination dump for an unknown service. Tests inject faults and read the
+// write counter; the conformance suite keeps it honest against the kernel.
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "ipvs/client.h"
+
+namespace kipvs::ipvs {
+
+class FakeIpvsClient : public IpvsClient {
+ public:
+  FakeIpvsClient();
+
+  StatusOr<Table> dumpTable() override;
+  StatusOr<std::optional<ServiceState>> dumpService(const ServiceKey& key) override;
+  std::vector<Status> apply(std::span<const Op> ops) override;
+  StatusOr<Timeouts> getTimeouts() override;
+  Status setTimeouts(const Timeouts& t) override;
+  Status zero(const std::optional<ServiceKey>& key) override;
+  Status flush() override;
+  StatusOr<Info> info() override;
+  uint64_t writeCount() const override { return writes_; }
+
+  // --- test controls ---
+  // The next op naming this service (service or dest op) fails with errnum.
+  void failNext(const ServiceKey& key, int errnum) { faults_[key].push_back(errnum); }
+  // Every following dump fails with errnum until cleared (errnum 0).
+  void failDumps(int errnum) { dumpFault_ = errnum; }
+  // Schedulers "loaded" in this kernel; an unknown one fails with ENOENT.
+  void setSchedulers(std::set<std::string> names) { schedulers_ = std::move(names); }
+  // Simulate traffic: connection counters on a destination.
+  Status setCounters(const ServiceKey& key, const DestKey& dest, const DestCounters& c);
+  // Raw stored flags (HASHED included), as the kernel would dump them.
+  std::optional<uint32_t> rawFlags(const ServiceKey& key) const;
+  size_t serviceCount() const { return table_.services.size(); }
+
+ private:
+  Status applyOne(const Op& op);
+  Status checkDest(const ServiceKey& svc, const DestKey& key, const DestSpec& spec) const;
+
+  Table table_;  // keys normalized on the way in, HASHED set on stored flags
+  Timeouts timeouts_{900, 120, 300};
+  std::map<ServiceKey, std::vector<int>> faults_;
+  std::set<std::string> schedulers_;
+  int dumpFault_ = 0;
+  uint64_t writes_ = 0;
+};
+
+}  // namespace kipvs::ipvs

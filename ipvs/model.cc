@@ -1,0 +1,285 @@
+#include "ipvs/model.h"
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include <cctype>
+#include <cstdio>
+#include <cstring>
+
+namespace kipvs::ipvs {
+
+namespace {
+
+constexpr size_t kSchedNameMax = 15;  // IP_VS_SCHEDNAME_MAXLEN - 1
+constexpr size_t kPeNameMax = 15;     // IP_VS_PENAME_MAXLEN - 1
+constexpr uint32_t kKnownSvcFlags =
+    kSvcFlagPersistent | kSvcFlagHashed | kSvcFlagOnePacket | kSvcFlagSched1 | kSvcFlagSched2 | kSvcFlagSched3;
+// The kernel keeps timeout * HZ in an unsigned int; stay clear of overflow at HZ=1000.
+constexpr uint32_t kMaxPersistTimeout = 0xffffffffu / 1000;
+
+uint64_t mix(uint64_t h, uint64_t v) {
+  h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+  return h;
+}
+
+}  // namespace
+
+StatusOr<Address> Address::parse(std::string_view text) {
+  char buf[INET6_ADDRSTRLEN + 1];
+  if (text.empty() || text.size() >= sizeof(buf)) {
+    return Status::invalid("invalid IP address \"" + std::string(text) + "\"");
+  }
+  std::memcpy(buf, text.data(), text.size());
+  buf[text.size()] = '\0';
+  Address a;
+  if (inet_pton(AF_INET, buf, a.bytes.data()) == 1) {
+    a.family = Family::kV4;
+    return a;
+  }
+  if (inet_pton(AF_INET6, buf, a.bytes.data()) == 1) {
+    a.family = Family::kV6;
+    return a;
+  }
+  return Status::invalid("invalid IP address \"" + std::string(text) + "\"");
+}
+
+Address Address::v4(uint32_t hostOrder) {
+  Address a;
+  a.family = Family::kV4;
+  a.bytes[0] = static_cast<uint8_t>(hostOrder >> 24);
+  a.bytes[1] = static_cast<uint8_t>(hostOrder >> 16);
+  a.bytes[2] = static_cast<uint8_t>(hostOrder >> 8);
+  a.bytes[3] = static_cast<uint8_t>(hostOrder);
+  return a;
+}
+
+std::string Address::toString() const {
+  char buf[INET6_ADDRSTRLEN];
+  const char* r = inet_ntop(isV4() ? AF_INET : AF_INET6, bytes.data(), buf, sizeof(buf));
+  return r ? std::string(r) : std::string("?");
+}
+
+std::string Address::toBracketed() const { return isV4() ? toString() : "[" + toString() + "]"; }
+
+bool Address::isUnspecified() const {
+  for (size_t i = 0; i < size(); ++i) {
+    if (bytes[i] != 0) return false;
+  }
+  return true;
+}
+
+const char* protocolName(Protocol p) {
+  switch (p) {
+    case Protocol::kTcp:
+      return "TCP";
+    case Protocol::kUdp:
+      return "UDP";
+    case Protocol::kSctp:
+      return "SCTP";
+  }
+  return "?";
+}
+
+std::optional<Protocol> parseProtocol(std::string_view s) {
+  auto eq = [&](const char* n) {
+    if (s.size() != std::strlen(n)) return false;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (std::toupper(static_cast<unsigned char>(s[i])) != n[i]) return false;
+    }
+    return true;
+  };
+  if (eq("TCP")) return Protocol::kTcp;
+  if (eq("UDP")) return Protocol::kUdp;
+  if (eq("SCTP")) return Protocol::kSctp;
+  return std::nullopt;
+}
+
+std::string ServiceKey::toString() const {
+  if (isFwmark()) {
+    return "FWM " + std::to_string(fwmark) + (family == Family::kV4 ? " IPv4" : " IPv6");
+  }
+  return std::string(protocolName(protocol)) + " " + address.toBracketed() + ":" + std::to_string(port);
+}
+
+const char* fwdMethodName(FwdMethod m) {
+  switch (m) {
+    case FwdMethod::kMasq:
+      return "masq";
+    case FwdMethod::kLocal:
+      return "local";
+    case FwdMethod::kTunnel:
+      return "tunnel";
+    case FwdMethod::kRoute:
+      return "route";
+    case FwdMethod::kBypass:
+      return "bypass";
+  }
+  return "?";
+}
+
+std::string DestKey::toString() const { return address.toBracketed() + ":" + std::to_string(port); }
+
+size_t Table::destCount() const {
+  size_t n = 0;
+  for (const auto& [k, s] : services) n += s.dests.size();
+  return n;
+}
+
+std::string Info::versionString() const {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%u.%u.%u", (version >> 16) & 0xff, (version >> 8) & 0xff, version & 0xff);
+  return buf;
+}
+
+void normalize(ServiceKey& key, ServiceSpec& spec) {
+  if (key.isFwmark()) {
+    key.protocol = Protocol::kTcp;  // the kernel files every fwmark service as TCP
+    key.address = Address{};
+    key.address.family = key.family;
+    key.port = 0;
+  } else {
+    key.family = key.address.family;
+  }
+  spec.flags &= ~kSvcFlagHashed;
+  if (!(spec.flags & kSvcFlagPersistent)) spec.timeout = 0;
+  if (spec.netmask == 0) spec.netmask = key.family == Family::kV4 ? 0xffffffffu : 128;
+}
+
+void normalize(const ServiceKey& service, DestKey& key, DestSpec& spec) {
+  if (!service.isFwmark() && (spec.fwd == FwdMethod::kTunnel || spec.fwd == FwdMethod::kRoute)) {
+    key.port = service.port;
+  }
+  if (spec.fwd != FwdMethod::kTunnel) {
+    spec.tunType = TunnelType::kIpip;
+    spec.tunPort = 0;
+    spec.tunFlags = 0;
+  }
+}
+
+void normalize(Table& table) {
+  Table out;
+  for (auto& [k, state] : table.services) {
+    ServiceKey key = k;
+    ServiceState s;
+    s.spec = state.spec;
+    s.stats = state.stats;
+    normalize(key, s.spec);
+    for (auto& [dk, ds] : state.dests) {
+      DestKey dkey = dk;
+      DestState dstate = ds;
+      normalize(key, dkey, dstate.spec);
+      s.dests.emplace(dkey, dstate);
+    }
+    out.services.emplace(key, std::move(s));
+  }
+  table = std::move(out);
+}
+
+Status validateService(const ServiceKey& key, const ServiceSpec& spec) {
+  const std::string what = "service " + key.toString();
+  if (key.family != Family::kV4 && key.family != Family::kV6) {
+    return Status::error(Code::kInvalid, what + ": unknown address family", EAFNOSUPPORT);
+  }
+  if (!key.isFwmark()) {
+    if (key.address.family != key.family) return Status::invalid(what + ": address family differs from service family");
+    if (key.protocol != Protocol::kTcp && key.protocol != Protocol::kUdp && key.protocol != Protocol::kSctp) {
+      return Status::error(Code::kInvalid, what + ": protocol must be TCP, UDP or SCTP", EPROTONOSUPPORT);
+    }
+  }
+  if (spec.scheduler.empty() || spec.scheduler.size() > kSchedNameMax) {
+    return Status::invalid(what + ": scheduler name must be 1.." + std::to_string(kSchedNameMax) + " characters");
+  }
+  for (char c : spec.scheduler) {
+    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) || c == '_')) {
+      return Status::invalid(what + ": invalid scheduler name \"" + spec.scheduler + "\"");
+    }
+  }
+  if (spec.pe.size() > kPeNameMax) return Status::invalid(what + ": persistence engine name too long");
+  if (spec.flags & ~kKnownSvcFlags) return Status::invalid(what + ": unknown service flags");
+  if ((spec.flags & kSvcFlagPersistent) && spec.timeout > kMaxPersistTimeout) {
+    return Status::invalid(what + ": persistence timeout " + std::to_string(spec.timeout) + "s too large");
+  }
+  if (key.family == Family::kV6) {
+    if (spec.netmask != 0 && (spec.netmask < 1 || spec.netmask > 128)) {
+      return Status::invalid(what + ": IPv6 persistence netmask must be a prefix length 1..128");
+    }
+  } else if (spec.netmask != 0) {
+    // A contiguous mask: ones then zeros.
+    uint32_t inv = ~spec.netmask;
+    if ((inv & (inv + 1)) != 0) return Status::invalid(what + ": IPv4 persistence netmask is not contiguous");
+  }
+  return Status::ok();
+}
+
+namespace {
+
+// The address classes ip_vs_new_dest refuses with EINVAL (see inet_addr_type /
+// ipv6_addr_type there): not unicast. Link-local v6 is refused unless local;
+// we refuse it outright, as a pod never has one as its endpoint address.
+bool destAddressAcceptable(const Address& a) {
+  const auto& b = a.bytes;
+  if (a.isV4()) {
+    if (b[0] == 0) return false;                                           // 0.0.0.0/8
+    if (b[0] >= 224 && b[0] <= 239) return false;                          // multicast
+    if (b[0] == 255 && b[1] == 255 && b[2] == 255 && b[3] == 255) return false;  // limited broadcast
+    return true;
+  }
+  if (a.isUnspecified()) return false;
+  if (b[0] == 0xff) return false;                         // multicast
+  if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return false;  // fe80::/10
+  return true;
+}
+
+}  // namespace
+
+Status validateDest(const ServiceKey& service, const DestKey& key, const DestSpec& spec) {
+  const std::string what = "dest " + key.toString() + " of service " + service.toString();
+  if (key.address.family != Family::kV4 && key.address.family != Family::kV6) {
+    return Status::error(Code::kInvalid, what + ": unknown address family", EAFNOSUPPORT);
+  }
+  if (key.address.family != service.family && spec.fwd != FwdMethod::kTunnel) {
+    return Status::invalid(what + ": a destination of another address family needs tunnel forwarding");
+  }
+  if (!destAddressAcceptable(key.address)) {
+    return Status::invalid(what + ": not a unicast address");
+  }
+  if (static_cast<uint32_t>(spec.fwd) > static_cast<uint32_t>(FwdMethod::kRoute)) {
+    return Status::invalid(what + ": forwarding method must be masq, local, tunnel or route");
+  }
+  if (spec.weight < 0) return Status::error(Code::kInvalid, what + ": weight below zero", ERANGE);
+  if (spec.lowerThreshold > spec.upperThreshold) {
+    return Status::error(Code::kInvalid, what + ": lower threshold above upper threshold", ERANGE);
+  }
+  if (static_cast<uint8_t>(spec.tunType) > static_cast<uint8_t>(TunnelType::kGre)) {
+    return Status::invalid(what + ": unknown tunnel type");
+  }
+  if (spec.fwd == FwdMethod::kTunnel && spec.tunType == TunnelType::kGue && spec.tunPort == 0) {
+    return Status::invalid(what + ": GUE tunnel needs a tunnel port");
+  }
+  if (spec.tunFlags & ~(kTunFlagCsum | kTunFlagRemCsum)) return Status::invalid(what + ": unknown tunnel flags");
+  return Status::ok();
+}
+
+}  // namespace kipvs::ipvs
+
+size_t std::hash<kipvs::ipvs::Address>::operator()(const kipvs::ipvs::Address& a) const noexcept {
+  uint64_t w0, w1;
+  std::memcpy(&w0, a.bytes.data(), 8);
+  std::memcpy(&w1, a.bytes.data() + 8, 8);
+  uint64_t h = static_cast<uint64_t>(a.family);
+  h = kipvs::ipvs::mix(h, w0);
+  h = kipvs::ipvs::mix(h, w1);
+  return static_cast<size_t>(h);
+}
+
+size_t std::hash<kipvs::ipvs::ServiceKey>::operator()(const kipvs::ipvs::ServiceKey& k) const noexcept {
+  uint64_t h = std::hash<kipvs::ipvs::Address>()(k.address);
+  h = kipvs::ipvs::mix(h, (static_cast<uint64_t>(k.protocol) << 48) | (static_cast<uint64_t>(k.port) << 32) | k.fwmark);
+  h = kipvs::ipvs::mix(h, static_cast<uint64_t>(k.family));
+  return static_cast<size_t>(h);
+}
+
+size_t std::hash<kipvs::ipvs::DestKey>::operator()(const kipvs::ipvs::DestKey& k) const noexcept {
+  return static_cast<size_t>(kipvs::ipvs::mix(std::hash<kipvs::ipvs::Address>()(k.address), k.port));
+}

@@ -1,0 +1,14 @@
+// The conformance suite against the in-memory fake kernel.
+#include "ipvs/fake_client.h"
+#include "test/ipvs/conformance_cases.h"
+
+namespace {
+
+struct FakeEnv {
+  static constexpr bool kReal = false;
+  std::unique_ptr<kipvs::ipvs::IpvsClient> client = std::make_unique<kipvs::ipvs::FakeIpvsClient>();
+};
+
+}  // namespace
+
+TEST_CASE_TEMPLATE_INVOKE(conformance_suite, FakeEnv);
