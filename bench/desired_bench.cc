@@ -1,0 +1,58 @@
+// Times parseFile + computeDesired on a cluster dump (bench/gen_cluster.py).
+// usage: desired_bench FILE [REPEAT]
+#include <time.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "controller/desired.h"
+#include "controller/k8s.h"
+
+namespace {
+
+// CPU time of this process: wall time is noise on a shared machine.
+double cpuMs() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+double msSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace kipvs;
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s FILE [REPEAT]\n", argv[0]);
+    return 2;
+  }
+  int repeat = argc > 2 ? std::atoi(argv[2]) : 3;
+  controller::NodeFacts node;
+  node.nodeName = "node-00";
+  node.zone = "zone-0";
+  node.nodeIps.push_back(*ipvs::Address::parse("198.51.100.10"));
+  for (int i = 0; i < repeat; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    double c0 = cpuMs();
+    StatusOr<controller::Cluster> c = controller::parseFile(argv[1]);
+    if (!c) {
+      std::fprintf(stderr, "%s\n", c.status().toString().c_str());
+      return 1;
+    }
+    double parseMs = msSince(t0), parseCpu = cpuMs() - c0;
+    auto t1 = std::chrono::steady_clock::now();
+    double c1 = cpuMs();
+    controller::Desired d = controller::computeDesired(*c, node);
+    double desiredMs = msSince(t1), desiredCpu = cpuMs() - c1;
+    std::printf(
+        "services=%zu slices=%zu -> vs=%zu dests=%zu errors=%zu  parse %.1f ms (cpu %.1f)  desired %.1f ms (cpu %.1f)\n",
+        c->services.size(), c->slices.size(), d.table.services.size(), d.table.destCount(), d.errors.size(), parseMs,
+        parseCpu, desiredMs, desiredCpu);
+  }
+  return 0;
+}

@@ -1,0 +1,703 @@
+#include "controller/desired.h"
+
+#include <algorithm>
+#include <charconv>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace kipvs::controller {
+
+using ipvs::Address;
+using ipvs::DestKey;
+using ipvs::DestSpec;
+using ipvs::DestState;
+using ipvs::Family;
+using ipvs::Protocol;
+using ipvs::ServiceKey;
+using ipvs::ServiceState;
+
+// --- Cidr --------------------------------------------------------------------
+
+StatusOr<Cidr> Cidr::parse(std::string_view text) {
+  size_t slash = text.find('/');
+  if (slash == std::string_view::npos) {
+    return Status::invalid("invalid CIDR \"" + std::string(text) + "\": no prefix length");
+  }
+  StatusOr<Address> a = Address::parse(text.substr(0, slash));
+  if (!a) return Status::invalid("invalid CIDR \"" + std::string(text) + "\": bad address");
+  std::string_view p = text.substr(slash + 1);
+  int prefix = -1;
+  auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), prefix);
+  int maxPrefix = a->isV4() ? 32 : 128;
+  if (p.empty() || ec != std::errc() || end != p.data() + p.size() || prefix < 0 || prefix > maxPrefix) {
+    return Status::invalid("invalid CIDR \"" + std::string(text) + "\": bad prefix length");
+  }
+  Cidr c;
+  c.base = *a;
+  c.prefix = prefix;
+  // Keep the network address only, as net.ParseCIDR does: "10.0.0.7/8" is 10.0.0.0/8.
+  for (int i = 0; i < 16; ++i) {
+    int bits = std::clamp(prefix - i * 8, 0, 8);
+    c.base.bytes[i] &= static_cast<uint8_t>(0xff00 >> bits);
+  }
+  return c;
+}
+
+bool Cidr::contains(const Address& a) const {
+  if (a.family != base.family) return false;
+  for (int i = 0; i < 16; ++i) {
+    int bits = std::clamp(prefix - i * 8, 0, 8);
+    uint8_t mask = static_cast<uint8_t>(0xff00 >> bits);
+    if ((a.bytes[i] & mask) != base.bytes[i]) return false;
+  }
+  return true;
+}
+
+std::string Cidr::toString() const { return base.toString() + "/" + std::to_string(prefix); }
+
+// --- Schedulers --------------------------------------------------------------
+
+namespace {
+
+// net/netfilter/ipvs/ip_vs_<name>.c. twos arrived in Linux 6.2: known, but
+// Debian 12's 6.1 answers ENOENT for it (the kernel's word, per desired.h).
+constexpr std::string_view kSchedulers[] = {"rr",  "wrr", "lc", "wlc", "lblc", "lblcr", "dh",
+                                            "sh",  "sed", "nq", "fo",  "ovf",  "mh",    "twos"};
+
+// Schedulers that look at a destination's weight only to skip weight 0
+// (quiesced): rr, lc (least connections, weight ignored), dh (buckets filled
+// one per dest). sh and mh fill their tables in proportion to weight.
+bool ignoresWeights(std::string_view s) { return s == "rr" || s == "lc" || s == "dh"; }
+// Schedulers where weight means something other than a share: fo sends
+// everything to the heaviest dest, ovf uses weight as a connection limit.
+bool weightIsNotAShare(std::string_view s) { return s == "fo" || s == "ovf"; }
+
+}  // namespace
+
+bool isKnownScheduler(std::string_view name) {
+  return std::find(std::begin(kSchedulers), std::end(kSchedulers), name) != std::end(kSchedulers);
+}
+
+namespace {
+
+// --- Annotations and labels --------------------------------------------------
+
+constexpr std::string_view kLabelHeadless = "service.kubernetes.io/headless";
+constexpr std::string_view kLabelProxyName = "service.kubernetes.io/service-proxy-name";
+constexpr std::string_view kAnnScheduler = "kipvs.io/scheduler";
+constexpr std::string_view kAnnSchedulerFlags = "kipvs.io/scheduler-flags";
+constexpr std::string_view kAnnZoneWeights = "kipvs.io/zone-weights";
+
+constexpr int64_t kDefaultAffinityTimeout = 10800;  // core/v1 DefaultClientIPServiceAffinitySeconds
+constexpr int64_t kMaxAffinityTimeout = 86400;      // core/v1 MaxClientIPServiceAffinitySeconds
+
+// Precedence when two Services claim one virtual server. Addresses the API
+// server allocates (ClusterIP, nodePort) first, then what a controller
+// writes (LB status), last what any user may write (externalIPs: see
+// CVE-2020-8554). Same rank: namespace/name order.
+enum class VsKind : uint8_t { kClusterIP = 0, kNodePort = 1, kLoadBalancer = 2, kExternalIP = 3 };
+
+const char* vsKindName(VsKind k) {
+  switch (k) {
+    case VsKind::kClusterIP:
+      return "ClusterIP";
+    case VsKind::kNodePort:
+      return "NodePort";
+    case VsKind::kLoadBalancer:
+      return "LoadBalancer";
+    case VsKind::kExternalIP:
+      return "ExternalIP";
+  }
+  return "?";
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Splits a comma list, dropping empty items ("a, b," -> a, b).
+std::vector<std::string_view> splitList(std::string_view s) {
+  std::vector<std::string_view> out;
+  while (true) {
+    size_t c = s.find(',');
+    std::string_view item = trim(s.substr(0, c));
+    if (!item.empty()) out.push_back(item);
+    if (c == std::string_view::npos) break;
+    s.remove_prefix(c + 1);
+  }
+  return out;
+}
+
+// Kubernetes spells protocols in capitals only.
+std::optional<Protocol> k8sProtocol(std::string_view s) {
+  if (s == "TCP") return Protocol::kTcp;
+  if (s == "UDP") return Protocol::kUdp;
+  if (s == "SCTP") return Protocol::kSctp;
+  return std::nullopt;
+}
+
+struct ZoneWeights {
+  int32_t same = 1;
+  int32_t other = 1;
+};
+
+// "same=4,other=1"; a key left out keeps weight 1.
+StatusOr<ZoneWeights> parseZoneWeights(std::string_view text) {
+  ZoneWeights w;
+  std::vector<std::string_view> items = splitList(text);
+  if (items.empty()) return Status::invalid("empty");
+  for (std::string_view item : items) {
+    size_t eq = item.find('=');
+    if (eq == std::string_view::npos) return Status::invalid("\"" + std::string(item) + "\" is not key=weight");
+    std::string_view k = trim(item.substr(0, eq));
+    std::string_view v = trim(item.substr(eq + 1));
+    int64_t n = -1;
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (v.empty() || ec != std::errc() || end != v.data() + v.size() || n < 0 || n > 65535) {
+      return Status::invalid("weight \"" + std::string(v) + "\" is not an integer in 0..65535");
+    }
+    if (k == "same") {
+      w.same = static_cast<int32_t>(n);
+    } else if (k == "other") {
+      w.other = static_cast<int32_t>(n);
+    } else {
+      return Status::invalid("unknown key \"" + std::string(k) + "\" (want same, other)");
+    }
+  }
+  return w;
+}
+
+// --- EndpointSlices, validated once ------------------------------------------
+
+struct EpInfo {
+  Address address;
+  const Endpoint* src = nullptr;
+  bool ready = false, serving = false, terminating = false, local = false;
+};
+
+struct SlicePort {
+  std::string_view name;
+  Protocol protocol = Protocol::kTcp;
+  uint16_t port = 0;
+};
+
+struct SliceInfo {
+  const EndpointSlice* slice = nullptr;
+  Family family = Family::kV4;
+  std::vector<SlicePort> ports;  // usable ports only
+  std::vector<EpInfo> endpoints; // usable endpoints only
+};
+
+// What ip_vs_new_dest accepts as a masq destination (ipvs::validateDest's
+// rule, without building its message for each of 100k endpoints).
+bool isUnicast(const Address& a) {
+  const auto& b = a.bytes;
+  if (a.isV4()) {
+    if (b[0] == 0) return false;                                                     // 0.0.0.0/8
+    if (b[0] >= 224 && b[0] <= 239) return false;                                    // multicast
+    return !(b[0] == 255 && b[1] == 255 && b[2] == 255 && b[3] == 255);              // broadcast
+  }
+  if (a.isUnspecified() || b[0] == 0xff) return false;  // ::, multicast
+  return !(b[0] == 0xfe && (b[1] & 0xc0) == 0x80);      // fe80::/10
+}
+
+// Checks every endpoint of s once; bad ones become errors and are dropped.
+SliceInfo indexSlice(const EndpointSlice& s, const NodeFacts& node, std::vector<ObjectError>& errors) {
+  SliceInfo info;
+  info.slice = &s;
+  info.family = s.addressType == AddressType::kIPv6 ? Family::kV6 : Family::kV4;
+  auto error = [&](std::string msg) { errors.push_back({"EndpointSlice", s.meta.key(), std::move(msg)}); };
+  for (size_t i = 0; i < s.ports.size(); ++i) {
+    const EndpointPort& p = s.ports[i];
+    // kube-proxy skips nil names and nil/0 ports (endpointslicecache.go).
+    if (!p.name || !p.port || *p.port == 0) continue;
+    std::string where = "ports[" + std::to_string(i) + "]";
+    if (*p.port < 1 || *p.port > 65535) {
+      error(where + ".port " + std::to_string(*p.port) + " out of range 1..65535");
+      continue;
+    }
+    std::optional<Protocol> proto = k8sProtocol(p.protocol);
+    if (!proto) {
+      error(where + ".protocol \"" + p.protocol + "\" unknown (want TCP, UDP or SCTP)");
+      continue;
+    }
+    info.ports.push_back({*p.name, *proto, static_cast<uint16_t>(*p.port)});
+  }
+  info.endpoints.reserve(s.endpoints.size());
+  for (size_t i = 0; i < s.endpoints.size(); ++i) {
+    const Endpoint& e = s.endpoints[i];
+    if (e.addresses.empty()) continue;  // kube-proxy ignores these too
+    const std::string& text = e.addresses[0];
+    std::string where = "endpoints[" + std::to_string(i) + "].addresses[0] \"" + text + "\"";
+    StatusOr<Address> a = Address::parse(text);
+    if (!a) {
+      error(where + ": not an IP address");
+      continue;
+    }
+    if (a->family != info.family) {
+      error(where + ": not an " + (info.family == Family::kV4 ? "IPv4" : "IPv6") + " address (addressType " +
+            (info.family == Family::kV4 ? "IPv4" : "IPv6") + ")");
+      continue;
+    }
+    if (!isUnicast(*a)) {
+      error(where + ": not a unicast address");
+      continue;
+    }
+    EpInfo ep;
+    ep.address = *a;
+    ep.src = &e;
+    ep.ready = e.conditions.isReady();
+    ep.serving = e.conditions.isServing();
+    ep.terminating = e.conditions.isTerminating();
+    ep.local = !node.nodeName.empty() && e.nodeName == node.nodeName;
+    info.endpoints.push_back(ep);
+  }
+  return info;
+}
+
+// --- Endpoint choice (pkg/proxy/topology.go) ----------------------------------
+
+struct Cand {
+  DestKey key;
+  const EpInfo* ep = nullptr;
+  size_t sliceRank = 0;  // slices sorted by name
+};
+
+bool contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+enum class Topology { kNone, kSameNode, kSameZone };
+
+// topologyModeFromHints: use hints only if every ready endpoint has one and
+// at least one is for us; node hints before zone hints.
+Topology topologyMode(const std::vector<Cand>& cands, const NodeFacts& node) {
+  bool anyReady = false, allNode = true, forNode = false, allZone = true, forZone = false;
+  for (const Cand& c : cands) {
+    if (!c.ep->ready) continue;
+    anyReady = true;
+    const Endpoint& e = *c.ep->src;
+    if (e.hintNodes.empty()) {
+      allNode = false;
+    } else if (!node.nodeName.empty() && contains(e.hintNodes, node.nodeName)) {
+      forNode = true;
+    }
+    if (e.hintZones.empty()) {
+      allZone = false;
+    } else if (!node.zone.empty() && contains(e.hintZones, node.zone)) {
+      forZone = true;
+    }
+  }
+  if (!anyReady) return Topology::kNone;
+  if (allNode && forNode) return Topology::kSameNode;
+  if (allZone && forZone) return Topology::kSameZone;
+  return Topology::kNone;
+}
+
+bool availableFor(const Cand& c, Topology t, const NodeFacts& node) {
+  switch (t) {
+    case Topology::kNone:
+      return true;
+    case Topology::kSameNode:
+      return contains(c.ep->src->hintNodes, node.nodeName);
+    case Topology::kSameZone:
+      return contains(c.ep->src->hintZones, node.zone);
+  }
+  return false;
+}
+
+// Cluster policy: ready endpoints (topology applied); none -> serving and
+// terminating ones, topology ignored.
+std::vector<const Cand*> clusterEndpoints(const std::vector<Cand>& cands, const NodeFacts& node) {
+  std::vector<const Cand*> out;
+  Topology t = topologyMode(cands, node);
+  for (const Cand& c : cands) {
+    if (c.ep->ready && availableFor(c, t, node)) out.push_back(&c);
+  }
+  if (out.empty()) {
+    for (const Cand& c : cands) {
+      if (c.ep->serving && c.ep->terminating) out.push_back(&c);
+    }
+  }
+  return out;
+}
+
+// Local policy: ready local endpoints; none -> serving and terminating local
+// ones. No topology: local is already as close as it gets.
+std::vector<const Cand*> localEndpoints(const std::vector<Cand>& cands) {
+  std::vector<const Cand*> out;
+  for (const Cand& c : cands) {
+    if (c.ep->local && c.ep->ready) out.push_back(&c);
+  }
+  if (out.empty()) {
+    for (const Cand& c : cands) {
+      if (c.ep->local && c.ep->serving && c.ep->terminating) out.push_back(&c);
+    }
+  }
+  return out;
+}
+
+// --- Per-Service work --------------------------------------------------------
+
+// A virtual server one Service wants; it may lose to another Service's claim.
+struct Claim {
+  ServiceKey key;
+  VsKind kind = VsKind::kClusterIP;
+  const Service* svc = nullptr;
+  size_t seq = 0;  // global order of production: Services sorted, then ports, then addresses
+  std::string portName;
+  ServiceState state;
+};
+
+bool beats(const Claim& a, const Claim& b) {
+  if (a.kind != b.kind) return a.kind < b.kind;
+  return a.seq < b.seq;  // seq follows namespace/name order
+}
+
+struct Validated {
+  std::vector<Address> clusterIps;
+  std::vector<Address> externalIps;
+  std::vector<Address> lbIps;
+  std::vector<Protocol> protocols;  // per spec.ports index
+  ipvs::ServiceSpec spec;
+  std::optional<ZoneWeights> zoneWeights;
+};
+
+// Every per-Service rule that can reject the Service as a whole.
+Status validateService(const Service& svc, const NodeFacts& node, Validated& v) {
+  // ClusterIPs: clusterIPs when set (primary first), else clusterIP.
+  std::vector<std::string> ips = svc.clusterIPs;
+  if (ips.empty() && !svc.clusterIP.empty()) ips.push_back(svc.clusterIP);
+  for (size_t i = 0; i < ips.size(); ++i) {
+    StatusOr<Address> a = Address::parse(ips[i]);
+    if (!a || a->isUnspecified()) {
+      return Status::invalid("clusterIP \"" + ips[i] + "\" is not an IP address");
+    }
+    for (const Address& b : v.clusterIps) {
+      if (b.family == a->family) return Status::invalid("two clusterIPs of the same family");
+    }
+    v.clusterIps.push_back(*a);
+  }
+  for (const std::string& s : svc.externalIPs) {
+    StatusOr<Address> a = Address::parse(s);
+    if (!a || a->isUnspecified()) return Status::invalid("externalIP \"" + s + "\" is not an IP address");
+    v.externalIps.push_back(*a);
+  }
+  for (const LoadBalancerIngress& in : svc.lbIngress) {
+    if (in.ip.empty() || in.ipMode == "Proxy") continue;  // hostname-only, or the LB proxies itself
+    StatusOr<Address> a = Address::parse(in.ip);
+    if (!a || a->isUnspecified()) {
+      return Status::invalid("status.loadBalancer.ingress ip \"" + in.ip + "\" is not an IP address");
+    }
+    v.lbIps.push_back(*a);
+  }
+  for (size_t i = 0; i < svc.ports.size(); ++i) {
+    const ServicePort& p = svc.ports[i];
+    std::string what = "port " + (p.name.empty() ? std::to_string(i) : "\"" + p.name + "\"");
+    std::optional<Protocol> proto = k8sProtocol(p.protocol);
+    if (!proto) return Status::invalid(what + ": unknown protocol \"" + p.protocol + "\"");
+    if (p.port < 1 || p.port > 65535) {
+      return Status::invalid(what + ": port " + std::to_string(p.port) + " out of range 1..65535");
+    }
+    if (p.nodePort < 0 || p.nodePort > 65535) {
+      return Status::invalid(what + ": nodePort " + std::to_string(p.nodePort) + " out of range 0..65535");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (svc.ports[j].port == p.port && v.protocols[j] == *proto) {
+        return Status::invalid(what + ": duplicate " + p.protocol + " port " + std::to_string(p.port));
+      }
+    }
+    v.protocols.push_back(*proto);
+  }
+
+  const std::string* sched = svc.meta.annotation(kAnnScheduler);
+  v.spec.scheduler = sched ? std::string(trim(*sched)) : node.defaultScheduler;
+  if (!isKnownScheduler(v.spec.scheduler)) {
+    return Status::invalid("unknown IPVS scheduler \"" + v.spec.scheduler + "\"" +
+                           (sched ? " (annotation " + std::string(kAnnScheduler) + ")" : " (node default)"));
+  }
+  if (const std::string* flags = svc.meta.annotation(kAnnSchedulerFlags)) {
+    for (std::string_view f : splitList(*flags)) {
+      std::string_view family = f.substr(0, 2);  // "sh" / "mh"
+      uint32_t bit = 0;
+      if (f == "sh-fallback" || f == "mh-fallback") bit = ipvs::kSvcFlagSched1;
+      if (f == "sh-port" || f == "mh-port") bit = ipvs::kSvcFlagSched2;
+      if (bit == 0) {
+        return Status::invalid("annotation " + std::string(kAnnSchedulerFlags) + ": unknown flag \"" +
+                               std::string(f) + "\" (want sh-fallback, sh-port, mh-fallback, mh-port)");
+      }
+      if (family != v.spec.scheduler) {
+        return Status::invalid("annotation " + std::string(kAnnSchedulerFlags) + ": flag \"" + std::string(f) +
+                               "\" needs scheduler " + std::string(family) + ", not " + v.spec.scheduler);
+      }
+      v.spec.flags |= bit;
+    }
+  }
+  if (svc.sessionAffinity == SessionAffinity::kClientIP) {
+    int64_t t = svc.affinityTimeoutSeconds.value_or(kDefaultAffinityTimeout);
+    if (t < 1 || t > kMaxAffinityTimeout) {
+      return Status::invalid("sessionAffinityConfig.clientIP.timeoutSeconds " + std::to_string(t) +
+                             " out of range 1..86400");
+    }
+    v.spec.flags |= ipvs::kSvcFlagPersistent;
+    v.spec.timeout = static_cast<uint32_t>(t);
+  }
+  if (const std::string* zw = svc.meta.annotation(kAnnZoneWeights)) {
+    StatusOr<ZoneWeights> w = parseZoneWeights(*zw);
+    if (!w) return w.status().withContext("annotation " + std::string(kAnnZoneWeights) + " \"" + *zw + "\"");
+    v.zoneWeights = *w;
+  }
+  return Status::ok();
+}
+
+// Services kube-proxy would not program, without them being wrong.
+bool skipped(const Service& svc, const NodeFacts& node) {
+  if (svc.type == ServiceType::kExternalName) return true;
+  if (svc.meta.label(kLabelHeadless)) return true;
+  if (const std::string* proxy = svc.meta.label(kLabelProxyName)) {
+    return node.proxyName.empty() || *proxy != node.proxyName;
+  }
+  // Headless: kube-proxy's ShouldSkipService. An unparsable clusterIP is not
+  // headless but invalid: validation reports it.
+  const std::string& primary = svc.clusterIPs.empty() ? svc.clusterIP : svc.clusterIPs.front();
+  return primary.empty() || primary == "None";
+}
+
+class Builder {
+ public:
+  Builder(const Cluster& cluster, const NodeFacts& node) : cluster_(cluster), node_(node) {}
+
+  Desired run() {
+    d_.errors = cluster_.errors;
+    indexSlices();
+    std::vector<const Service*> order;
+    order.reserve(cluster_.services.size());
+    for (const Service& s : cluster_.services) order.push_back(&s);
+    std::sort(order.begin(), order.end(), [](const Service* a, const Service* b) {
+      return std::tie(a->meta.ns, a->meta.name) < std::tie(b->meta.ns, b->meta.name);
+    });
+    for (const Service* s : order) service(*s);
+    resolve();
+    ipvs::normalize(d_.table);
+    std::sort(d_.errors.begin(), d_.errors.end());
+    std::sort(d_.notes.begin(), d_.notes.end());
+    d_.notes.erase(std::unique(d_.notes.begin(), d_.notes.end()), d_.notes.end());
+    return std::move(d_);
+  }
+
+ private:
+  void indexSlices() {
+    slices_.reserve(cluster_.slices.size());
+    for (const EndpointSlice& s : cluster_.slices) {
+      if (s.addressType == AddressType::kFqdn) continue;  // kube-proxy never reads FQDN slices
+      std::string_view svcName = s.serviceName();
+      if (svcName.empty()) continue;  // not tied to a Service (kube-proxy logs and skips)
+      slices_[s.meta.ns + "/" + std::string(svcName)].push_back(indexSlice(s, node_, d_.errors));
+    }
+    for (auto& [k, v] : slices_) {
+      std::sort(v.begin(), v.end(),
+                [](const SliceInfo& a, const SliceInfo& b) { return a.slice->meta.name < b.slice->meta.name; });
+    }
+  }
+
+  void service(const Service& svc) {
+    if (skipped(svc, node_)) return;
+    Validated v;
+    if (Status st = validateService(svc, node_, v); !st.isOk()) {
+      d_.errors.push_back({"Service", svc.meta.key(), st.message()});
+      return;
+    }
+    const std::string key = svc.meta.key();
+    bool external = svc.type == ServiceType::kNodePort || svc.type == ServiceType::kLoadBalancer ||
+                    !svc.externalIPs.empty();
+    bool itpLocal = svc.internalTrafficPolicy == TrafficPolicy::kLocal;
+    bool etpLocal = external && svc.externalTrafficPolicy == TrafficPolicy::kLocal;
+
+    auto hasFamily = [&](Family f) {
+      return std::any_of(v.clusterIps.begin(), v.clusterIps.end(), [&](const Address& a) { return a.family == f; });
+    };
+    // kube-proxy runs one proxier per family and gives each only the
+    // addresses of its family; a family without a ClusterIP gets nothing.
+    for (const auto* list : {&v.externalIps, &v.lbIps}) {
+      for (const Address& a : *list) {
+        if (!hasFamily(a.family)) {
+          d_.notes.push_back("Service " + key + ": " + a.toString() +
+                             " ignored: the Service has no ClusterIP of its family");
+        }
+      }
+    }
+
+    auto slicesIt = slices_.find(key);
+    const std::vector<SliceInfo>* slices = slicesIt == slices_.end() ? nullptr : &slicesIt->second;
+    bool produced = false;
+
+    for (size_t pi = 0; pi < svc.ports.size(); ++pi) {
+      const ServicePort& port = svc.ports[pi];
+      Protocol proto = v.protocols[pi];
+      uint16_t portNum = static_cast<uint16_t>(port.port);
+      for (Family fam : {Family::kV4, Family::kV6}) {
+        if (!hasFamily(fam)) continue;
+        std::vector<Cand> cands = candidates(slices, fam, port.name, proto);
+        std::optional<std::map<DestKey, DestState>> clusterSet, localSet;
+        auto dests = [&](bool local) -> const std::map<DestKey, DestState>& {
+          auto& slot = local ? localSet : clusterSet;
+          if (!slot) slot = weigh(local ? localEndpoints(cands) : clusterEndpoints(cands, node_), v);
+          return *slot;
+        };
+        auto claim = [&](VsKind kind, const Address& a, uint16_t p, bool local) {
+          Claim c;
+          c.key = ServiceKey::make(proto, a, p);
+          c.kind = kind;
+          c.svc = &svc;
+          c.seq = claims_.size();
+          c.portName = port.name;
+          c.state.spec = v.spec;
+          c.state.dests = dests(local);
+          claims_.push_back(std::move(c));
+          produced = true;
+        };
+        for (const Address& a : v.clusterIps) {
+          if (a.family == fam) claim(VsKind::kClusterIP, a, portNum, itpLocal);
+        }
+        for (const Address& a : v.externalIps) {
+          if (a.family == fam) claim(VsKind::kExternalIP, a, portNum, etpLocal);
+        }
+        for (const Address& a : v.lbIps) {
+          if (a.family == fam) claim(VsKind::kLoadBalancer, a, portNum, etpLocal);
+        }
+        if (port.nodePort == 0) continue;
+        if (port.nodePort < node_.nodePortMin || port.nodePort > node_.nodePortMax) {
+          if (fam == Family::kV4 || !hasFamily(Family::kV4)) {  // once per port
+            d_.errors.push_back({"Service", key,
+                                 "port " + (port.name.empty() ? std::to_string(pi) : "\"" + port.name + "\"") +
+                                     ": nodePort " + std::to_string(port.nodePort) + " outside this node's range " +
+                                     std::to_string(node_.nodePortMin) + "-" + std::to_string(node_.nodePortMax) +
+                                     "; NodePort virtual servers not programmed"});
+          }
+          continue;
+        }
+        for (const Address& a : node_.nodeIps) {
+          if (a.family != fam || a.isUnspecified() || !nodePortAddress(a)) continue;
+          claim(VsKind::kNodePort, a, static_cast<uint16_t>(port.nodePort), etpLocal);
+        }
+      }
+    }
+    if (!produced) return;
+    if (v.zoneWeights) {
+      if (ignoresWeights(v.spec.scheduler)) {
+        d_.notes.push_back("Service " + key + ": " + std::string(kAnnZoneWeights) + " has no effect: scheduler " +
+                           v.spec.scheduler + " ignores weights (use wrr, wlc, sh or mh)");
+      } else if (weightIsNotAShare(v.spec.scheduler)) {
+        d_.notes.push_back("Service " + key + ": " + std::string(kAnnZoneWeights) + " with scheduler " +
+                           v.spec.scheduler +
+                           (v.spec.scheduler == "fo" ? ": all traffic goes to the heaviest endpoint"
+                                                     : ": weights act as per-endpoint connection limits"));
+      }
+      if (node_.zone.empty()) {
+        d_.notes.push_back("Service " + key + ": " + std::string(kAnnZoneWeights) +
+                           ": this node has no zone, every endpoint gets the \"other\" weight");
+      }
+    }
+    if (!svc.loadBalancerSourceRanges.empty() && !v.lbIps.empty()) {
+      d_.notes.push_back("Service " + key + ": loadBalancerSourceRanges not enforced by kipvs");
+    }
+  }
+
+  bool nodePortAddress(const Address& a) const {
+    if (node_.nodePortCidrs.empty()) return true;
+    return std::any_of(node_.nodePortCidrs.begin(), node_.nodePortCidrs.end(),
+                       [&](const Cidr& c) { return c.contains(a); });
+  }
+
+  // Endpoints of one Service port in one family, across all its slices, each
+  // (address, port) once. Slices are matched by port name and protocol; the
+  // port number comes from each slice (they may differ during a rollout).
+  std::vector<Cand> candidates(const std::vector<SliceInfo>* slices, Family fam, const std::string& portName,
+                               Protocol proto) const {
+    std::vector<Cand> out;
+    if (!slices) return out;
+    for (size_t r = 0; r < slices->size(); ++r) {
+      const SliceInfo& si = (*slices)[r];
+      if (si.family != fam) continue;
+      for (const SlicePort& sp : si.ports) {
+        if (sp.name != portName || sp.protocol != proto) continue;
+        for (const EpInfo& ep : si.endpoints) out.push_back({DestKey{ep.address, sp.port}, &ep, r});
+      }
+    }
+    // The same endpoint in two slices (it moved between them): keep one.
+    // kube-proxy prefers the local copy, then whichever it met first; we
+    // prefer local, then ready, then serving, then the first slice by name,
+    // so that the outcome never depends on input order.
+    std::sort(out.begin(), out.end(), [](const Cand& a, const Cand& b) {
+      if (a.key != b.key) return a.key < b.key;
+      if (a.ep->local != b.ep->local) return a.ep->local;
+      if (a.ep->ready != b.ep->ready) return a.ep->ready;
+      if (a.ep->serving != b.ep->serving) return a.ep->serving;
+      return a.sliceRank < b.sliceRank;
+    });
+    out.erase(std::unique(out.begin(), out.end(), [](const Cand& a, const Cand& b) { return a.key == b.key; }),
+              out.end());
+    return out;
+  }
+
+  std::map<DestKey, DestState> weigh(const std::vector<const Cand*>& chosen, const Validated& v) const {
+    std::map<DestKey, DestState> out;
+    for (const Cand* c : chosen) {
+      DestState ds;
+      ds.spec.fwd = ipvs::FwdMethod::kMasq;
+      ds.spec.weight = 1;
+      if (v.zoneWeights) {
+        bool same = !node_.zone.empty() && c->ep->src->zone == node_.zone;
+        ds.spec.weight = same ? v.zoneWeights->same : v.zoneWeights->other;
+      }
+      out.emplace_hint(out.end(), c->key, ds);  // chosen is sorted by key
+    }
+    return out;
+  }
+
+  // One winner per virtual server; losers are reported, their Service keeps
+  // its other virtual servers.
+  void resolve() {
+    std::unordered_map<ServiceKey, size_t> best;
+    best.reserve(claims_.size());
+    for (size_t i = 0; i < claims_.size(); ++i) {
+      auto [it, inserted] = best.emplace(claims_[i].key, i);
+      if (!inserted && beats(claims_[i], claims_[it->second])) it->second = i;
+    }
+    for (size_t i = 0; i < claims_.size(); ++i) {
+      Claim& c = claims_[i];
+      const Claim& w = claims_[best[c.key]];
+      if (&w != &c) {
+        std::string winner = w.svc == c.svc ? "its own " + std::string(vsKindName(w.kind)) + " virtual server"
+                                            : "Service " + w.svc->meta.key() + " (" + vsKindName(w.kind) + ")";
+        d_.errors.push_back({"Service", c.svc->meta.key(),
+                             std::string(vsKindName(c.kind)) + " virtual server " + c.key.toString() +
+                                 " conflicts with " + winner + "; not programmed"});
+        continue;
+      }
+      std::string name = c.svc->meta.key();
+      if (c.kind != VsKind::kNodePort) d_.vips.insert(c.key.address);
+      d_.origins[c.key] = VsOrigin{name, c.portName, vsKindName(c.kind)};
+      d_.services.insert(std::move(name));
+      d_.table.services.emplace(c.key, std::move(c.state));
+    }
+  }
+
+  const Cluster& cluster_;
+  const NodeFacts& node_;
+  Desired d_;
+  std::unordered_map<std::string, std::vector<SliceInfo>> slices_;  // "namespace/service" -> slices by name
+  std::vector<Claim> claims_;
+};
+
+}  // namespace
+
+Desired computeDesired(const Cluster& cluster, const NodeFacts& node) { return Builder(cluster, node).run(); }
+
+}  // namespace kipvs::controller

@@ -1,0 +1,85 @@
+#pragma once
+// HostNetwork in memory, for unit tests of the apply loop.
+
+#include <map>
+
+#include "controller/host.h"
+
+namespace kipvs::controller {
+
+// Same semantics as the kernel for what the controller does: unknown
+// interface is ENODEV, unknown sysctl is ENOENT, bind/unbind idempotent.
+// Tests seed links, addresses and sysctls, inspect them, and inject faults.
+class FakeHostNetwork : public HostNetwork {
+ public:
+  enum class Op {
+    kEnsureDummy,
+    kBoundAddresses,
+    kBind,
+    kUnbind,
+    kSetSysctl,
+    kGetSysctl,
+    kNodeAddresses,
+    kKernelRelease,
+  };
+
+  explicit FakeHostNetwork(std::string kernelRelease = "6.1.0-18-amd64") : kernelRelease_(std::move(kernelRelease)) {}
+
+  Status ensureDummy(const std::string& ifname) override;
+  StatusOr<std::set<ipvs::Address>> boundAddresses(const std::string& ifname) override;
+  Status bindAddress(const std::string& ifname, const ipvs::Address& addr) override;
+  Status unbindAddress(const std::string& ifname, const ipvs::Address& addr) override;
+  Status setSysctl(const std::string& path, const std::string& value) override;
+  StatusOr<std::string> getSysctl(const std::string& path) override;
+  StatusOr<std::vector<ipvs::Address>> nodeAddresses(const std::string& excludeIfname) override;
+  StatusOr<std::string> kernelRelease() override;
+
+  // --- test controls ---
+  // A link of any type ("dummy", "veth", "loopback"...), with addresses.
+  void addLink(const std::string& ifname, const std::string& type, bool up = true);
+  void addLinkAddress(const std::string& ifname, const ipvs::Address& addr);  // creates a "veth" if missing
+  // Makes a sysctl exist (the kernel's /proc/sys has a fixed set of files).
+  void seedSysctl(const std::string& path, const std::string& value) { sysctls_[path] = value; }
+  // The kube-proxy set with a fresh kernel's defaults (what ip_vs + a new netns show).
+  void seedIpvsSysctlDefaults();
+  // The next `times` calls of op fail with status. With match non-empty,
+  // only calls whose address text, sysctl path (or, for link-wide ops, ifname)
+  // equals match; other calls go through.
+  void injectFailure(Op op, Status status, int times = 1, std::string match = "");
+
+  bool hasLink(const std::string& ifname) const { return links_.count(ifname) != 0; }
+  std::string linkType(const std::string& ifname) const;
+  bool isUp(const std::string& ifname) const;
+  std::set<ipvs::Address> addresses(const std::string& ifname) const;
+  const std::map<std::string, std::string>& sysctls() const { return sysctls_; }
+  // Calls per op, failed ones included.
+  int calls(Op op) const;
+  // Calls that changed state: links created or brought up, addresses added or
+  // removed, sysctl writes.
+  uint64_t writeCount() const { return writes_; }
+
+ private:
+  struct Link {
+    std::string type;
+    bool up = true;
+    std::vector<ipvs::Address> addresses;  // in insertion order, like the kernel
+  };
+  struct Fault {
+    Op op;
+    Status status;
+    int times;
+    std::string match;
+  };
+  // Counts the call; returns the injected status if one applies.
+  Status enter(Op op, const std::string& key);
+
+  std::string kernelRelease_;
+  std::map<std::string, Link> links_;
+  std::vector<std::string> linkOrder_;  // creation order, like ifindex
+  std::map<std::string, std::string> sysctls_;
+  std::vector<Fault> faults_;
+  std::map<Op, int> calls_;
+  uint64_t writes_ = 0;
+};
+
+}  // namespace kipvs::controller

@@ -1,0 +1,85 @@
+#pragma once
+// The host side of a node proxy, as kube-proxy's IPVS mode does it: every
+// virtual IP is bound to a dummy interface (kube-ipvs0) so the node accepts
+// packets to it, and a few sysctls make IPVS behave. HostNetwork is the one
+// interface through which the controller touches links, addresses and
+// sysctls; NetlinkHostNetwork (netlink_host.h) talks to the kernel,
+// FakeHostNetwork (fake_host.h) keeps the same state in memory.
+
+#include <compare>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ipvs/model.h"
+#include "netlink/status.h"
+
+namespace kipvs::controller {
+
+class HostNetwork {
+ public:
+  virtual ~HostNetwork() = default;
+
+  // Creates the dummy link if missing and brings it up. An existing link of
+  // another type is an error (kInvalid) naming it: we never take over a link
+  // someone else made.
+  virtual Status ensureDummy(const std::string& ifname) = 0;
+  // The addresses (v4 and v6, any prefix length) on the interface, except
+  // IPv6 link-local ones: the kernel gives an up link its own fe80::, which
+  // is not ours to unbind.
+  virtual StatusOr<std::set<ipvs::Address>> boundAddresses(const std::string& ifname) = 0;
+  // Adds / removes addr as /32 or /128 (v6 with NODAD, default scope).
+  // Idempotent: already bound / already gone are success. Unspecified and
+  // IPv6 link-local addresses are refused (kInvalid).
+  virtual Status bindAddress(const std::string& ifname, const ipvs::Address& addr) = 0;
+  virtual Status unbindAddress(const std::string& ifname, const ipvs::Address& addr) = 0;
+  // path is relative to /proc/sys with slashes: "net/ipv4/vs/conntrack".
+  // getSysctl trims the trailing newline. A missing sysctl is ENOENT.
+  virtual Status setSysctl(const std::string& path, const std::string& value) = 0;
+  virtual StatusOr<std::string> getSysctl(const std::string& path) = 0;
+  // This host's global unicast addresses (see isNodeAddressCandidate), not
+  // those on loopback links (a VIP on lo is no node address) nor on
+  // excludeIfname (the dummy: its addresses are virtual IPs), in the kernel's
+  // order: v4 first, by interface, primary first. A missing excludeIfname
+  // excludes nothing.
+  virtual StatusOr<std::vector<ipvs::Address>> nodeAddresses(const std::string& excludeIfname) = 0;
+  // uname -r, e.g. "6.1.0-18-amd64".
+  virtual StatusOr<std::string> kernelRelease() = 0;
+};
+
+// Not loopback, link-local, multicast or unspecified: an address another
+// node can reach this one at.
+bool isNodeAddressCandidate(const ipvs::Address& addr);
+// fe80::/10.
+bool isIpv6LinkLocal(const ipvs::Address& addr);
+// What bindAddress refuses before asking the kernel; `what` prefixes the message.
+Status validateBindable(const ipvs::Address& addr, const std::string& what);
+
+struct KernelVersion {
+  int major = 0, minor = 0, patch = 0;
+  auto operator<=>(const KernelVersion&) const = default;
+};
+// "6.1.0-18-amd64" -> 6.1.0, "5.9" -> 5.9.0; anything without major.minor
+// is kParse.
+StatusOr<KernelVersion> parseKernelRelease(std::string_view release);
+
+// What kube-proxy does with net/ipv4/vs/conn_reuse_mode (pkg/proxy/ipvs/
+// proxier.go, versions in pkg/util/kernel/constants.go): below 4.1 the sysctl
+// does not exist (kube-proxy logs an error and goes on); from 4.1 up to 5.8 it
+// is set to 0, because mode 1 dropped the first SYN of a reused connection and
+// stalled it for a second (kubernetes#70747), at the cost of traffic sticking
+// to removed endpoints (kubernetes#81775); from 5.9, where the kernel fixed
+// both (kube-proxy cites torvalds/linux 35dfb013149f), it is left as it is
+// (kubernetes#93297).
+enum class ConnReuseAction { kUnsupported, kSetZero, kLeave };
+ConnReuseAction connReuseActionFor(const KernelVersion& v);
+
+// Sets the sysctls IPVS needs, as kube-proxy does: vs/conntrack=1,
+// vs/expire_nodest_conn=1, vs/expire_quiescent_template=1, ip_forward=1, and
+// vs/conn_reuse_mode per connReuseActionFor. Reads each first and writes
+// only those that differ; appends "path: old -> new" to *changes (may be
+// null) for each write. Stops at the first error, naming the sysctl.
+Status prepareIpvsSysctls(HostNetwork& host, const std::string& kernelRelease, std::vector<std::string>* changes);
+
+}  // namespace kipvs::controller

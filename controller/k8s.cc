@@ -1,0 +1,587 @@
+#include "controller/k8s.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+
+namespace kipvs::controller {
+
+const std::string* ObjectMeta::label(std::string_view k) const {
+  auto it = labels.find(k);
+  return it == labels.end() ? nullptr : &it->second;
+}
+
+const std::string* ObjectMeta::annotation(std::string_view k) const {
+  auto it = annotations.find(k);
+  return it == annotations.end() ? nullptr : &it->second;
+}
+
+std::string_view EndpointSlice::serviceName() const {
+  const std::string* s = meta.label(kLabelServiceName);
+  return s ? std::string_view(*s) : std::string_view();
+}
+
+const char* serviceTypeName(ServiceType t) {
+  switch (t) {
+    case ServiceType::kClusterIP:
+      return "ClusterIP";
+    case ServiceType::kNodePort:
+      return "NodePort";
+    case ServiceType::kLoadBalancer:
+      return "LoadBalancer";
+    case ServiceType::kExternalName:
+      return "ExternalName";
+  }
+  return "?";
+}
+
+namespace {
+
+using rapidjson::Value;
+
+// A JSON path as a chain of stack frames, rendered only when an error needs
+// it: building "endpoints[17].conditions" for every field would cost an
+// allocation per field on the hot path.
+struct Path {
+  const Path* parent = nullptr;
+  std::string_view name;  // member name, or empty for an array element
+  int64_t index = -1;
+
+  Path member(std::string_view n) const { return Path{this, n, -1}; }
+  Path element(size_t i) const { return Path{this, {}, static_cast<int64_t>(i)}; }
+
+  std::string toString() const {
+    std::string head = parent ? parent->toString() : std::string();
+    if (index >= 0) return head + "[" + std::to_string(index) + "]";
+    if (name.empty()) return head;
+    return head.empty() ? std::string(name) : head + "." + std::string(name);
+  }
+};
+
+const char* typeName(const Value& v) {
+  switch (v.GetType()) {
+    case rapidjson::kNullType:
+      return "null";
+    case rapidjson::kFalseType:
+    case rapidjson::kTrueType:
+      return "boolean";
+    case rapidjson::kObjectType:
+      return "object";
+    case rapidjson::kArrayType:
+      return "array";
+    case rapidjson::kStringType:
+      return "string";
+    case rapidjson::kNumberType:
+      return "number";
+  }
+  return "?";
+}
+
+std::string str(const Value& v) { return std::string(v.GetString(), v.GetStringLength()); }
+std::string_view view(const Value& v) { return std::string_view(v.GetString(), v.GetStringLength()); }
+
+// Reads fields of one object, keeping the first structural error. Absent and
+// null members both read as "not set", as in the Kubernetes API.
+class Reader {
+ public:
+  bool ok() const { return error_.empty(); }
+  const std::string& error() const { return error_; }
+
+  void fail(const Path& p, std::string what) {
+    if (error_.empty()) error_ = p.toString() + ": " + std::move(what);
+  }
+  void wrongType(const Path& p, const char* want, const Value& got) {
+    fail(p, std::string("expected ") + want + ", got " + typeName(got));
+  }
+
+  // The member, or nullptr when absent or null.
+  static const Value* get(const Value& obj, std::string_view name) {
+    auto it = obj.FindMember(Value(rapidjson::StringRef(name.data(), name.size())));
+    if (it == obj.MemberEnd() || it->value.IsNull()) return nullptr;
+    return &it->value;
+  }
+
+  const Value* object(const Value& obj, std::string_view name, const Path& p) {
+    const Value* v = get(obj, name);
+    if (v && !v->IsObject()) {
+      wrongType(p.member(name), "an object", *v);
+      return nullptr;
+    }
+    return v;
+  }
+
+  const Value* array(const Value& obj, std::string_view name, const Path& p) {
+    const Value* v = get(obj, name);
+    if (v && !v->IsArray()) {
+      wrongType(p.member(name), "an array", *v);
+      return nullptr;
+    }
+    return v;
+  }
+
+  void string(const Value& obj, std::string_view name, std::string& out, const Path& p) {
+    const Value* v = get(obj, name);
+    if (!v) return;
+    if (!v->IsString()) return wrongType(p.member(name), "a string", *v);
+    out.assign(v->GetString(), v->GetStringLength());
+  }
+
+  void optString(const Value& obj, std::string_view name, std::optional<std::string>& out, const Path& p) {
+    const Value* v = get(obj, name);
+    if (!v) return;
+    if (!v->IsString()) return wrongType(p.member(name), "a string", *v);
+    out.emplace(v->GetString(), v->GetStringLength());
+  }
+
+  void integer(const Value& obj, std::string_view name, int64_t& out, const Path& p) {
+    const Value* v = get(obj, name);
+    if (!v) return;
+    if (!v->IsInt64()) return wrongType(p.member(name), "an integer", *v);
+    out = v->GetInt64();
+  }
+
+  void optInteger(const Value& obj, std::string_view name, std::optional<int64_t>& out, const Path& p) {
+    const Value* v = get(obj, name);
+    if (!v) return;
+    if (!v->IsInt64()) return wrongType(p.member(name), "an integer", *v);
+    out = v->GetInt64();
+  }
+
+  void optBool(const Value& obj, std::string_view name, std::optional<bool>& out, const Path& p) {
+    const Value* v = get(obj, name);
+    if (!v) return;
+    if (!v->IsBool()) return wrongType(p.member(name), "a boolean", *v);
+    out = v->GetBool();
+  }
+
+  void stringList(const Value& obj, std::string_view name, std::vector<std::string>& out, const Path& p) {
+    const Value* arr = array(obj, name, p);
+    if (!arr) return;
+    Path ap = p.member(name);
+    out.reserve(arr->Size());
+    for (rapidjson::SizeType i = 0; i < arr->Size(); ++i) {
+      const Value& e = (*arr)[i];
+      if (!e.IsString()) return wrongType(ap.element(i), "a string", e);
+      out.emplace_back(e.GetString(), e.GetStringLength());
+    }
+  }
+
+  void stringMap(const Value& obj, std::string_view name, StringMap& out, const Path& p) {
+    const Value* m = object(obj, name, p);
+    if (!m) return;
+    Path mp = p.member(name);
+    for (auto it = m->MemberBegin(); it != m->MemberEnd(); ++it) {
+      if (!it->value.IsString()) return wrongType(mp.member(view(it->name)), "a string", it->value);
+      out.emplace(str(it->name), str(it->value));
+    }
+  }
+
+  // hints.forZones / hints.forNodes: [{"name": "..."}]
+  void nameList(const Value& obj, std::string_view name, std::vector<std::string>& out, const Path& p) {
+    const Value* arr = array(obj, name, p);
+    if (!arr) return;
+    Path ap = p.member(name);
+    for (rapidjson::SizeType i = 0; i < arr->Size(); ++i) {
+      const Value& e = (*arr)[i];
+      if (!e.IsObject()) return wrongType(ap.element(i), "an object", e);
+      std::string n;
+      string(e, "name", n, ap.element(i));
+      out.push_back(std::move(n));
+    }
+  }
+
+  void meta(const Value& obj, ObjectMeta& m) {
+    Path root;
+    const Value* md = object(obj, "metadata", root);
+    if (!ok()) return;
+    if (!md) return fail(root.member("metadata"), "missing");
+    Path mp = root.member("metadata");
+    string(*md, "name", m.name, mp);
+    string(*md, "namespace", m.ns, mp);
+    stringMap(*md, "labels", m.labels, mp);
+    stringMap(*md, "annotations", m.annotations, mp);
+    if (ok() && m.name.empty()) fail(mp.member("name"), "missing");
+    // kubectl always prints the namespace; hand-written fixtures may not.
+    if (m.ns.empty()) m.ns = "default";
+  }
+
+ private:
+  std::string error_;
+};
+
+// Best-effort "namespace/name" of an object we could not fully read, for the
+// error message.
+std::string objectName(const Value& obj, std::string_view source, int64_t index) {
+  std::string ns = "default", name;
+  if (const Value* md = Reader::get(obj, "metadata"); md && md->IsObject()) {
+    if (const Value* n = Reader::get(*md, "name"); n && n->IsString()) name = str(*n);
+    if (const Value* n = Reader::get(*md, "namespace"); n && n->IsString() && n->GetStringLength()) ns = str(*n);
+  }
+  if (name.empty()) {
+    name = "<" + std::string(source) + (index >= 0 ? " items[" + std::to_string(index) + "]" : "") + ">";
+  }
+  return ns + "/" + name;
+}
+
+void parsePolicy(Reader& r, const Value& spec, std::string_view field, TrafficPolicy& out, const Path& p) {
+  std::string s;
+  r.string(spec, field, s, p);
+  if (s.empty() || s == "Cluster") {
+    out = TrafficPolicy::kCluster;
+  } else if (s == "Local") {
+    out = TrafficPolicy::kLocal;
+  } else {
+    r.fail(p.member(field), "unknown traffic policy \"" + s + "\"");
+  }
+}
+
+void parseService(Reader& r, const Value& obj, Service& svc) {
+  r.meta(obj, svc.meta);
+  Path root;
+  const Value* spec = r.object(obj, "spec", root);
+  if (spec) {
+    Path sp = root.member("spec");
+    std::string type;
+    r.string(*spec, "type", type, sp);
+    if (type.empty() || type == "ClusterIP") {
+      svc.type = ServiceType::kClusterIP;
+    } else if (type == "NodePort") {
+      svc.type = ServiceType::kNodePort;
+    } else if (type == "LoadBalancer") {
+      svc.type = ServiceType::kLoadBalancer;
+    } else if (type == "ExternalName") {
+      svc.type = ServiceType::kExternalName;
+    } else {
+      r.fail(sp.member("type"), "unknown Service type \"" + type + "\"");
+    }
+    r.string(*spec, "clusterIP", svc.clusterIP, sp);
+    r.stringList(*spec, "clusterIPs", svc.clusterIPs, sp);
+    r.stringList(*spec, "ipFamilies", svc.ipFamilies, sp);
+    if (const Value* ports = r.array(*spec, "ports", sp)) {
+      Path pp = sp.member("ports");
+      svc.ports.reserve(ports->Size());
+      for (rapidjson::SizeType i = 0; i < ports->Size() && r.ok(); ++i) {
+        const Value& pv = (*ports)[i];
+        Path ep = pp.element(i);
+        if (!pv.IsObject()) {
+          r.wrongType(ep, "an object", pv);
+          break;
+        }
+        ServicePort port;
+        r.string(pv, "name", port.name, ep);
+        r.string(pv, "protocol", port.protocol, ep);
+        if (!Reader::get(pv, "port")) r.fail(ep.member("port"), "missing");
+        r.integer(pv, "port", port.port, ep);
+        r.integer(pv, "nodePort", port.nodePort, ep);
+        if (const Value* tp = Reader::get(pv, "targetPort")) {
+          if (tp->IsInt64()) {
+            port.targetPort.number = tp->GetInt64();
+          } else if (tp->IsString()) {
+            port.targetPort.isString = true;
+            port.targetPort.text = str(*tp);
+          } else {
+            r.wrongType(ep.member("targetPort"), "an integer or a string", *tp);
+          }
+        }
+        svc.ports.push_back(std::move(port));
+      }
+    }
+    r.stringList(*spec, "externalIPs", svc.externalIPs, sp);
+    std::string affinity;
+    r.string(*spec, "sessionAffinity", affinity, sp);
+    if (affinity.empty() || affinity == "None") {
+      svc.sessionAffinity = SessionAffinity::kNone;
+    } else if (affinity == "ClientIP") {
+      svc.sessionAffinity = SessionAffinity::kClientIP;
+    } else {
+      r.fail(sp.member("sessionAffinity"), "unknown session affinity \"" + affinity + "\"");
+    }
+    if (const Value* sac = r.object(*spec, "sessionAffinityConfig", sp)) {
+      Path cp = sp.member("sessionAffinityConfig");
+      if (const Value* cip = r.object(*sac, "clientIP", cp)) {
+        r.optInteger(*cip, "timeoutSeconds", svc.affinityTimeoutSeconds, cp.member("clientIP"));
+      }
+    }
+    parsePolicy(r, *spec, "externalTrafficPolicy", svc.externalTrafficPolicy, sp);
+    parsePolicy(r, *spec, "internalTrafficPolicy", svc.internalTrafficPolicy, sp);
+    r.integer(*spec, "healthCheckNodePort", svc.healthCheckNodePort, sp);
+    r.string(*spec, "externalName", svc.externalName, sp);
+    r.string(*spec, "trafficDistribution", svc.trafficDistribution, sp);
+    r.stringList(*spec, "loadBalancerSourceRanges", svc.loadBalancerSourceRanges, sp);
+  }
+  if (const Value* status = r.object(obj, "status", root)) {
+    Path st = root.member("status");
+    if (const Value* lb = r.object(*status, "loadBalancer", st)) {
+      Path lp = st.member("loadBalancer");
+      if (const Value* ing = r.array(*lb, "ingress", lp)) {
+        Path ip = lp.member("ingress");
+        for (rapidjson::SizeType i = 0; i < ing->Size() && r.ok(); ++i) {
+          const Value& iv = (*ing)[i];
+          if (!iv.IsObject()) {
+            r.wrongType(ip.element(i), "an object", iv);
+            break;
+          }
+          LoadBalancerIngress in;
+          r.string(iv, "ip", in.ip, ip.element(i));
+          r.string(iv, "hostname", in.hostname, ip.element(i));
+          r.string(iv, "ipMode", in.ipMode, ip.element(i));
+          svc.lbIngress.push_back(std::move(in));
+        }
+      }
+    }
+  }
+}
+
+void parseSlice(Reader& r, const Value& obj, EndpointSlice& es) {
+  r.meta(obj, es.meta);
+  Path root;
+  std::string at;
+  r.string(obj, "addressType", at, root);
+  if (at == "IPv4") {
+    es.addressType = AddressType::kIPv4;
+  } else if (at == "IPv6") {
+    es.addressType = AddressType::kIPv6;
+  } else if (at == "FQDN") {
+    es.addressType = AddressType::kFqdn;
+  } else if (at.empty()) {
+    r.fail(root.member("addressType"), "missing");
+  } else {
+    r.fail(root.member("addressType"), "unknown address type \"" + at + "\"");
+  }
+  if (const Value* ports = r.array(obj, "ports", root)) {
+    Path pp = root.member("ports");
+    es.ports.reserve(ports->Size());
+    for (rapidjson::SizeType i = 0; i < ports->Size() && r.ok(); ++i) {
+      const Value& pv = (*ports)[i];
+      if (!pv.IsObject()) {
+        r.wrongType(pp.element(i), "an object", pv);
+        break;
+      }
+      EndpointPort port;
+      r.optString(pv, "name", port.name, pp.element(i));
+      r.string(pv, "protocol", port.protocol, pp.element(i));
+      r.optInteger(pv, "port", port.port, pp.element(i));
+      es.ports.push_back(std::move(port));
+    }
+  }
+  if (const Value* eps = r.array(obj, "endpoints", root)) {
+    Path epp = root.member("endpoints");
+    es.endpoints.reserve(eps->Size());
+    for (rapidjson::SizeType i = 0; i < eps->Size() && r.ok(); ++i) {
+      const Value& ev = (*eps)[i];
+      Path ep = epp.element(i);
+      if (!ev.IsObject()) {
+        r.wrongType(ep, "an object", ev);
+        break;
+      }
+      Endpoint e;
+      r.stringList(ev, "addresses", e.addresses, ep);
+      if (const Value* c = r.object(ev, "conditions", ep)) {
+        Path cp = ep.member("conditions");
+        r.optBool(*c, "ready", e.conditions.ready, cp);
+        r.optBool(*c, "serving", e.conditions.serving, cp);
+        r.optBool(*c, "terminating", e.conditions.terminating, cp);
+      }
+      r.string(ev, "nodeName", e.nodeName, ep);
+      r.string(ev, "zone", e.zone, ep);
+      if (const Value* h = r.object(ev, "hints", ep)) {
+        Path hp = ep.member("hints");
+        r.nameList(*h, "forZones", e.hintZones, hp);
+        r.nameList(*h, "forNodes", e.hintNodes, hp);
+      }
+      es.endpoints.push_back(std::move(e));
+    }
+  }
+}
+
+// Index of (kind, namespace/name) -> position, so that a repeated object
+// replaces the earlier one instead of appearing twice.
+class Collector {
+ public:
+  explicit Collector(Cluster& c) : cluster_(c) {
+    for (size_t i = 0; i < c.services.size(); ++i) services_.emplace(c.services[i].meta.key(), i);
+    for (size_t i = 0; i < c.slices.size(); ++i) slices_.emplace(c.slices[i].meta.key(), i);
+  }
+  void add(Service&& s) { put(cluster_.services, services_, std::move(s)); }
+  void add(EndpointSlice&& s) { put(cluster_.slices, slices_, std::move(s)); }
+
+ private:
+  template <typename T>
+  static void put(std::vector<T>& v, std::unordered_map<std::string, size_t>& index, T&& obj) {
+    auto [it, inserted] = index.emplace(obj.meta.key(), v.size());
+    if (inserted) {
+      v.push_back(std::move(obj));
+    } else {
+      v[it->second] = std::move(obj);
+    }
+  }
+
+  Cluster& cluster_;
+  std::unordered_map<std::string, size_t> services_;
+  std::unordered_map<std::string, size_t> slices_;
+};
+
+void parseItem(const Value& item, std::string_view defaultKind, std::string_view source, int64_t index,
+               Collector& out, std::vector<ObjectError>& errors) {
+  std::string where = std::string(source) + (index >= 0 ? " items[" + std::to_string(index) + "]" : "");
+  if (!item.IsObject()) {
+    errors.push_back({"?", "<" + where + ">", std::string("item is ") + typeName(item) + ", not an object"});
+    return;
+  }
+  std::string_view kind = defaultKind;
+  if (const Value* k = Reader::get(item, "kind")) {
+    if (!k->IsString()) {
+      errors.push_back({"?", objectName(item, source, index), "kind is not a string (" + where + ")"});
+      return;
+    }
+    kind = view(*k);
+  }
+  if (kind.empty()) {
+    errors.push_back({"?", objectName(item, source, index), "item has no kind (" + where + ")"});
+    return;
+  }
+  Reader r;
+  if (kind == "Service") {
+    Service s;
+    parseService(r, item, s);
+    if (r.ok()) return out.add(std::move(s));
+  } else if (kind == "EndpointSlice") {
+    EndpointSlice s;
+    parseSlice(r, item, s);
+    if (r.ok()) return out.add(std::move(s));
+  } else {
+    return;  // Pods, Endpoints, ...: not ours
+  }
+  errors.push_back({std::string(kind), objectName(item, source, index), r.error() + " (" + where + ")"});
+}
+
+Status parseError(std::string_view text, std::string_view source, size_t offset, const char* what) {
+  size_t line = 1, lineStart = 0;
+  size_t end = std::min(offset, text.size());
+  for (size_t i = 0; i < end; ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      lineStart = i + 1;
+    }
+  }
+  return Status::error(Code::kParse, std::string(source) + ": invalid JSON at byte " + std::to_string(offset) +
+                                         " (line " + std::to_string(line) + ", column " +
+                                         std::to_string(end - lineStart + 1) + "): " + what);
+}
+
+// "ServiceList" -> "Service"; "List" -> "" (items carry their kind).
+std::string_view itemKindOf(std::string_view listKind) {
+  listKind.remove_suffix(4);
+  return listKind;
+}
+
+// text must be NUL-terminated (a std::string is): rapidjson's NUL-terminated
+// reader is about three times faster than its (pointer, length) one.
+Status parseInto(const std::string& text, std::string_view source, Cluster& cluster) {
+  // A NUL inside would end the input early and hide what follows.
+  if (const void* nul = std::memchr(text.data(), '\0', text.size())) {
+    size_t at = static_cast<const char*>(nul) - text.data();
+    return parseError(text, source, at, "NUL byte in input");
+  }
+  rapidjson::Document doc;
+  doc.Parse<rapidjson::kParseDefaultFlags>(text.c_str());
+  if (doc.HasParseError()) {
+    return parseError(text, source, doc.GetErrorOffset(), GetParseError_En(doc.GetParseError()));
+  }
+  if (!doc.IsObject()) {
+    return Status::error(Code::kParse, std::string(source) + ": top-level JSON value is " + typeName(doc) +
+                                           ", not a Kubernetes object or List");
+  }
+  Collector out(cluster);
+  std::string_view kind;
+  if (const Value* k = Reader::get(doc, "kind"); k && k->IsString()) kind = view(*k);
+  if (kind.empty()) return Status::error(Code::kParse, std::string(source) + ": top-level object has no kind");
+  if (kind.size() >= 4 && kind.substr(kind.size() - 4) == "List") {
+    const Value* items = Reader::get(doc, "items");
+    if (items && !items->IsArray()) {
+      return Status::error(Code::kParse, std::string(source) + ": " + std::string(kind) + ".items is " +
+                                             typeName(*items) + ", not an array");
+    }
+    if (!items) return Status::ok();
+    std::string_view itemKind = itemKindOf(kind);
+    for (rapidjson::SizeType i = 0; i < items->Size(); ++i) {
+      parseItem((*items)[i], itemKind, source, i, out, cluster.errors);
+    }
+    return Status::ok();
+  }
+  parseItem(doc, {}, source, -1, out, cluster.errors);
+  return Status::ok();
+}
+
+StatusOr<std::string> readAll(const std::string& path) {
+  int fd = path == "-" ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::error(Code::kIo, path + ": " + std::strerror(errno), errno);
+  std::string data;
+  struct stat st;
+  // Sized up front and read in place: a 50 MB input is touched once.
+  size_t chunk = 1 << 16;
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) chunk = static_cast<size_t>(st.st_size) + 1;
+  size_t used = 0;
+  for (;;) {
+    if (data.size() - used < 4096) data.resize(std::max(data.size() * 2, used + chunk));
+    ssize_t n = ::read(fd, data.data() + used, data.size() - used);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      if (fd != STDIN_FILENO) ::close(fd);
+      return Status::error(Code::kIo, path + ": " + std::strerror(e), e);
+    }
+    if (n == 0) break;
+    used += static_cast<size_t>(n);
+  }
+  data.resize(used);
+  if (fd != STDIN_FILENO) ::close(fd);
+  return data;
+}
+
+}  // namespace
+
+void Cluster::merge(Cluster&& other) {
+  Collector out(*this);
+  for (auto& s : other.services) out.add(std::move(s));
+  for (auto& s : other.slices) out.add(std::move(s));
+  errors.insert(errors.end(), std::make_move_iterator(other.errors.begin()),
+                std::make_move_iterator(other.errors.end()));
+  other = Cluster();
+}
+
+StatusOr<Cluster> parseJson(std::string_view text, std::string_view sourceName) {
+  Cluster c;
+  KIPVS_RETURN_IF_ERROR(parseInto(std::string(text), sourceName, c));  // the copy costs less than the slower reader
+  return c;
+}
+
+StatusOr<Cluster> parseFile(const std::string& path) {
+  StatusOr<std::string> data = readAll(path);
+  if (!data) return data.status();
+  Cluster c;
+  KIPVS_RETURN_IF_ERROR(parseInto(*data, path == "-" ? std::string_view("<stdin>") : std::string_view(path), c));
+  return c;
+}
+
+StatusOr<Cluster> parseFiles(const std::vector<std::string>& paths) {
+  Cluster all;
+  for (const auto& p : paths) {
+    StatusOr<Cluster> c = parseFile(p);
+    if (!c) return c.status();
+    all.merge(std::move(*c));
+  }
+  return all;
+}
+
+}  // namespace kipvs::controller

@@ -1,0 +1,161 @@
+#pragma once
+// The Kubernetes objects kipvs needs (Services, EndpointSlices), as plain
+// values, and a parser for kubectl's JSON. Only the fields that shape the IPVS
+// table are kept. Values stay close to the API (strings where the API has
+// strings) so that desired() can report what the user wrote; enums where the
+// API has a closed set.
+//
+// Errors: malformed JSON fails the whole input (Status kParse, with byte
+// offset and line:column). A structurally wrong object (a port that is not a
+// number, no metadata.name) is skipped and recorded in Cluster::errors; the
+// rest of the input goes on.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "netlink/status.h"
+
+namespace kipvs::controller {
+
+// An error tied to one Kubernetes object; that object is skipped, the rest go on.
+struct ObjectError {
+  std::string kind;       // "Service", "EndpointSlice"
+  std::string name;       // "namespace/name"
+  std::string message;
+  std::string toString() const { return kind + " " + name + ": " + message; }
+  auto operator<=>(const ObjectError&) const = default;
+};
+
+// std::less<> so lookups by string_view / literal do not allocate.
+using StringMap = std::map<std::string, std::string, std::less<>>;
+
+struct ObjectMeta {
+  std::string ns;  // metadata.namespace ("namespace" is a C++ keyword)
+  std::string name;
+  StringMap labels;
+  StringMap annotations;
+
+  std::string key() const { return ns + "/" + name; }  // "default/kubernetes"
+  // nullptr when absent.
+  const std::string* label(std::string_view k) const;
+  const std::string* annotation(std::string_view k) const;
+};
+
+// --- Service (core/v1) -------------------------------------------------------
+
+enum class ServiceType : uint8_t { kClusterIP, kNodePort, kLoadBalancer, kExternalName };
+enum class TrafficPolicy : uint8_t { kCluster, kLocal };  // absent = Cluster
+enum class SessionAffinity : uint8_t { kNone, kClientIP };
+
+const char* serviceTypeName(ServiceType t);  // "ClusterIP", ...
+
+// targetPort: an int or a named container port. Unused by IPVS (the
+// EndpointSlices carry the resolved port) but kept for display.
+struct IntOrString {
+  bool isString = false;
+  int64_t number = 0;
+  std::string text;
+  std::string toString() const { return isString ? text : std::to_string(number); }
+  bool operator==(const IntOrString&) const = default;
+};
+
+struct ServicePort {
+  std::string name;            // "" when unnamed (single-port Services)
+  std::string protocol = "TCP";  // as written; desired() rejects anything but TCP/UDP/SCTP
+  int64_t port = 0;            // wide so that out-of-range values reach validation intact
+  IntOrString targetPort;
+  int64_t nodePort = 0;        // 0 = none
+};
+
+struct LoadBalancerIngress {
+  std::string ip;
+  std::string hostname;
+  std::string ipMode;          // "VIP", "Proxy" or "" (absent = VIP)
+};
+
+struct Service {
+  ObjectMeta meta;
+  ServiceType type = ServiceType::kClusterIP;
+  std::string clusterIP;                  // "None" for headless
+  std::vector<std::string> clusterIPs;    // primary first; wins over clusterIP when set
+  std::vector<std::string> ipFamilies;    // "IPv4" / "IPv6" (informational)
+  std::vector<ServicePort> ports;
+  std::vector<std::string> externalIPs;
+  SessionAffinity sessionAffinity = SessionAffinity::kNone;
+  std::optional<int64_t> affinityTimeoutSeconds;  // sessionAffinityConfig.clientIP.timeoutSeconds
+  TrafficPolicy externalTrafficPolicy = TrafficPolicy::kCluster;
+  TrafficPolicy internalTrafficPolicy = TrafficPolicy::kCluster;
+  int64_t healthCheckNodePort = 0;
+  std::string externalName;
+  std::string trafficDistribution;        // spec.trafficDistribution ("PreferClose", ...), informational
+  std::vector<std::string> loadBalancerSourceRanges;
+  std::vector<LoadBalancerIngress> lbIngress;  // status.loadBalancer.ingress
+};
+
+// --- EndpointSlice (discovery.k8s.io/v1) --------------------------------------
+
+enum class AddressType : uint8_t { kIPv4, kIPv6, kFqdn };
+
+struct EndpointPort {
+  std::optional<std::string> name;  // nil and "" differ: kube-proxy ignores nil
+  std::string protocol = "TCP";
+  std::optional<int64_t> port;      // nil means "all ports" in the API; kube-proxy ignores it
+};
+
+struct EndpointConditions {
+  std::optional<bool> ready;        // nil = ready
+  std::optional<bool> serving;      // nil = serving
+  std::optional<bool> terminating;  // nil = not terminating
+  bool isReady() const { return ready.value_or(true); }
+  bool isServing() const { return serving.value_or(true); }
+  bool isTerminating() const { return terminating.value_or(false); }
+};
+
+struct Endpoint {
+  std::vector<std::string> addresses;  // kube-proxy uses addresses[0]
+  EndpointConditions conditions;
+  std::string nodeName;                // "" when absent
+  std::string zone;                    // "" when absent
+  std::vector<std::string> hintZones;  // hints.forZones[].name
+  std::vector<std::string> hintNodes;  // hints.forNodes[].name
+};
+
+struct EndpointSlice {
+  ObjectMeta meta;
+  AddressType addressType = AddressType::kIPv4;
+  std::vector<EndpointPort> ports;
+  std::vector<Endpoint> endpoints;
+
+  // The owning Service's name (label kubernetes.io/service-name), or "" when absent.
+  std::string_view serviceName() const;
+};
+
+inline constexpr std::string_view kLabelServiceName = "kubernetes.io/service-name";
+
+// --- Cluster -----------------------------------------------------------------
+
+struct Cluster {
+  std::vector<Service> services;
+  std::vector<EndpointSlice> slices;
+  std::vector<ObjectError> errors;  // objects the parser skipped (computeDesired carries them over)
+
+  // Appends other. An object (kind, namespace/name) already present is
+  // replaced by other's copy: a later file overrides an earlier one.
+  void merge(Cluster&& other);
+};
+
+// Parses a `kubectl get ... -o json` document: a List (items carry kind), a
+// ServiceList / EndpointSliceList (items may omit kind), or a single Service
+// / EndpointSlice. Items of other kinds are ignored. sourceName names the
+// input in messages ("cluster.json", "-").
+StatusOr<Cluster> parseJson(std::string_view text, std::string_view sourceName);
+// path "-" reads stdin.
+StatusOr<Cluster> parseFile(const std::string& path);
+// All files merged in order (later ones override earlier objects of the same name).
+StatusOr<Cluster> parseFiles(const std::vector<std::string>& paths);
+
+}  // namespace kipvs::controller

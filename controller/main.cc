@@ -1,0 +1,318 @@
+// kipvs: the command line. Parses flags, wires the real kernel and host
+// adapters into the pure pipeline, and maps results to exit codes:
+// 0 converged, 1 partial failure (named on stderr), 2 usage or fatal error.
+
+#include <glog/logging.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstring>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "controller/desired.h"
+#include "controller/k8s.h"
+#include "controller/netlink_host.h"
+#include "controller/reconcile.h"
+#include "controller/render.h"
+#include "ipvs/netlink_client.h"
+
+namespace {
+
+using namespace kipvs;
+using namespace kipvs::controller;
+
+constexpr const char* kUsage = R"(kipvs - program the kernel's IPVS load balancer for Kubernetes Services
+
+Usage:
+  kipvs reconcile -f FILE [-f FILE...] [flags]   one-shot: make the IPVS table match the cluster
+  kipvs dump [--output text|json|ipvsadm]        print the live IPVS table
+  kipvs version                                  print versions (kipvs, kernel IPVS)
+  kipvs help                                     this text
+
+reconcile reads `kubectl get services,endpointslices -A -o json` (a List, a
+ServiceList/EndpointSliceList, or single objects; FILE "-" is stdin), computes
+the desired table (kube-proxy IPVS-mode semantics), diffs it against the live
+kernel table and applies the smallest ordered set of changes. A file that does
+not parse changes nothing. An invalid Service is named and skipped; the rest
+is applied.
+
+reconcile flags:
+  -f, --filename FILE          input (repeatable)
+  --dry-run                    print the plan, change nothing
+  -o, --output text|json       plan and summary format (default text)
+  --node-name NAME             this node (externalTrafficPolicy/internalTrafficPolicy Local,
+                               topology hints); default: the host name
+  --node-ip IP                 NodePort address (repeatable); default: this host's
+                               global unicast addresses
+  --nodeport-addresses CIDRS   only node IPs within these CIDRs (comma list) get NodePorts
+  --nodeport-range MIN-MAX     NodePort range kipvs owns (default 30000-32767)
+  --zone ZONE                  this node's zone (topology hints, kipvs.io/zone-weights)
+  --scheduler NAME             default scheduler (default rr); per Service:
+                               annotation kipvs.io/scheduler, kipvs.io/scheduler-flags
+  --proxy-name NAME            answer to Services labelled service.kubernetes.io/service-proxy-name=NAME
+  --dummy-interface NAME       interface holding the virtual IPs (default kipvs0)
+  --drain wait|skip            departing TCP real servers with connections stay at weight 0;
+                               wait: poll until drained, then remove (default skip: a later run removes them)
+  --drain-timeout SECONDS      give up waiting after this long (default 300)
+  --no-sysctl                  do not set the net.ipv4.vs.* / ip_forward sysctls
+
+dump flags:
+  -o, --output text|json|ipvsadm
+                               text: listing with each real server's share of connections
+                               json: everything, counters and stats included
+                               ipvsadm: rules that `ipvsadm -R` restores exactly
+
+global flags:
+  -v N                         log verbosity (glog; logs go to stderr)
+
+Exit status: 0 success; 1 some objects or kernel ops failed (the rest applied); 2 usage or fatal error.
+)";
+
+struct Args {
+  std::vector<std::string> v;
+  size_t i = 0;
+  bool done() const { return i >= v.size(); }
+  const std::string& peek() const { return v[i]; }
+};
+
+// "--name=value" or "--name value"; returns false if arg is not this flag.
+bool takeValue(Args& a, const char* longName, const char* shortName, std::string* value, std::string* error) {
+  const std::string& arg = a.peek();
+  std::string ln = std::string("--") + longName;
+  if (arg == ln || (shortName && arg == shortName)) {
+    if (a.i + 1 >= a.v.size()) {
+      *error = arg + " needs a value";
+      return true;
+    }
+    *value = a.v[a.i + 1];
+    a.i += 2;
+    return true;
+  }
+  if (arg.rfind(ln + "=", 0) == 0) {
+    *value = arg.substr(ln.size() + 1);
+    ++a.i;
+    return true;
+  }
+  return false;
+}
+
+bool parseUint(const std::string& s, uint64_t max, uint64_t* out) {
+  uint64_t v = 0;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (r.ec != std::errc() || r.ptr != s.data() + s.size() || v > max) return false;
+  *out = v;
+  return true;
+}
+
+int usageError(const std::string& msg) {
+  std::cerr << "kipvs: " << msg << "\nRun 'kipvs help' for usage.\n";
+  return 2;
+}
+
+StatusOr<std::unique_ptr<ipvs::NetlinkIpvsClient>> openKernel() {
+  auto c = ipvs::NetlinkIpvsClient::create();
+  if (!c.isOk()) return c.status().withContext("cannot reach the kernel's IPVS");
+  return c;
+}
+
+int cmdVersion() {
+  std::cout << "kipvs " << KIPVS_VERSION << "\n";
+  auto c = openKernel();
+  if (!c.isOk()) {
+    std::cout << "kernel IPVS: unavailable (" << c.status().toString() << ")\n";
+    return 0;
+  }
+  auto info = (*c)->info();
+  if (info.isOk()) {
+    std::cout << "kernel IPVS " << info->versionString() << " (connection table size " << info->connTableSize << ")\n";
+  }
+  return 0;
+}
+
+int cmdDump(Args& a) {
+  std::string output = "text", error;
+  while (!a.done()) {
+    if (takeValue(a, "output", "-o", &output, &error)) {
+      if (!error.empty()) return usageError(error);
+      continue;
+    }
+    if (a.peek() == "-h" || a.peek() == "--help") {
+      std::cout << kUsage;
+      return 0;
+    }
+    return usageError("dump: unknown argument " + a.peek());
+  }
+  if (output != "text" && output != "json" && output != "ipvsadm") {
+    return usageError("dump: --output must be text, json or ipvsadm");
+  }
+  auto c = openKernel();
+  if (!c.isOk()) {
+    std::cerr << "kipvs: " << c.status().toString() << "\n";
+    return 2;
+  }
+  auto t = (*c)->dumpTable();
+  if (!t.isOk()) {
+    std::cerr << "kipvs: dump: " << t.status().toString() << "\n";
+    return 2;
+  }
+  if (output == "ipvsadm") {
+    renderIpvsadmRules(*t, std::cout);
+  } else if (output == "json") {
+    renderTableJson(*t, std::cout);
+  } else {
+    renderTableText(*t, std::cout);
+  }
+  return 0;
+}
+
+int cmdReconcile(Args& a) {
+  ReconcileOptions opts;
+  std::vector<std::string> files;
+  std::vector<std::string> nodeIps;
+  std::string value, error;
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) == 0) opts.node.nodeName = host;
+  while (!a.done()) {
+    error.clear();
+    const std::string& arg = a.peek();
+    if (arg == "-h" || arg == "--help") {
+      std::cout << kUsage;
+      return 0;
+    }
+    if (arg == "--dry-run") {
+      opts.dryRun = true;
+      ++a.i;
+    } else if (arg == "--no-sysctl") {
+      opts.manageSysctls = false;
+      ++a.i;
+    } else if (takeValue(a, "filename", "-f", &value, &error)) {
+      files.push_back(value);
+    } else if (takeValue(a, "output", "-o", &value, &error)) {
+      if (value == "text") {
+        opts.output = OutputFormat::kText;
+      } else if (value == "json") {
+        opts.output = OutputFormat::kJson;
+      } else if (error.empty()) {
+        error = "--output must be text or json";
+      }
+    } else if (takeValue(a, "node-name", nullptr, &value, &error)) {
+      opts.node.nodeName = value;
+    } else if (takeValue(a, "node-ip", nullptr, &value, &error)) {
+      nodeIps.push_back(value);
+    } else if (takeValue(a, "nodeport-addresses", nullptr, &value, &error)) {
+      std::stringstream ss(value);
+      std::string item;
+      while (std::getline(ss, item, ',')) {
+        if (item.empty()) continue;
+        auto c = Cidr::parse(item);
+        if (!c.isOk()) return usageError("--nodeport-addresses: " + c.status().message());
+        opts.node.nodePortCidrs.push_back(*c);
+      }
+    } else if (takeValue(a, "nodeport-range", nullptr, &value, &error)) {
+      auto dash = value.find('-');
+      uint64_t lo = 0, hi = 0;
+      if (dash == std::string::npos || !parseUint(value.substr(0, dash), 65535, &lo) ||
+          !parseUint(value.substr(dash + 1), 65535, &hi) || lo == 0 || lo > hi) {
+        return usageError("--nodeport-range wants MIN-MAX within 1-65535, got \"" + value + "\"");
+      }
+      opts.node.nodePortMin = static_cast<uint16_t>(lo);
+      opts.node.nodePortMax = static_cast<uint16_t>(hi);
+    } else if (takeValue(a, "zone", nullptr, &value, &error)) {
+      opts.node.zone = value;
+    } else if (takeValue(a, "scheduler", nullptr, &value, &error)) {
+      if (error.empty() && !isKnownScheduler(value)) return usageError("--scheduler: unknown scheduler \"" + value + "\"");
+      opts.node.defaultScheduler = value;
+    } else if (takeValue(a, "proxy-name", nullptr, &value, &error)) {
+      opts.node.proxyName = value;
+    } else if (takeValue(a, "dummy-interface", nullptr, &value, &error)) {
+      if (error.empty() && (value.empty() || value.size() > 15)) return usageError("--dummy-interface: 1..15 characters");
+      opts.dummyInterface = value;
+    } else if (takeValue(a, "drain", nullptr, &value, &error)) {
+      if (value == "wait") {
+        opts.drain = DrainMode::kWait;
+      } else if (value == "skip") {
+        opts.drain = DrainMode::kSkip;
+      } else if (error.empty()) {
+        error = "--drain must be wait or skip";
+      }
+    } else if (takeValue(a, "drain-timeout", nullptr, &value, &error)) {
+      uint64_t secs = 0;
+      if (error.empty() && !parseUint(value, 86400, &secs)) error = "--drain-timeout wants seconds (0..86400)";
+      opts.drainTimeout = std::chrono::seconds(secs);
+    } else {
+      return usageError("reconcile: unknown argument " + arg);
+    }
+    if (!error.empty()) return usageError(error);
+  }
+  if (files.empty()) return usageError("reconcile: give at least one -f FILE");
+  for (const auto& ip : nodeIps) {
+    auto addr = ipvs::Address::parse(ip);
+    if (!addr.isOk()) return usageError("--node-ip: " + addr.status().message());
+    opts.node.nodeIps.push_back(*addr);
+  }
+  opts.nodeIpsFromHost = nodeIps.empty();
+
+  // Parse everything before touching the kernel: a bad file changes nothing.
+  auto cluster = parseFiles(files);
+  if (!cluster.isOk()) {
+    std::cerr << "kipvs: " << cluster.status().toString() << "\nnothing was changed\n";
+    return 2;
+  }
+  auto client = openKernel();
+  if (!client.isOk()) {
+    std::cerr << "kipvs: " << client.status().toString() << "\n";
+    return 2;
+  }
+  auto hostNet = NetlinkHostNetwork::open();
+  if (!hostNet.isOk()) {
+    std::cerr << "kipvs: " << hostNet.status().toString() << "\n";
+    return 2;
+  }
+  ReconcileResult r = reconcile(*cluster, opts, **client, **hostNet, std::cout, std::cerr,
+                                [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); });
+  VLOG(1) << "kernel writes: " << (*client)->writeCount();
+  return r.exitCode();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  int verbosity = 0;
+  for (int i = 1; i < argc; ++i) {
+    std::string s = argv[i];
+    if (s == "-v" && i + 1 < argc) {
+      uint64_t v = 0;
+      if (!parseUint(argv[i + 1], 9, &v)) return usageError("-v wants a level 0..9");
+      verbosity = static_cast<int>(v);
+      ++i;
+    } else if (s.rfind("-v=", 0) == 0 || (s.size() == 3 && s.rfind("-v", 0) == 0 && std::isdigit(s[2]))) {
+      uint64_t v = 0;
+      if (!parseUint(s.substr(s[2] == '=' ? 3 : 2), 9, &v)) return usageError("-v wants a level 0..9");
+      verbosity = static_cast<int>(v);
+    } else {
+      a.v.push_back(s);
+    }
+  }
+  google::InitGoogleLogging(argv[0]);
+  FLAGS_logtostderr = true;
+  FLAGS_v = verbosity;
+  FLAGS_minloglevel = verbosity > 0 ? 0 : 1;  // warnings and up unless asked
+
+  if (a.done()) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  if (a.peek() == "help" || a.peek() == "--help" || a.peek() == "-h") {
+    std::cout << kUsage;
+    return 0;
+  }
+  std::string cmd = a.peek();
+  ++a.i;
+  if (cmd == "version" || cmd == "--version") return cmdVersion();
+  if (cmd == "dump") return cmdDump(a);
+  if (cmd == "reconcile") return cmdReconcile(a);
+  return usageError("unknown command \"" + cmd + "\"");
+}

@@ -1,0 +1,483 @@
+#include "controller/netlink_host.h"
+
+#include <fcntl.h>
+#include <linux/if_addr.h>
+#include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <set>
+
+#include "netlink/message.h"
+
+#ifndef SOL_NETLINK
+#define SOL_NETLINK 270
+#endif
+
+namespace kipvs::controller {
+
+using netlink::Bytes;
+using netlink::Message;
+using netlink::MessageWriter;
+
+// One NETLINK_ROUTE socket and the request/answer loop: a request goes out
+// with NLM_F_ACK (or as a dump) and everything the kernel sends back for its
+// sequence number is read until the ack, the error or NLMSG_DONE. The errno
+// comes straight from the kernel's error message.
+class RtnlSocket {
+ public:
+  static constexpr int kTimeoutMs = 5000;  // rtnetlink answers inside sendmsg; this only fires when something is lost
+
+  RtnlSocket() = default;
+  RtnlSocket(const RtnlSocket&) = delete;
+  RtnlSocket& operator=(const RtnlSocket&) = delete;
+  ~RtnlSocket() { closeFd(); }
+
+  Status openFd() {
+    fd_ = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd_ < 0) return Status::error(Code::kIo, "rtnetlink socket", errno);
+    sockaddr_nl local{};
+    local.nl_family = AF_NETLINK;
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) {
+      Status s = Status::error(Code::kIo, "bind rtnetlink socket", errno);
+      closeFd();
+      return s;
+    }
+    const int one = 1;
+    // Best effort: error text (4.12+) and no echo of the request in errors (4.3+).
+    (void)::setsockopt(fd_, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one);
+    (void)::setsockopt(fd_, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
+    return Status::ok();
+  }
+
+  uint32_t nextSeq() { return ++seq_; }
+
+  // Sends the one message in `w` (sequence `seq`) and reads its answer,
+  // handing each reply (not acks/errors/done) to onReply. Ok, the kernel's
+  // errno (kKernel, with its extended-ack text), or a socket failure (kIo /
+  // kTimeout, after which the socket is recreated so a late answer cannot be
+  // mistaken for the next one's).
+  Status exchange(const MessageWriter& w, uint32_t seq, const std::string& what,
+                  const std::function<void(const Message&)>& onReply) {
+    if (fd_ < 0) KIPVS_RETURN_IF_ERROR(openFd().withContext(what));
+    sockaddr_nl kernel{};
+    kernel.nl_family = AF_NETLINK;
+    const Bytes out = w.bytes();
+    ssize_t n;
+    do {
+      n = ::sendto(fd_, out.data(), out.size(), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return fail(Status::error(Code::kIo, what + ": send", errno));
+
+    bool interrupted = false;
+    for (;;) {
+      StatusOr<Bytes> datagram = receive(what);
+      if (!datagram.isOk()) return fail(datagram.status());
+      netlink::MessageIter it(*datagram);
+      while (auto m = it.next()) {
+        // A late answer to an exchange that gave up. (nlmsg_pid is our own
+        // port in replies; the sender was checked in receive().)
+        if (m->seq != seq) continue;
+        if (m->flags & NLM_F_DUMP_INTR) interrupted = true;
+        if (m->type == NLMSG_ERROR) {
+          StatusOr<netlink::Ack> ack = netlink::parseAck(*m);
+          if (!ack.isOk()) return fail(ack.status().withContext(what));
+          if (ack->error == 0) return Status::ok();
+          return Status::kernel(ack->error, ack->extMessage.empty() ? what : what + ": " + ack->extMessage);
+        }
+        if (m->type == NLMSG_DONE) {
+          if (int err = netlink::parseDoneError(*m); err != 0) return Status::kernel(err, what);
+          // A dump is not a snapshot; when the kernel says it changed
+          // underneath, the caller reads again.
+          if (interrupted) return Status::error(Code::kIo, what + ": dump interrupted by a concurrent change", EINTR);
+          return Status::ok();
+        }
+        if (m->type == NLMSG_NOOP || m->type == NLMSG_OVERRUN) continue;
+        onReply(*m);
+      }
+      if (!it.error().isOk()) return fail(it.error().withContext(what));
+    }
+  }
+
+ private:
+  // One datagram, whole: peeked first for its size.
+  StatusOr<Bytes> receive(const std::string& what) {
+    for (;;) {
+      pollfd p{fd_, POLLIN, 0};
+      int r = ::poll(&p, 1, kTimeoutMs);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) return Status::error(Code::kIo, what + ": poll", errno);
+      if (r == 0) return Status::error(Code::kTimeout, what + ": no answer from the kernel", ETIMEDOUT);
+      ssize_t len = ::recv(fd_, nullptr, 0, MSG_PEEK | MSG_TRUNC);
+      if (len < 0 && errno == EINTR) continue;
+      if (len < 0) return Status::error(Code::kIo, what + ": receive", errno);  // ENOBUFS: answers lost
+      if (buf_.size() < static_cast<size_t>(len)) buf_.resize(static_cast<size_t>(len));
+      sockaddr_nl from{};
+      socklen_t fromLen = sizeof from;
+      ssize_t n = ::recvfrom(fd_, buf_.data(), buf_.size(), 0, reinterpret_cast<sockaddr*>(&from), &fromLen);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Status::error(Code::kIo, what + ": receive", errno);
+      if (from.nl_pid != 0) continue;  // only the kernel speaks to us
+      return Bytes(buf_.data(), static_cast<size_t>(n));
+    }
+  }
+
+  Status fail(Status s) {
+    closeFd();  // reopened on the next exchange
+    return s;
+  }
+
+  void closeFd() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+  int fd_ = -1;
+  uint32_t seq_ = 0;
+  std::vector<uint8_t> buf_ = std::vector<uint8_t>(32 << 10);
+};
+
+namespace {
+
+struct LinkInfo {
+  int index = 0;
+  std::string name;
+  std::string kind;  // IFLA_INFO_KIND: "dummy", "veth"; empty for physical devices and lo
+  unsigned flags = 0;
+};
+
+struct AddrInfo {
+  int ifindex = 0;
+  ipvs::Address address;
+  unsigned prefixlen = 0;
+  uint32_t flags = 0;  // IFA_F_*
+};
+
+// The fixed header (ifinfomsg, ifaddrmsg) and the attributes after it.
+template <typename Header>
+bool splitPayload(const Message& m, Header* h, Bytes* attrs) {
+  constexpr size_t kLen = NLMSG_ALIGN(sizeof(Header));
+  if (m.payload.size() < kLen) return false;
+  std::memcpy(h, m.payload.data(), sizeof(Header));
+  *attrs = m.payload.subspan(kLen);
+  return true;
+}
+
+bool parseLink(const Message& m, LinkInfo* out) {
+  ifinfomsg ifi{};
+  Bytes attrs;
+  if (m.type != RTM_NEWLINK || !splitPayload(m, &ifi, &attrs)) return false;
+  std::optional<Bytes> tb[IFLA_MAX + 1];
+  if (!netlink::parseAttrs(attrs, tb).isOk()) return false;
+  out->index = ifi.ifi_index;
+  out->flags = ifi.ifi_flags;
+  if (tb[IFLA_IFNAME]) out->name = netlink::readString(*tb[IFLA_IFNAME]);
+  if (tb[IFLA_LINKINFO]) {
+    std::optional<Bytes> info[IFLA_INFO_MAX + 1];
+    if (netlink::parseAttrs(*tb[IFLA_LINKINFO], info).isOk() && info[IFLA_INFO_KIND]) {
+      out->kind = netlink::readString(*info[IFLA_INFO_KIND]);
+    }
+  }
+  return true;
+}
+
+bool parseAddr(const Message& m, AddrInfo* out) {
+  ifaddrmsg ifa{};
+  Bytes attrs;
+  if (m.type != RTM_NEWADDR || !splitPayload(m, &ifa, &attrs)) return false;
+  if (ifa.ifa_family != AF_INET && ifa.ifa_family != AF_INET6) return false;
+  std::optional<Bytes> tb[IFA_MAX + 1];
+  if (!netlink::parseAttrs(attrs, tb).isOk()) return false;
+  // IFA_LOCAL is this host's side; IFA_ADDRESS is the peer on point-to-point
+  // links and otherwise the same address (the only one for most v6).
+  const std::optional<Bytes>& a = tb[IFA_LOCAL] ? tb[IFA_LOCAL] : tb[IFA_ADDRESS];
+  const size_t len = ifa.ifa_family == AF_INET ? 4 : 16;
+  if (!a || a->size() != len) return false;
+  out->ifindex = static_cast<int>(ifa.ifa_index);
+  out->prefixlen = ifa.ifa_prefixlen;
+  out->flags = ifa.ifa_flags;
+  if (tb[IFA_FLAGS]) out->flags = netlink::readScalar<uint32_t>(*tb[IFA_FLAGS]).value_or(ifa.ifa_flags);
+  out->address = ipvs::Address{};
+  out->address.family = ifa.ifa_family == AF_INET ? ipvs::Family::kV4 : ipvs::Family::kV6;
+  std::memcpy(out->address.bytes.data(), a->data(), len);
+  return true;
+}
+
+// dev_valid_name() in net/core/dev.c, checked here so the error names the
+// problem instead of a bare EINVAL.
+Status validateIfname(const std::string& ifname) {
+  if (ifname.empty() || ifname.size() >= IFNAMSIZ || ifname == "." || ifname == "..") {
+    return Status::invalid("interface name \"" + ifname + "\": want 1 to " + std::to_string(IFNAMSIZ - 1) + " bytes");
+  }
+  for (char c : ifname) {
+    if (c == '/' || c == ':' || std::isspace(static_cast<unsigned char>(c))) {
+      return Status::invalid("interface name \"" + ifname + "\": no '/', ':' or whitespace");
+    }
+  }
+  return Status::ok();
+}
+
+// "net/ipv4/vs/conntrack" under root, refusing anything that could leave it.
+StatusOr<std::string> sysctlFile(const std::string& root, const std::string& path) {
+  if (path.empty() || path.front() == '/' || path.back() == '/') {
+    return Status::invalid("sysctl path \"" + path + "\": want a relative path like net/ipv4/ip_forward");
+  }
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string::npos) end = path.size();
+    const std::string part = path.substr(start, end - start);
+    if (part.empty() || part == "." || part == "..") {
+      return Status::invalid("sysctl path \"" + path + "\": empty, . or .. component");
+    }
+    start = end + 1;
+  }
+  return root + "/" + path;
+}
+
+}  // namespace
+
+// --- rtnetlink requests ---
+
+namespace {
+
+constexpr uint16_t kDoFlags = NLM_F_REQUEST | NLM_F_ACK;
+constexpr uint16_t kDumpFlags = NLM_F_REQUEST | NLM_F_DUMP;
+
+// The link named ifname; the kernel answers ENODEV when there is none.
+StatusOr<LinkInfo> getLink(RtnlSocket& rtnl, const std::string& ifname) {
+  const std::string what = "interface " + ifname;
+  MessageWriter w;
+  const uint32_t seq = rtnl.nextSeq();
+  w.beginMessage(RTM_GETLINK, kDoFlags, seq);
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  w.putRaw(&ifi, sizeof ifi);
+  w.putString(IFLA_IFNAME, ifname);
+  w.endMessage();
+  LinkInfo info;
+  bool found = false;
+  KIPVS_RETURN_IF_ERROR(rtnl.exchange(w, seq, what, [&](const Message& m) { found = parseLink(m, &info) || found; }));
+  if (!found) return Status::error(Code::kParse, what + ": no link in the kernel's answer", EPROTO);
+  return info;
+}
+
+// Dumps (RTM_GETLINK / RTM_GETADDR, all families), read again when the
+// kernel reports that the table changed underneath.
+template <typename Header, typename Info, typename Parse>
+StatusOr<std::vector<Info>> dump(RtnlSocket& rtnl, uint16_t type, const std::string& what, Parse parse) {
+  Status s;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    std::vector<Info> out;
+    MessageWriter w;
+    const uint32_t seq = rtnl.nextSeq();
+    w.beginMessage(type, kDumpFlags, seq);
+    Header h{};  // family AF_UNSPEC (0): v4 then v6
+    w.putRaw(&h, sizeof h);
+    w.endMessage();
+    s = rtnl.exchange(w, seq, what, [&](const Message& m) {
+      Info info;
+      if (parse(m, &info)) out.push_back(std::move(info));
+    });
+    if (s.isOk()) return out;
+    if (!(s.code() == Code::kIo && s.errnum() == EINTR)) return s;
+  }
+  return s;
+}
+
+StatusOr<std::vector<AddrInfo>> dumpAddresses(RtnlSocket& rtnl, const std::string& what) {
+  return dump<ifaddrmsg, AddrInfo>(rtnl, RTM_GETADDR, what, parseAddr);
+}
+
+StatusOr<std::vector<LinkInfo>> dumpLinks(RtnlSocket& rtnl, const std::string& what) {
+  return dump<ifinfomsg, LinkInfo>(rtnl, RTM_GETLINK, what, parseLink);
+}
+
+// RTM_NEWLINK with IFF_UP: creates (kind non-empty, by name) or changes (by index).
+Status newLink(RtnlSocket& rtnl, const std::string& ifname, int index, const std::string& kind,
+               const std::string& what) {
+  MessageWriter w;
+  const uint32_t seq = rtnl.nextSeq();
+  const bool create = !kind.empty();
+  w.beginMessage(RTM_NEWLINK, kDoFlags | (create ? NLM_F_CREATE | NLM_F_EXCL : 0), seq);
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  ifi.ifi_index = index;
+  ifi.ifi_flags = IFF_UP;  // created up: one request, not two
+  ifi.ifi_change = IFF_UP;
+  w.putRaw(&ifi, sizeof ifi);
+  if (create) {
+    w.putString(IFLA_IFNAME, ifname);
+    size_t nest = w.beginNest(IFLA_LINKINFO);
+    w.putString(IFLA_INFO_KIND, kind);
+    w.endNest(nest);
+  }
+  w.endMessage();
+  return rtnl.exchange(w, seq, what, [](const Message&) {});
+}
+
+}  // namespace
+
+NetlinkHostNetwork::NetlinkHostNetwork(std::unique_ptr<RtnlSocket> rtnl, Options options)
+    : rtnl_(std::move(rtnl)), options_(std::move(options)) {}
+
+NetlinkHostNetwork::~NetlinkHostNetwork() = default;
+
+StatusOr<std::unique_ptr<NetlinkHostNetwork>> NetlinkHostNetwork::open(Options options) {
+  auto rtnl = std::make_unique<RtnlSocket>();
+  KIPVS_RETURN_IF_ERROR(rtnl->openFd());
+  return std::unique_ptr<NetlinkHostNetwork>(new NetlinkHostNetwork(std::move(rtnl), std::move(options)));
+}
+
+Status NetlinkHostNetwork::ensureDummy(const std::string& ifname) {
+  KIPVS_RETURN_IF_ERROR(validateIfname(ifname));
+  StatusOr<LinkInfo> link = getLink(*rtnl_, ifname);
+  if (!link.isOk() && link.status().code() == Code::kKernel && link.status().errnum() == ENODEV) {
+    Status s = newLink(*rtnl_, ifname, 0, "dummy", "create dummy interface " + ifname);
+    if (s.isOk()) return s;
+    if (s.code() == Code::kKernel && s.errnum() == EOPNOTSUPP) {
+      // "Unknown device type": a kernel without the dummy driver (CONFIG_DUMMY).
+      return Status::error(Code::kUnsupported, s.message() + " (no dummy driver in this kernel?)", EOPNOTSUPP);
+    }
+    if (!(s.code() == Code::kKernel && s.errnum() == EEXIST)) return s;
+    link = getLink(*rtnl_, ifname);  // lost a race with another creator: judge what is there now
+  }
+  if (!link.isOk()) return link.status();
+  if (link->kind != "dummy") {
+    return Status::invalid("interface " + ifname + " exists with type \"" +
+                           (link->kind.empty() ? std::string("device") : link->kind) +
+                           "\", not dummy: not taking it over");
+  }
+  if (link->flags & IFF_UP) return Status::ok();
+  return newLink(*rtnl_, ifname, link->index, "", "bring up interface " + ifname);
+}
+
+StatusOr<std::set<ipvs::Address>> NetlinkHostNetwork::boundAddresses(const std::string& ifname) {
+  const std::string what = "list addresses of " + ifname;
+  KIPVS_RETURN_IF_ERROR(validateIfname(ifname));
+  StatusOr<LinkInfo> link = getLink(*rtnl_, ifname);
+  if (!link.isOk()) return link.status().withContext("list addresses");
+  // Older kernels ignore the index in a dump request: filter here.
+  StatusOr<std::vector<AddrInfo>> all = dumpAddresses(*rtnl_, what);
+  if (!all.isOk()) return all.status();
+  std::set<ipvs::Address> out;
+  for (const AddrInfo& a : *all) {
+    if (a.ifindex == link->index && !isIpv6LinkLocal(a.address)) out.insert(a.address);
+  }
+  return out;
+}
+
+Status NetlinkHostNetwork::changeAddress(bool add, const std::string& ifname, const ipvs::Address& addr) {
+  const uint8_t prefixlen = addr.isV4() ? 32 : 128;
+  const std::string what = std::string(add ? "bind " : "unbind ") + addr.toString() + "/" +
+                           std::to_string(prefixlen) + (add ? " to " : " from ") + ifname;
+  KIPVS_RETURN_IF_ERROR(validateIfname(ifname).withContext(what));
+  KIPVS_RETURN_IF_ERROR(validateBindable(addr, what));
+  StatusOr<LinkInfo> link = getLink(*rtnl_, ifname);
+  if (!link.isOk()) return link.status().withContext(what);
+
+  MessageWriter w;
+  const uint32_t seq = rtnl_->nextSeq();
+  w.beginMessage(add ? RTM_NEWADDR : RTM_DELADDR, kDoFlags | (add ? NLM_F_CREATE | NLM_F_EXCL : 0), seq);
+  ifaddrmsg ifa{};
+  ifa.ifa_family = addr.isV4() ? AF_INET : AF_INET6;
+  ifa.ifa_prefixlen = prefixlen;
+  // Usable at once: duplicate address detection would keep a v6 VIP
+  // "tentative" (not bindable, not answering) for a second or more.
+  ifa.ifa_flags = addr.isV4() ? 0 : IFA_F_NODAD;
+  ifa.ifa_scope = RT_SCOPE_UNIVERSE;  // what `ip addr add` and kube-proxy use
+  ifa.ifa_index = static_cast<uint32_t>(link->index);
+  w.putRaw(&ifa, sizeof ifa);
+  w.putBytes(IFA_LOCAL, addr.bytes.data(), addr.size());
+  w.putBytes(IFA_ADDRESS, addr.bytes.data(), addr.size());
+  w.endMessage();
+  Status s = rtnl_->exchange(w, seq, what, [](const Message&) {});
+  // Idempotent: already there / already gone is the state asked for.
+  if (s.code() == Code::kKernel && s.errnum() == (add ? EEXIST : EADDRNOTAVAIL)) return Status::ok();
+  return s;
+}
+
+Status NetlinkHostNetwork::bindAddress(const std::string& ifname, const ipvs::Address& addr) {
+  return changeAddress(true, ifname, addr);
+}
+
+Status NetlinkHostNetwork::unbindAddress(const std::string& ifname, const ipvs::Address& addr) {
+  return changeAddress(false, ifname, addr);
+}
+
+Status NetlinkHostNetwork::setSysctl(const std::string& path, const std::string& value) {
+  StatusOr<std::string> file = sysctlFile(options_.procSysRoot, path);
+  if (!file.isOk()) return file.status();
+  const std::string what = "write \"" + value + "\" to " + *file;
+  const int fd = ::open(file->c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return Status::kernel(errno, what);
+  // One write(2): /proc/sys parses what a single write hands it.
+  ssize_t n;
+  do {
+    n = ::write(fd, value.data(), value.size());
+  } while (n < 0 && errno == EINTR);
+  const int writeErrno = errno;
+  ::close(fd);
+  if (n < 0) return Status::kernel(writeErrno, what);
+  if (static_cast<size_t>(n) != value.size()) return Status::error(Code::kIo, what + ": short write", EIO);
+  return Status::ok();
+}
+
+StatusOr<std::string> NetlinkHostNetwork::getSysctl(const std::string& path) {
+  StatusOr<std::string> file = sysctlFile(options_.procSysRoot, path);
+  if (!file.isOk()) return file.status();
+  const std::string what = "read " + *file;
+  const int fd = ::open(file->c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::kernel(errno, what);
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int readErrno = errno;
+      ::close(fd);
+      return Status::kernel(readErrno, what);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  while (!out.empty() && std::isspace(static_cast<unsigned char>(out.back()))) out.pop_back();
+  return out;
+}
+
+StatusOr<std::vector<ipvs::Address>> NetlinkHostNetwork::nodeAddresses(const std::string& excludeIfname) {
+  const std::string what = "list node addresses";
+  StatusOr<std::vector<LinkInfo>> links = dumpLinks(*rtnl_, what);
+  if (!links.isOk()) return links.status();
+  std::set<int> skip;  // loopback links and the excluded one
+  for (const LinkInfo& l : *links) {
+    if ((l.flags & IFF_LOOPBACK) || l.name == excludeIfname) skip.insert(l.index);
+  }
+  StatusOr<std::vector<AddrInfo>> addrs = dumpAddresses(*rtnl_, what);
+  if (!addrs.isOk()) return addrs.status();
+  std::vector<ipvs::Address> out;
+  for (const AddrInfo& a : *addrs) {
+    if (skip.count(a.ifindex) || (a.flags & IFA_F_DADFAILED) || !isNodeAddressCandidate(a.address)) continue;
+    out.push_back(a.address);
+  }
+  return out;
+}
+
+StatusOr<std::string> NetlinkHostNetwork::kernelRelease() {
+  utsname u{};
+  if (::uname(&u) != 0) return Status::kernel(errno, "uname");
+  return std::string(u.release);
+}
+
+}  // namespace kipvs::controller

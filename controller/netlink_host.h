@@ -1,0 +1,49 @@
+#pragma once
+// HostNetwork on the real kernel: links and addresses over rtnetlink, sysctls
+// through /proc/sys. Errors carry the kernel's raw errno and name the
+// interface and address involved.
+//
+// rtnetlink is spoken with the project's own codec (netlink/message.h) on a
+// plain NETLINK_ROUTE socket, not libnl-route: libnl folds errnos into NLE_*
+// codes (ENODEV and ENOENT both become NLE_OBJ_NOTFOUND), and its headers
+// (<netlink/socket.h>) collide with this repository's netlink/ directory
+// once -I<repo root> comes first on the include path.
+
+#include <memory>
+
+#include "controller/host.h"
+
+namespace kipvs::controller {
+
+class RtnlSocket;  // a NETLINK_ROUTE socket and its request/answer loop (netlink_host.cc)
+
+class NetlinkHostNetwork : public HostNetwork {
+ public:
+  struct Options {
+    std::string procSysRoot = "/proc/sys";  // tests point this at a temp dir
+  };
+  // Opens an rtnetlink socket. Not thread-safe: one per thread.
+  static StatusOr<std::unique_ptr<NetlinkHostNetwork>> open(Options options);
+  static StatusOr<std::unique_ptr<NetlinkHostNetwork>> open() { return open(Options{}); }
+  ~NetlinkHostNetwork() override;
+  NetlinkHostNetwork(const NetlinkHostNetwork&) = delete;
+  NetlinkHostNetwork& operator=(const NetlinkHostNetwork&) = delete;
+
+  Status ensureDummy(const std::string& ifname) override;
+  StatusOr<std::set<ipvs::Address>> boundAddresses(const std::string& ifname) override;
+  Status bindAddress(const std::string& ifname, const ipvs::Address& addr) override;
+  Status unbindAddress(const std::string& ifname, const ipvs::Address& addr) override;
+  Status setSysctl(const std::string& path, const std::string& value) override;
+  StatusOr<std::string> getSysctl(const std::string& path) override;
+  StatusOr<std::vector<ipvs::Address>> nodeAddresses(const std::string& excludeIfname) override;
+  StatusOr<std::string> kernelRelease() override;
+
+ private:
+  NetlinkHostNetwork(std::unique_ptr<RtnlSocket> rtnl, Options options);
+  Status changeAddress(bool add, const std::string& ifname, const ipvs::Address& addr);
+
+  std::unique_ptr<RtnlSocket> rtnl_;
+  Options options_;
+};
+
+}  // namespace kipvs::controller

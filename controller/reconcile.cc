@@ -1,0 +1,264 @@
+#include "controller/reconcile.h"
+
+#include <glog/logging.h>
+
+#include <algorithm>
+
+#include "controller/render.h"
+
+namespace kipvs::controller {
+
+using ipvs::ServiceKey;
+
+int ReconcileResult::exitCode() const {
+  if (!fatal.isOk()) return 2;
+  if (!objectErrors.empty() || !report.ok() || !hostErrors.empty()) return 1;
+  return 0;
+}
+
+void dropInvalid(Desired& desired) {
+  for (auto it = desired.table.services.begin(); it != desired.table.services.end();) {
+    const ServiceKey& key = it->first;
+    auto origin = desired.origins.find(key);
+    const std::string who = origin != desired.origins.end() ? origin->second.service : key.toString();
+    if (Status s = ipvs::validateService(key, it->second.spec); !s.isOk()) {
+      desired.errors.push_back({"Service", who, s.message()});
+      desired.origins.erase(key);
+      it = desired.table.services.erase(it);
+      continue;
+    }
+    auto& dests = it->second.dests;
+    for (auto d = dests.begin(); d != dests.end();) {
+      if (Status s = ipvs::validateDest(key, d->first, d->second.spec); !s.isOk()) {
+        desired.errors.push_back({"Service", who, s.message()});
+        d = dests.erase(d);
+      } else {
+        ++d;
+      }
+    }
+    ++it;
+  }
+}
+
+namespace {
+
+void merge(ApplyReport& into, ApplyReport&& from) {
+  into.attempted += from.attempted;
+  into.succeeded += from.succeeded;
+  for (auto& f : from.failures) into.failures.push_back(std::move(f));
+  into.failedServices.merge(from.failedServices);
+  into.skippedDests.merge(from.skippedDests);
+  into.stale.merge(from.stale);
+}
+
+// Re-dumps just these services into `actual` (an incremental refresh).
+Status refresh(ipvs::IpvsClient& client, const std::set<ServiceKey>& keys, ipvs::Table& actual) {
+  for (const auto& k : keys) {
+    auto one = client.dumpService(k);
+    if (!one.isOk()) return one.status();
+    if (one->has_value()) {
+      actual.services[k] = std::move(**one);
+    } else {
+      actual.services.erase(k);
+    }
+  }
+  return Status::ok();
+}
+
+std::set<ServiceKey> drainingKeys(const Plan& p) {
+  std::set<ServiceKey> keys;
+  for (const auto& sp : p.services) {
+    if (!sp.draining.empty()) keys.insert(sp.key);
+  }
+  return keys;
+}
+
+}  // namespace
+
+ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, ipvs::IpvsClient& client,
+                          HostNetwork& host, std::ostream& out, std::ostream& err, const Sleeper& sleep) {
+  ReconcileResult result;
+  NodeFacts node = opts.node;
+  if (opts.nodeIpsFromHost) {
+    auto ips = host.nodeAddresses(opts.dummyInterface);
+    if (!ips.isOk()) {
+      result.fatal = ips.status().withContext("discovering node addresses (give --node-ip)");
+      err << "error: " << result.fatal.toString() << "\n";
+      return result;
+    }
+    node.nodeIps = *ips;
+  }
+
+  Desired desired = computeDesired(cluster, node);
+  dropInvalid(desired);
+  result.objectErrors = desired.errors;
+  for (const auto& e : desired.errors) err << "error: " << e.toString() << "\n";
+
+  // What is bound on our dummy interface is ours: its VIPs' services may be deleted.
+  std::set<ipvs::Address> bound;
+  if (!opts.dryRun) {
+    if (Status s = host.ensureDummy(opts.dummyInterface); !s.isOk()) {
+      result.fatal = s;
+      err << "error: " << s.toString() << "\n";
+      return result;
+    }
+  }
+  if (auto b = host.boundAddresses(opts.dummyInterface); b.isOk()) {
+    bound = std::move(*b);
+  } else if (!opts.dryRun) {
+    result.fatal = b.status();
+    err << "error: " << b.status().toString() << "\n";
+    return result;
+  }
+
+  auto actualOr = client.dumpTable();
+  if (!actualOr.isOk()) {
+    result.fatal = actualOr.status().withContext("reading the IPVS table");
+    err << "error: " << result.fatal.toString() << "\n";
+    return result;
+  }
+  ipvs::Table actual = std::move(*actualOr);
+
+  Ownership own;
+  own.vips = bound;
+  own.vips.insert(desired.vips.begin(), desired.vips.end());
+  own.nodeIps.insert(node.nodeIps.begin(), node.nodeIps.end());
+  own.nodePortMin = node.nodePortMin;
+  own.nodePortMax = node.nodePortMax;
+
+  result.plan = plan(desired.table, actual, own);
+  PlanContext ctx{&desired, &actual};
+
+  std::vector<ipvs::Address> toBind, toUnbind;
+  for (const auto& v : desired.vips) {
+    if (!bound.count(v)) toBind.push_back(v);
+  }
+  for (const auto& v : bound) {
+    if (!desired.vips.count(v)) toUnbind.push_back(v);
+  }
+
+  if (opts.output == OutputFormat::kText) {
+    renderPlanText(result.plan, ctx, out);
+    for (const auto& v : toBind) out << "  + bind " << v.toString() << " to " << opts.dummyInterface << "\n";
+    for (const auto& v : toUnbind) out << "  - unbind " << v.toString() << " from " << opts.dummyInterface << "\n";
+  }
+
+  if (!opts.dryRun) {
+    if (opts.manageSysctls) {
+      auto rel = host.kernelRelease();
+      Status s = rel.isOk() ? prepareIpvsSysctls(host, *rel, &result.hostChanges) : rel.status();
+      if (!s.isOk()) result.hostErrors.push_back(s.withContext("sysctls"));
+    }
+    // VIPs first: once a virtual server exists, its address must be local.
+    for (const auto& v : toBind) {
+      Status s = host.bindAddress(opts.dummyInterface, v);
+      if (s.isOk()) {
+        result.hostChanges.push_back("bound " + v.toString() + " to " + opts.dummyInterface);
+      } else {
+        result.hostErrors.push_back(s);
+      }
+    }
+    merge(result.report, apply(result.plan, client));
+
+    // A dest op that met ESRCH saw a stale table: re-dump those services and plan them again, once.
+    if (!result.report.stale.empty()) {
+      std::set<ServiceKey> stale = result.report.stale;
+      if (Status s = refresh(client, stale, actual); s.isOk()) {
+        std::vector<ServiceKey> keys(stale.begin(), stale.end());
+        ApplyReport again = apply(planKeys(desired.table, actual, own, keys), client);
+        // The retry supersedes the first failures for these services.
+        std::erase_if(result.report.failures, [&](const OpFailure& f) { return stale.count(f.op.service) > 0; });
+        merge(result.report, std::move(again));
+      }
+    }
+
+    // Unbind only after the services on those addresses are gone.
+    for (const auto& v : toUnbind) {
+      Status s = host.unbindAddress(opts.dummyInterface, v);
+      if (s.isOk()) {
+        result.hostChanges.push_back("unbound " + v.toString() + " from " + opts.dummyInterface);
+      } else {
+        result.hostErrors.push_back(s);
+      }
+    }
+
+    // Drain: poll only the services with draining real servers, re-plan them, until they empty.
+    std::set<ServiceKey> draining = drainingKeys(result.plan);
+    if (opts.drain == DrainMode::kWait && !draining.empty()) {
+      auto waited = std::chrono::milliseconds(0);
+      while (!draining.empty() && waited < opts.drainTimeout) {
+        sleep(opts.drainPoll);
+        waited += opts.drainPoll;
+        if (Status s = refresh(client, draining, actual); !s.isOk()) {
+          result.hostErrors.push_back(s.withContext("re-reading draining services"));
+          break;
+        }
+        std::vector<ServiceKey> keys(draining.begin(), draining.end());
+        Plan p = planKeys(desired.table, actual, own, keys);
+        merge(result.report, apply(p, client));
+        draining = drainingKeys(p);
+        if (opts.output == OutputFormat::kText && draining.empty()) {
+          out << "drained: removed the last departing real servers after " << waited.count() / 1000.0 << "s\n";
+        }
+      }
+    }
+    for (const auto& k : draining) {
+      auto it = std::find_if(result.plan.services.begin(), result.plan.services.end(),
+                             [&](const ServicePlan& sp) { return sp.key == k; });
+      if (it != result.plan.services.end()) result.stillDraining += it->draining.size();
+    }
+  }
+
+  for (const auto& f : result.report.failures) {
+    err << "error: " << f.op.toString() << ": " << f.status.toString() << "\n";
+  }
+  for (const auto& s : result.report.skippedDests) {
+    err << "error: " << s.toString() << ": real-server changes skipped because the virtual server op failed\n";
+  }
+  for (const auto& h : result.hostErrors) err << "error: " << h.toString() << "\n";
+
+  if (opts.output == OutputFormat::kJson) {
+    out << "{\"dryRun\":" << (opts.dryRun ? "true" : "false") << ",\"plan\":";
+    renderPlanJson(result.plan, ctx, out);
+    out << ",\"bind\":[";
+    for (size_t i = 0; i < toBind.size(); ++i) out << (i ? "," : "") << "\"" << toBind[i].toString() << "\"";
+    out << "],\"unbind\":[";
+    for (size_t i = 0; i < toUnbind.size(); ++i) out << (i ? "," : "") << "\"" << toUnbind[i].toString() << "\"";
+    out << "],\"errors\":[";
+    bool first = true;
+    auto errJson = [&](const std::string& kind, const std::string& name, const std::string& msg, int errnum) {
+      out << (first ? "" : ",") << "{\"kind\":\"" << jsonEscape(kind) << "\",\"name\":\"" << jsonEscape(name)
+          << "\",\"message\":\"" << jsonEscape(msg) << "\"";
+      if (errnum) out << ",\"errno\":\"" << (errnoName(errnum) ? errnoName(errnum) : std::to_string(errnum)) << "\"";
+      out << "}";
+      first = false;
+    };
+    for (const auto& e : result.objectErrors) errJson(e.kind, e.name, e.message, 0);
+    for (const auto& f : result.report.failures) errJson("Op", f.op.toString(), f.status.toString(), f.status.errnum());
+    for (const auto& h : result.hostErrors) errJson("Host", "", h.toString(), h.errnum());
+    out << "],\"applied\":{\"attempted\":" << result.report.attempted << ",\"succeeded\":" << result.report.succeeded
+        << ",\"failed\":" << result.report.failures.size() << "},\"stillDraining\":" << result.stillDraining
+        << ",\"exitCode\":" << result.exitCode() << "}\n";
+  } else {
+    if (opts.dryRun) {
+      out << "dry run: nothing was changed\n";
+    } else {
+      out << "Applied " << result.report.succeeded << " of " << result.plan.opCount() << " planned writes ("
+          << result.report.attempted << " sent, " << result.report.failures.size() << " failed)";
+      if (!result.hostChanges.empty()) out << "; host: " << result.hostChanges.size() << " changes";
+      out << "\n";
+      for (const auto& c : result.hostChanges) out << "  host: " << c << "\n";
+      if (result.stillDraining) {
+        out << result.stillDraining
+            << " real servers left at weight 0 with open connections; a later reconcile removes them once drained"
+            << (opts.drain == DrainMode::kSkip ? " (--drain=wait waits here)" : " (drain timeout reached)") << "\n";
+      }
+    }
+    if (!result.objectErrors.empty()) {
+      out << result.objectErrors.size() << " objects skipped with errors (see stderr)\n";
+    }
+  }
+  return result;
+}
+
+}  // namespace kipvs::controller

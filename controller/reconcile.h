@@ -1,0 +1,61 @@
+#pragma once
+// One reconcile pass: Kubernetes objects -> desired table -> plan against the
+// live table -> host (VIPs, sysctls) + kernel writes -> report. The kernel and
+// the host come in as interfaces, so the whole pass runs against fakes in unit
+// tests and against the real kernel in the VM.
+
+#include <chrono>
+#include <functional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "controller/apply.h"
+#include "controller/desired.h"
+#include "controller/host.h"
+#include "controller/plan.h"
+#include "ipvs/client.h"
+
+namespace kipvs::controller {
+
+enum class DrainMode { kWait, kSkip };
+enum class OutputFormat { kText, kJson };
+
+struct ReconcileOptions {
+  NodeFacts node;
+  bool nodeIpsFromHost = true;     // --node-ip not given: ask the host
+  std::string dummyInterface = "kipvs0";
+  bool dryRun = false;
+  bool manageSysctls = true;
+  DrainMode drain = DrainMode::kSkip;
+  std::chrono::milliseconds drainTimeout{std::chrono::seconds(300)};
+  std::chrono::milliseconds drainPoll{std::chrono::seconds(1)};
+  OutputFormat output = OutputFormat::kText;
+};
+
+struct ReconcileResult {
+  Plan plan;                          // the first plan (what --dry-run prints)
+  ApplyReport report;                 // all apply passes, merged
+  std::vector<ObjectError> objectErrors;
+  std::vector<std::string> hostChanges;  // VIPs bound/unbound, sysctls set
+  std::vector<Status> hostErrors;
+  size_t stillDraining = 0;           // left at weight 0 when we stopped
+  Status fatal;                       // set when nothing could be done (kernel unreachable, ...)
+
+  // 0: converged; 1: some objects or ops failed (the rest applied); 2: fatal.
+  int exitCode() const;
+};
+
+// Sleeps between drain polls; injectable so tests do not wait.
+using Sleeper = std::function<void(std::chrono::milliseconds)>;
+
+// The plan and summary go to `out`; every error, named, also goes to `err`.
+ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, ipvs::IpvsClient& client,
+                          HostNetwork& host, std::ostream& out, std::ostream& err, const Sleeper& sleep);
+
+// Drops, with an error each, desired virtual servers and real servers that
+// the kernel would refuse (ipvs::validate*), so one bad object cannot fail a
+// batch or hide among kernel errors.
+void dropInvalid(Desired& desired);
+
+}  // namespace kipvs::controller

@@ -1,0 +1,351 @@
+#include "ipvs/netlink_client.h"
+
+#include <linux/genetlink.h>
+#include <linux/ip_vs.h>
+#include <linux/netlink.h>
+
+#include <algorithm>
+#include <string>
+#include <utility>
+
+#include "ipvs/codec.h"
+
+namespace kipvs::ipvs {
+
+using netlink::GenlView;
+using netlink::Message;
+using netlink::MessageWriter;
+using netlink::Next;
+
+namespace {
+
+// Receive-buffer cost of one error ack (skb truesize), rounded up, so that a
+// batch whose every op fails still fits the receive buffer.
+constexpr size_t kAckTruesize = 1536;
+
+std::string withExt(std::string what, const std::string& ext) {
+  return ext.empty() ? what : what + ": " + ext;
+}
+
+Status dumpInterrupted(const char* what) {
+  return Status::error(Code::kKernel,
+                       std::string(what) + " dump interrupted by a concurrent change (NLM_F_DUMP_INTR); re-dump",
+                       EINTR);
+}
+
+}  // namespace
+
+NetlinkIpvsClient::NetlinkIpvsClient(Options options, std::unique_ptr<netlink::GenlSocket> socket)
+    : options_(std::move(options)), socket_(std::move(socket)) {}
+
+StatusOr<std::unique_ptr<NetlinkIpvsClient>> NetlinkIpvsClient::create(Options options) {
+  auto socket = netlink::GenlSocket::open(codec::kGenlName, options.socket);
+  if (!socket) {
+    Status s = socket.status();
+    if (s.code() == Code::kUnsupported) {
+      return Status::error(Code::kUnsupported, "IPVS generic netlink family not found: is the ip_vs module loaded?",
+                           s.errnum());
+    }
+    return s.withContext("opening the IPVS netlink socket");
+  }
+  return std::unique_ptr<NetlinkIpvsClient>(new NetlinkIpvsClient(std::move(options), std::move(*socket)));
+}
+
+size_t NetlinkIpvsClient::batchOps() const {
+  size_t byRcvbuf = static_cast<size_t>(std::max(socket_->rcvbuf(), 0)) / kAckTruesize;
+  return std::max<size_t>(1, std::min(options_.maxBatchOps, byRcvbuf));
+}
+
+Status NetlinkIpvsClient::request(uint8_t cmd, const std::function<Status(MessageWriter&)>& fill,
+                                  const ReplyFn& onReply) {
+  const bool isDump = cmd == IPVS_CMD_GET_SERVICE || cmd == IPVS_CMD_GET_DEST;
+  writer_.clear();
+  const uint32_t seq = socket_->seqBase();
+  // Dumps end with NLMSG_DONE; everything else with its ack.
+  writer_.beginGenl(socket_->familyId(), NLM_F_REQUEST | (isDump ? NLM_F_DUMP : NLM_F_ACK), seq, cmd,
+                    codec::kGenlVersion);
+  if (fill) {
+    Status s = fill(writer_);
+    if (!s.isOk()) {
+      writer_.clear();
+      return s;
+    }
+  }
+  writer_.endMessage();
+  socket_->advanceSeq(1);
+  KIPVS_RETURN_IF_ERROR(socket_->send(writer_.bytes()));
+
+  Status result;
+  bool interrupted = false;
+  const uint16_t family = socket_->familyId();
+  Status r = socket_->receive([&](const Message& m) -> StatusOr<Next> {
+    if (m.seq != seq) return Next::kMore;  // a straggler from an earlier request
+    if (m.type == NLMSG_ERROR) {
+      auto ack = netlink::parseAck(m);
+      if (!ack) return ack.status();
+      if (ack->error != 0) result = Status::kernel(ack->error, ack->extMessage);
+      return Next::kDone;
+    }
+    if (m.type == NLMSG_DONE) {
+      if (int err = netlink::parseDoneError(m); err != 0) result = Status::kernel(err, "");
+      interrupted |= (m.flags & NLM_F_DUMP_INTR) != 0;
+      return Next::kDone;
+    }
+    if (m.type != family) return Next::kMore;
+    interrupted |= (m.flags & NLM_F_DUMP_INTR) != 0;
+    auto g = netlink::parseGenl(m);
+    // Keep reading to the end of a dump even after a bad message: the socket
+    // must not be left with a dump in progress.
+    if (!g) {
+      if (result.isOk()) result = g.status();
+    } else if (onReply && result.isOk()) {
+      result = onReply(*g);
+    }
+    return Next::kMore;
+  });
+  KIPVS_RETURN_IF_ERROR(r);
+  if (interrupted && result.isOk()) return dumpInterrupted(isDump ? "IPVS" : "IPVS request");
+  return result;
+}
+
+Status NetlinkIpvsClient::dumpDests(const ServiceKey& key, ServiceState& state) {
+  Status s = request(
+      IPVS_CMD_GET_DEST, [&](MessageWriter& w) { return codec::putServiceKey(w, key); },
+      [&](const GenlView& g) -> Status {
+        if (g.cmd != IPVS_CMD_NEW_DEST) return Status::ok();
+        auto d = codec::decodeDestMessage(g.attrs, key.family);
+        if (!d) return d.status();
+        state.dests[d->key] = DestState{d->spec, d->counters};
+        return Status::ok();
+      });
+  return s.withContext("dumping the destinations of " + key.toString());
+}
+
+StatusOr<Table> NetlinkIpvsClient::dumpTable() {
+  Table table;
+  Status s = request(IPVS_CMD_GET_SERVICE, nullptr, [&](const GenlView& g) -> Status {
+    if (g.cmd != IPVS_CMD_NEW_SERVICE) return Status::ok();
+    auto e = codec::decodeServiceMessage(g.attrs);
+    if (!e) return e.status();
+    ServiceState& st = table.services[e->key];
+    st.spec = e->spec;
+    st.stats = e->stats;
+    return Status::ok();
+  });
+  if (!s.isOk()) return s.withContext("dumping IPVS services");
+  // One dests dump per service: the kernel has no all-dests dump, and a
+  // socket runs one dump at a time (a second dump request while one is in
+  // progress gets EBUSY), so they cannot be pipelined on this socket. Each
+  // costs one sendmsg and, thanks to recvmmsg, usually one receive.
+  for (auto& [key, state] : table.services) {
+    KIPVS_RETURN_IF_ERROR(dumpDests(key, state));
+  }
+  normalize(table);
+  return table;
+}
+
+StatusOr<std::optional<ServiceState>> NetlinkIpvsClient::dumpService(const ServiceKey& key) {
+  // GET_SERVICE (acked) and the dests dump share one sendmsg: a doit request
+  // does not occupy the socket's dump slot.
+  writer_.clear();
+  const uint16_t family = socket_->familyId();
+  const uint32_t svcSeq = socket_->seqBase();
+  const uint32_t destSeq = svcSeq + 1;
+  writer_.beginGenl(family, NLM_F_REQUEST | NLM_F_ACK, svcSeq, IPVS_CMD_GET_SERVICE, codec::kGenlVersion);
+  Status enc = codec::putServiceKey(writer_, key);
+  if (!enc.isOk()) return enc.withContext("dump " + key.toString());
+  writer_.endMessage();
+  writer_.beginGenl(family, NLM_F_REQUEST | NLM_F_DUMP, destSeq, IPVS_CMD_GET_DEST, codec::kGenlVersion);
+  KIPVS_RETURN_IF_ERROR(codec::putServiceKey(writer_, key));
+  writer_.endMessage();
+  socket_->advanceSeq(2);
+  KIPVS_RETURN_IF_ERROR(socket_->send(writer_.bytes()).withContext("dump " + key.toString()));
+
+  std::optional<codec::ServiceEntry> found;
+  ServiceState state;
+  Status svcResult, destResult;
+  bool interrupted = false;
+  Status r = socket_->receive([&](const Message& m) -> StatusOr<Next> {
+    if (m.seq == svcSeq) {
+      if (m.type == NLMSG_ERROR) {
+        auto ack = netlink::parseAck(m);
+        if (!ack) return ack.status();
+        // ESRCH: no such service; the (empty) dests dump still follows.
+        if (ack->error != 0 && ack->error != ESRCH) svcResult = Status::kernel(ack->error, ack->extMessage);
+      } else if (m.type == family) {
+        auto g = netlink::parseGenl(m);
+        if (!g) return g.status();
+        if (g->cmd == IPVS_CMD_NEW_SERVICE) {
+          auto e = codec::decodeServiceMessage(g->attrs);
+          if (!e) {
+            svcResult = e.status();
+          } else {
+            found = *e;
+          }
+        }
+      }
+      return Next::kMore;
+    }
+    if (m.seq != destSeq) return Next::kMore;
+    if (m.type == NLMSG_ERROR) {
+      auto ack = netlink::parseAck(m);
+      if (!ack) return ack.status();
+      if (ack->error != 0) destResult = Status::kernel(ack->error, ack->extMessage);
+      return Next::kDone;
+    }
+    if (m.type == NLMSG_DONE) {
+      if (int err = netlink::parseDoneError(m); err != 0) destResult = Status::kernel(err, "");
+      return Next::kDone;
+    }
+    if (m.type == family && destResult.isOk()) {
+      interrupted |= (m.flags & NLM_F_DUMP_INTR) != 0;
+      auto g = netlink::parseGenl(m);
+      if (!g) {
+        destResult = g.status();
+      } else if (g->cmd == IPVS_CMD_NEW_DEST) {
+        auto d = codec::decodeDestMessage(g->attrs, key.family);
+        if (!d) {
+          destResult = d.status();
+        } else {
+          state.dests[d->key] = DestState{d->spec, d->counters};
+        }
+      }
+    }
+    return Next::kMore;
+  });
+  const std::string what = "dump " + key.toString();
+  KIPVS_RETURN_IF_ERROR(r.withContext(what));
+  KIPVS_RETURN_IF_ERROR(svcResult.withContext(what));
+  KIPVS_RETURN_IF_ERROR(destResult.withContext(what));
+  if (interrupted) return dumpInterrupted("IPVS destination");
+  if (!found) return std::optional<ServiceState>();
+
+  Table one;
+  state.spec = found->spec;
+  state.stats = found->stats;
+  one.services.emplace(found->key, std::move(state));
+  normalize(one);
+  return std::optional<ServiceState>(std::move(one.services.begin()->second));
+}
+
+void NetlinkIpvsClient::runBatch(std::span<const Op> ops, const std::vector<size_t>& indexOf, uint32_t firstSeq,
+                                 std::vector<Status>& results) {
+  const size_t count = indexOf.size();
+  // Only the last request is acked: its ack proves every earlier one was
+  // processed, and the earlier ones answer only when they fail.
+  writer_.addFlagsToLast(NLM_F_ACK);
+  socket_->advanceSeq(static_cast<uint32_t>(count));
+  Status sent = socket_->send(writer_.bytes());
+  if (!sent.isOk()) {
+    for (size_t k = 0; k < count; ++k) results[indexOf[k]] = sent.withContext(ops[indexOf[k]].toString());
+    return;
+  }
+  writeCount_ += count;
+
+  std::vector<uint8_t> answered(count, 0);
+  Status r = socket_->receive([&](const Message& m) -> StatusOr<Next> {
+    if (m.type != NLMSG_ERROR) return Next::kMore;
+    const uint32_t k = m.seq - firstSeq;  // wraps for seqs outside the batch
+    if (k >= count) return Next::kMore;
+    auto ack = netlink::parseAck(m);
+    if (!ack) return ack.status();
+    answered[k] = 1;
+    if (ack->error != 0) {
+      results[indexOf[k]] = Status::kernel(ack->error, withExt(ops[indexOf[k]].toString(), ack->extMessage));
+    }
+    return k + 1 == count ? Next::kDone : Next::kMore;
+  });
+  if (r.isOk()) return;
+  // Replies were lost (ENOBUFS) or never came (timeout): an op without an
+  // answer may have succeeded or failed. The caller re-dumps.
+  for (size_t k = 0; k < count; ++k) {
+    if (answered[k]) continue;
+    results[indexOf[k]] =
+        Status::error(r.code(), ops[indexOf[k]].toString() + ": result unknown: " + r.message(), r.errnum());
+  }
+}
+
+std::vector<Status> NetlinkIpvsClient::apply(std::span<const Op> ops) {
+  std::vector<Status> results(ops.size());
+  const size_t maxOps = batchOps();
+  std::vector<size_t> indexOf;  // batch position -> index in ops
+  indexOf.reserve(std::min(maxOps, ops.size()));
+  size_t i = 0;
+  while (i < ops.size()) {
+    const size_t maxBytes = std::min(options_.maxBatchBytes, socket_->maxSendBytes());
+    const uint32_t firstSeq = socket_->seqBase();
+    const uint16_t family = socket_->familyId();
+    writer_.clear();
+    indexOf.clear();
+    for (; i < ops.size() && indexOf.size() < maxOps; ++i) {
+      const size_t mark = writer_.size();
+      const size_t messages = writer_.messageCount();
+      const uint32_t seq = firstSeq + static_cast<uint32_t>(indexOf.size());
+      Status s = codec::encodeOp(writer_, family, NLM_F_REQUEST, seq, ops[i]);
+      if (!s.isOk()) {
+        results[i] = s.withContext(ops[i].toString());
+        continue;
+      }
+      if (writer_.size() > maxBytes && !indexOf.empty()) {
+        writer_.truncate(mark, messages);
+        break;
+      }
+      indexOf.push_back(i);
+    }
+    if (!indexOf.empty()) runBatch(ops, indexOf, firstSeq, results);
+  }
+  return results;
+}
+
+StatusOr<Timeouts> NetlinkIpvsClient::getTimeouts() {
+  Timeouts t;
+  Status s = request(IPVS_CMD_GET_CONFIG, nullptr, [&](const GenlView& g) -> Status {
+    auto d = codec::decodeTimeouts(g.attrs);
+    if (!d) return d.status();
+    t = *d;
+    return Status::ok();
+  });
+  if (!s.isOk()) return s.withContext("get timeouts");
+  return t;
+}
+
+Status NetlinkIpvsClient::setTimeouts(const Timeouts& t) {
+  ++writeCount_;
+  return request(
+             IPVS_CMD_SET_CONFIG,
+             [&](MessageWriter& w) {
+               codec::putTimeouts(w, t);
+               return Status::ok();
+             },
+             nullptr)
+      .withContext("set timeouts tcp " + std::to_string(t.tcp) + " tcpfin " + std::to_string(t.tcpFin) + " udp " +
+                   std::to_string(t.udp));
+}
+
+Status NetlinkIpvsClient::zero(const std::optional<ServiceKey>& key) {
+  ++writeCount_;
+  return request(
+             IPVS_CMD_ZERO,
+             [&](MessageWriter& w) { return key ? codec::putServiceKey(w, *key) : Status::ok(); },
+             nullptr)
+      .withContext(key ? "zero " + key->toString() : std::string("zero all"));
+}
+
+Status NetlinkIpvsClient::flush() {
+  ++writeCount_;
+  return request(IPVS_CMD_FLUSH, nullptr, nullptr).withContext("flush");
+}
+
+StatusOr<Info> NetlinkIpvsClient::info() {
+  Info info;
+  Status s = request(IPVS_CMD_GET_INFO, nullptr, [&](const GenlView& g) -> Status {
+    auto d = codec::decodeInfo(g.attrs);
+    if (!d) return d.status();
+    info = *d;
+    return Status::ok();
+  });
+  if (!s.isOk()) return s.withContext("get info");
+  return info;
+}
+
+}  // namespace kipvs::ipvs

@@ -1,0 +1,77 @@
+#pragma once
+// IpvsClient over IPVS generic netlink: one socket, the family resolved once,
+// writes batched many per sendmsg.
+//
+// Batching: the kernel runs IPVS handlers synchronously inside sendmsg, so
+// what costs is syscalls. apply() packs up to maxBatchOps requests into one
+// sendmsg, none with NLM_F_ACK except the last: the kernel answers a request
+// without NLM_F_ACK only when it fails, and the last one's ack proves every
+// earlier one was processed. Each error names its request by sequence number,
+// so every op gets its own Status with the kernel's raw errno.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "ipvs/client.h"
+#include "ipvs/model.h"
+#include "netlink/message.h"
+#include "netlink/genl_socket.h"
+#include "netlink/status.h"
+
+namespace kipvs::ipvs {
+
+class NetlinkIpvsClient : public IpvsClient {
+ public:
+  struct Options {
+    netlink::SocketOptions socket;
+    // Requests per sendmsg. Also capped so that every request's error ack
+    // fits the receive buffer (else the kernel drops acks: ENOBUFS), and by
+    // the send buffer (sendmsg's size limit).
+    size_t maxBatchOps = 2048;
+    size_t maxBatchBytes = 1 << 20;
+  };
+
+  // Opens the socket and resolves the "IPVS" family: Code::kUnsupported when
+  // the family is unknown (module not loaded).
+  static StatusOr<std::unique_ptr<NetlinkIpvsClient>> create(Options options);
+  static StatusOr<std::unique_ptr<NetlinkIpvsClient>> create() { return create(Options{}); }
+
+  StatusOr<Table> dumpTable() override;
+  StatusOr<std::optional<ServiceState>> dumpService(const ServiceKey& key) override;
+  std::vector<Status> apply(std::span<const Op> ops) override;
+  StatusOr<Timeouts> getTimeouts() override;
+  Status setTimeouts(const Timeouts& t) override;
+  Status zero(const std::optional<ServiceKey>& key) override;
+  Status flush() override;
+  StatusOr<Info> info() override;
+  uint64_t writeCount() const override { return writeCount_; }
+
+  // Syscall counters of the underlying socket.
+  const netlink::IoCounters& ioCounters() const { return socket_->counters(); }
+  // Ops per sendmsg actually used (after the buffer-size caps).
+  size_t batchOps() const;
+
+ private:
+  NetlinkIpvsClient(Options options, std::unique_ptr<netlink::GenlSocket> socket);
+
+  // Sends one request built by `fill` with NLM_F_ACK and reads until its ack;
+  // replies before the ack go to `onReply` (may be empty).
+  using ReplyFn = std::function<Status(const netlink::GenlView&)>;
+  Status request(uint8_t cmd, const std::function<Status(netlink::MessageWriter&)>& fill, const ReplyFn& onReply);
+  // Runs the dests dump of `key` into `state`.
+  Status dumpDests(const ServiceKey& key, ServiceState& state);
+  // One batch: ops[begin, end) already encoded in writer_ with seqs from firstSeq.
+  void runBatch(std::span<const Op> ops, const std::vector<size_t>& indexOf, uint32_t firstSeq,
+                std::vector<Status>& results);
+
+  Options options_;
+  std::unique_ptr<netlink::GenlSocket> socket_;
+  netlink::MessageWriter writer_;  // reused for every request and batch
+  uint64_t writeCount_ = 0;
+};
+
+}  // namespace kipvs::ipvs

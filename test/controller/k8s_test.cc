@@ -1,0 +1,315 @@
+// Parsing kubectl JSON into the Cluster model.
+
+#include "controller/k8s.h"
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "test/controller/k8s_json.h"
+
+namespace kipvs::controller {
+namespace {
+
+using testing::parseOk;
+using testing::sourcePath;
+
+const Service* findService(const Cluster& c, const std::string& key) {
+  for (const auto& s : c.services) {
+    if (s.meta.key() == key) return &s;
+  }
+  return nullptr;
+}
+
+const EndpointSlice* findSlice(const Cluster& c, const std::string& key) {
+  for (const auto& s : c.slices) {
+    if (s.meta.key() == key) return &s;
+  }
+  return nullptr;
+}
+
+TEST_CASE("parse: a kubectl List keeps Services and EndpointSlices, ignores other kinds") {
+  StatusOr<Cluster> c = parseFile(sourcePath("test/fixtures/list_mixed.json"));
+  REQUIRE(c.isOk());
+  // web + after-errors; broken-port and the nameless Service are errors; Pod and Endpoints ignored.
+  CHECK(c->services.size() == 2);
+  CHECK(c->slices.size() == 1);
+  REQUIRE(c->errors.size() == 2);
+
+  const Service* web = findService(*c, "shop/web");
+  REQUIRE(web);
+  CHECK(web->meta.ns == "shop");
+  CHECK(web->meta.name == "web");
+  CHECK(*web->meta.label("tier") == "front");
+  CHECK(*web->meta.annotation("kipvs.io/scheduler") == "wrr");
+  CHECK(web->meta.label("missing") == nullptr);
+  CHECK(web->type == ServiceType::kLoadBalancer);
+  CHECK(web->clusterIP == "10.96.0.20");
+  CHECK(web->clusterIPs == std::vector<std::string>{"10.96.0.20", "fd00:10:96::20"});
+  CHECK(web->ipFamilies == std::vector<std::string>{"IPv4", "IPv6"});
+  REQUIRE(web->ports.size() == 2);
+  CHECK(web->ports[0].name == "http");
+  CHECK(web->ports[0].protocol == "TCP");  // defaulted
+  CHECK(web->ports[0].port == 80);
+  CHECK(!web->ports[0].targetPort.isString);
+  CHECK(web->ports[0].targetPort.number == 8080);
+  CHECK(web->ports[0].nodePort == 30080);
+  CHECK(web->ports[1].protocol == "UDP");
+  CHECK(web->ports[1].targetPort.isString);
+  CHECK(web->ports[1].targetPort.toString() == "dns-udp");
+  CHECK(web->ports[1].nodePort == 0);
+  CHECK(web->externalIPs == std::vector<std::string>{"203.0.113.7"});
+  CHECK(web->sessionAffinity == SessionAffinity::kClientIP);
+  CHECK(web->affinityTimeoutSeconds == 600);
+  CHECK(web->externalTrafficPolicy == TrafficPolicy::kLocal);
+  CHECK(web->internalTrafficPolicy == TrafficPolicy::kLocal);
+  CHECK(web->healthCheckNodePort == 32001);
+  CHECK(web->trafficDistribution == "PreferClose");
+  CHECK(web->loadBalancerSourceRanges == std::vector<std::string>{"192.0.2.0/24"});
+  REQUIRE(web->lbIngress.size() == 3);
+  CHECK(web->lbIngress[0].ip == "192.0.2.10");
+  CHECK(web->lbIngress[0].ipMode == "VIP");
+  CHECK(web->lbIngress[1].ip.empty());
+  CHECK(web->lbIngress[1].hostname == "lb.example.com");
+  CHECK(web->lbIngress[2].ipMode == "Proxy");
+
+  const EndpointSlice* es = findSlice(*c, "shop/web-abcde");
+  REQUIRE(es);
+  CHECK(es->serviceName() == "web");
+  CHECK(es->addressType == AddressType::kIPv4);
+  REQUIRE(es->ports.size() == 3);
+  CHECK(es->ports[0].name == std::optional<std::string>("http"));
+  CHECK(es->ports[0].port == 8080);
+  CHECK(!es->ports[1].name.has_value());  // null name stays nil, not ""
+  CHECK(!es->ports[1].port.has_value());
+  CHECK(es->ports[1].protocol == "TCP");
+  CHECK(!es->ports[2].name.has_value());  // absent name: nil too
+  CHECK(es->ports[2].protocol == "UDP");
+  REQUIRE(es->endpoints.size() == 3);
+  const Endpoint& e0 = es->endpoints[0];
+  CHECK(e0.addresses == std::vector<std::string>{"10.244.1.5"});
+  CHECK(e0.conditions.ready == true);
+  CHECK(e0.conditions.serving == true);
+  CHECK(e0.conditions.terminating == false);
+  CHECK(e0.nodeName == "node-a");
+  CHECK(e0.zone == "zone-a");
+  CHECK(e0.hintZones == std::vector<std::string>{"zone-a"});
+  CHECK(e0.hintNodes == std::vector<std::string>{"node-a"});
+  const Endpoint& e1 = es->endpoints[1];
+  CHECK(!e1.conditions.ready.has_value());  // null
+  CHECK(!e1.conditions.serving.has_value());  // absent
+  CHECK(e1.conditions.terminating == true);
+  CHECK(e1.conditions.isReady());
+  CHECK(e1.conditions.isServing());
+  CHECK(e1.conditions.isTerminating());
+  CHECK(e1.nodeName.empty());
+  CHECK(es->endpoints[2].addresses.empty());
+}
+
+TEST_CASE("parse: a structural error skips that object only and names it") {
+  StatusOr<Cluster> c = parseFile(sourcePath("test/fixtures/list_mixed.json"));
+  REQUIRE(c.isOk());
+  REQUIRE(c->errors.size() == 2);
+  std::string path = sourcePath("test/fixtures/list_mixed.json");
+  CHECK(c->errors[0].kind == "Service");
+  CHECK(c->errors[0].name == "shop/broken-port");
+  CHECK(c->errors[0].message == "spec.ports[0].port: expected an integer, got string (" + path + " items[4])");
+  CHECK(c->errors[1].kind == "Service");
+  CHECK(c->errors[1].name == "shop/<" + path + " items[5]>");
+  CHECK(c->errors[1].message == "metadata.name: missing (" + path + " items[5])");
+  // The object after the broken ones is still there.
+  const Service* after = findService(*c, "shop/after-errors");
+  REQUIRE(after);
+  CHECK(after->ports[0].port == 443);
+}
+
+TEST_CASE("parse: ServiceList and EndpointSliceList items may omit kind") {
+  StatusOr<Cluster> s = parseFile(sourcePath("test/fixtures/service_list.json"));
+  REQUIRE(s.isOk());
+  CHECK(s->services.size() == 2);
+  CHECK(s->slices.empty());
+  CHECK(s->errors.empty());
+  const Service* dns = findService(*s, "kube-system/kube-dns");
+  REQUIRE(dns);
+  CHECK(dns->clusterIPs.empty());
+  CHECK(dns->clusterIP == "10.96.0.10");
+  CHECK(dns->type == ServiceType::kClusterIP);
+
+  StatusOr<Cluster> e = parseFile(sourcePath("test/fixtures/endpointslice_list.json"));
+  REQUIRE(e.isOk());
+  CHECK(e->services.empty());
+  CHECK(e->slices.size() == 2);
+  CHECK(e->errors.empty());
+  // "ports": null and "endpoints": null are valid and empty.
+  const EndpointSlice* idle = findSlice(*e, "default/idle-x2");
+  REQUIRE(idle);
+  CHECK(idle->ports.empty());
+  CHECK(idle->endpoints.empty());
+}
+
+TEST_CASE("parse: a single object") {
+  StatusOr<Cluster> c = parseFile(sourcePath("test/fixtures/single_service.json"));
+  REQUIRE(c.isOk());
+  REQUIRE(c->services.size() == 1);
+  CHECK(c->services[0].meta.key() == "kube-system/kube-dns");
+
+  Cluster s = parseOk(testing::slice("default/one", "svc", "IPv6", "null", "null"));
+  REQUIRE(s.slices.size() == 1);
+  CHECK(s.slices[0].addressType == AddressType::kIPv6);
+}
+
+TEST_CASE("parse: malformed JSON names the file, byte offset, line:column and the reason") {
+  std::string path = sourcePath("test/fixtures/malformed.json");
+  StatusOr<Cluster> c = parseFile(path);
+  REQUIRE(!c.isOk());
+  CHECK(c.status().code() == Code::kParse);
+  CHECK(c.status().message() ==
+        path + ": invalid JSON at byte 83 (line 4, column 51): Missing a name for object member.");
+
+  StatusOr<Cluster> t = parseJson("{\"kind\": \"List\", \"items\": [1, 2", "inline");
+  REQUIRE(!t.isOk());
+  CHECK(t.status().message() ==
+        "inline: invalid JSON at byte 31 (line 1, column 32): Missing a comma or ']' after an array element.");
+
+  StatusOr<Cluster> empty = parseJson("", "empty.json");
+  REQUIRE(!empty.isOk());
+  CHECK(empty.status().message() == "empty.json: invalid JSON at byte 0 (line 1, column 1): The document is empty.");
+
+  StatusOr<Cluster> trailing = parseJson("{\"kind\":\"List\"}\n{}", "two.json");
+  REQUIRE(!trailing.isOk());
+  CHECK(trailing.status().message() ==
+        "two.json: invalid JSON at byte 16 (line 2, column 1): The document root must not be followed by other values.");
+
+  std::string withNul("{\"kind\":\"List\"}\0junk", 20);
+  StatusOr<Cluster> nul = parseJson(withNul, "nul.json");
+  REQUIRE(!nul.isOk());
+  CHECK(nul.status().message() == "nul.json: invalid JSON at byte 15 (line 1, column 16): NUL byte in input");
+}
+
+TEST_CASE("parse: problems with the document itself fail the whole input") {
+  struct Case {
+    const char* json;
+    const char* message;
+  } cases[] = {
+      {"[]", "x.json: top-level JSON value is array, not a Kubernetes object or List"},
+      {"{\"items\": []}", "x.json: top-level object has no kind"},
+      {"{\"kind\": \"List\", \"items\": {}}", "x.json: List.items is object, not an array"},
+  };
+  for (const Case& tc : cases) {
+    CAPTURE(tc.json);
+    StatusOr<Cluster> c = parseJson(tc.json, "x.json");
+    REQUIRE(!c.isOk());
+    CHECK(c.status().code() == Code::kParse);
+    CHECK(c.status().message() == tc.message);
+  }
+  // An empty List, or one with null items, is fine.
+  CHECK(parseOk("{\"kind\":\"List\",\"items\":[]}").services.empty());
+  CHECK(parseOk("{\"kind\":\"List\",\"items\":null}").services.empty());
+  // A single object of another kind: nothing, no error.
+  Cluster pod = parseOk("{\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\"}}");
+  CHECK(pod.services.empty());
+  CHECK(pod.errors.empty());
+}
+
+TEST_CASE("parse: per-object structural errors, table-driven") {
+  struct Case {
+    std::string item;
+    std::string kind, name, message;
+  } cases[] = {
+      {testing::service("ns/a", R"("ports":[{"port":80.5}])"), "Service", "ns/a",
+       "spec.ports[0].port: expected an integer, got number"},
+      {testing::service("ns/a", R"("ports":[{"name":"x"}])"), "Service", "ns/a", "spec.ports[0].port: missing"},
+      {testing::service("ns/a", R"("ports":[{"port":80,"targetPort":true}])"), "Service", "ns/a",
+       "spec.ports[0].targetPort: expected an integer or a string, got boolean"},
+      {testing::service("ns/a", R"("ports":{"port":80})"), "Service", "ns/a",
+       "spec.ports: expected an array, got object"},
+      {testing::service("ns/a", R"("type":"Magic")"), "Service", "ns/a", "spec.type: unknown Service type \"Magic\""},
+      {testing::service("ns/a", R"("externalTrafficPolicy":"Nearby")"), "Service", "ns/a",
+       "spec.externalTrafficPolicy: unknown traffic policy \"Nearby\""},
+      {testing::service("ns/a", R"("sessionAffinity":"Cookie")"), "Service", "ns/a",
+       "spec.sessionAffinity: unknown session affinity \"Cookie\""},
+      {testing::service("ns/a", R"("clusterIPs":["10.96.0.1", 7])"), "Service", "ns/a",
+       "spec.clusterIPs[1]: expected a string, got number"},
+      {testing::service("ns/a", R"("sessionAffinityConfig":{"clientIP":{"timeoutSeconds":"60"}})"), "Service", "ns/a",
+       "spec.sessionAffinityConfig.clientIP.timeoutSeconds: expected an integer, got string"},
+      {testing::service("ns/a", "", R"("labels":{"app":1})"), "Service", "ns/a",
+       "metadata.labels.app: expected a string, got number"},
+      {testing::service("ns/a", "", "", R"("loadBalancer":{"ingress":[{"ip":5}]})"), "Service", "ns/a",
+       "status.loadBalancer.ingress[0].ip: expected a string, got number"},
+      {R"({"kind":"Service","spec":{}})", "Service", "default/<test.json items[0]>", "metadata: missing"},
+      {testing::slice("ns/s", "a", "IPX", "[]", "[]"), "EndpointSlice", "ns/s",
+       "addressType: unknown address type \"IPX\""},
+      {R"({"kind":"EndpointSlice","metadata":{"name":"s"}})", "EndpointSlice", "default/s", "addressType: missing"},
+      {testing::slice("ns/s", "a", "IPv4", R"([{"name":"http","port":"80"}])", "[]"), "EndpointSlice", "ns/s",
+       "ports[0].port: expected an integer, got string"},
+      {testing::slice("ns/s", "a", "IPv4", "[]", R"([{"addresses":"10.0.0.1"}])"), "EndpointSlice", "ns/s",
+       "endpoints[0].addresses: expected an array, got string"},
+      {testing::slice("ns/s", "a", "IPv4", "[]", R"([{"addresses":["10.0.0.1"],"conditions":{"ready":"yes"}}])"),
+       "EndpointSlice", "ns/s", "endpoints[0].conditions.ready: expected a boolean, got string"},
+      {testing::slice("ns/s", "a", "IPv4", "[]", R"([{"addresses":["10.0.0.1"],"hints":{"forZones":["a"]}}])"),
+       "EndpointSlice", "ns/s", "endpoints[0].hints.forZones[0]: expected an object, got string"},
+      {R"({"metadata":{"name":"nokind"}})", "?", "default/nokind", "item has no kind"},
+      {"42", "?", "<test.json items[0]>", "item is number, not an object"},
+  };
+  for (const Case& tc : cases) {
+    CAPTURE(tc.item);
+    // The broken item first, a good one after it: the good one survives.
+    Cluster c = parseOk(testing::list({tc.item, testing::service("ns/good", R"("clusterIP":"10.96.0.5")")}));
+    REQUIRE(c.errors.size() == 1);
+    CHECK(c.errors[0].kind == tc.kind);
+    CHECK(c.errors[0].name == tc.name);
+    std::string suffix = " (test.json items[0])";
+    if (tc.kind == "?" && tc.name.front() == '<') suffix = "";
+    CHECK(c.errors[0].message == tc.message + suffix);
+    REQUIRE(c.services.size() == 1);
+    CHECK(c.services[0].meta.name == "good");
+  }
+}
+
+TEST_CASE("parse: namespace defaults to \"default\" when absent") {
+  Cluster c = parseOk(R"({"kind":"Service","metadata":{"name":"x"},"spec":{}})");
+  REQUIRE(c.services.size() == 1);
+  CHECK(c.services[0].meta.key() == "default/x");
+}
+
+TEST_CASE("parse: several files merge; a later file replaces an object of the same name") {
+  StatusOr<Cluster> c = parseFiles({sourcePath("test/fixtures/service_list.json"),
+                                    sourcePath("test/fixtures/endpointslice_list.json"),
+                                    sourcePath("test/fixtures/single_service.json")});
+  REQUIRE(c.isOk());
+  CHECK(c->services.size() == 2);
+  CHECK(c->slices.size() == 2);
+  const Service* dns = findService(*c, "kube-system/kube-dns");
+  REQUIRE(dns);
+  CHECK(dns->clusterIP == "10.96.0.99");  // from single_service.json
+  CHECK(dns->ports.size() == 1);
+
+  Cluster a = parseOk(testing::list({testing::service("ns/a", R"("clusterIP":"10.96.0.1")"), "42"}));
+  Cluster b = parseOk(testing::list({testing::service("ns/a", R"("clusterIP":"10.96.0.2")"),
+                                     testing::service("ns/b", R"("clusterIP":"10.96.0.3")")}));
+  a.merge(std::move(b));
+  REQUIRE(a.services.size() == 2);
+  CHECK(findService(a, "ns/a")->clusterIP == "10.96.0.2");
+  CHECK(a.errors.size() == 1);
+}
+
+TEST_CASE("parse: a missing file is an I/O error naming it") {
+  StatusOr<Cluster> c = parseFile("/nonexistent/cluster.json");
+  REQUIRE(!c.isOk());
+  CHECK(c.status().code() == Code::kIo);
+  CHECK(c.status().errnum() == ENOENT);
+  CHECK(c.status().message() == "/nonexistent/cluster.json: No such file or directory");
+  StatusOr<Cluster> many = parseFiles({sourcePath("test/fixtures/service_list.json"), "/nonexistent/x.json"});
+  CHECK(!many.isOk());
+}
+
+TEST_CASE("parse: the bundled example cluster") {
+  StatusOr<Cluster> c = parseFile(sourcePath("examples/cluster.json"));
+  REQUIRE(c.isOk());
+  CHECK(c->services.size() == 5);
+  CHECK(c->slices.size() == 4);
+  CHECK(c->errors.empty());
+}
+
+}  // namespace
+}  // namespace kipvs::controller

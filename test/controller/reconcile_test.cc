@@ -1,0 +1,186 @@
+// The whole one-shot pass against the fake kernel and fake host.
+#include <doctest/doctest.h>
+
+#include <sstream>
+
+#include "controller/fake_host.h"
+#include "controller/k8s.h"
+#include "controller/reconcile.h"
+#include "ipvs/fake_client.h"
+
+using namespace kipvs;
+using namespace kipvs::controller;
+using namespace kipvs::ipvs;
+
+namespace {
+
+Address A(const char* s) { return *Address::parse(s); }
+
+std::string service(const std::string& name, const std::string& ip, const std::string& extra = "") {
+  return R"({"apiVersion":"v1","kind":"Service","metadata":{"namespace":"default","name":")" + name +
+         R"("},"spec":{"type":"ClusterIP","clusterIP":")" + ip + R"(","ports":[{"name":"http","protocol":"TCP","port":80,"targetPort":8080}])" +
+         extra + "}}";
+}
+
+std::string slice(const std::string& svc, const std::vector<std::pair<std::string, std::string>>& eps) {
+  std::string e;
+  for (const auto& [ip, cond] : eps) {
+    if (!e.empty()) e += ",";
+    e += R"({"addresses":[")" + ip + R"("],"conditions":)" + cond + R"(,"nodeName":"node-a"})";
+  }
+  return R"({"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"namespace":"default","name":")" +
+         svc + R"(-abc","labels":{"kubernetes.io/service-name":")" + svc +
+         R"("}},"addressType":"IPv4","ports":[{"name":"http","protocol":"TCP","port":8080}],"endpoints":[)" + e + "]}";
+}
+
+const char* kReady = R"({"ready":true,"serving":true,"terminating":false})";
+const char* kTerminating = R"({"ready":false,"serving":true,"terminating":true})";
+
+Cluster cluster(const std::vector<std::string>& items) {
+  std::string doc = R"({"apiVersion":"v1","kind":"List","items":[)";
+  for (size_t i = 0; i < items.size(); ++i) doc += (i ? "," : "") + items[i];
+  doc += "]}";
+  auto c = parseJson(doc, "test.json");
+  REQUIRE_MESSAGE(c.isOk(), c.status().toString());
+  return *c;
+}
+
+struct Rig {
+  FakeIpvsClient kernel;
+  FakeHostNetwork host;
+  ReconcileOptions opts;
+  std::ostringstream out, err;
+  int sleeps = 0;
+  std::function<void()> onSleep;
+
+  Rig() {
+    host.seedIpvsSysctlDefaults();
+    opts.node.nodeName = "node-a";
+    opts.node.nodeIps = {A("192.168.1.10")};
+    opts.nodeIpsFromHost = false;
+  }
+  ReconcileResult run(const Cluster& c) {
+    out.str("");
+    err.str("");
+    return reconcile(c, opts, kernel, host, out, err, [this](std::chrono::milliseconds) {
+      ++sleeps;
+      if (onSleep) onSleep();
+    });
+  }
+};
+
+}  // namespace
+
+TEST_CASE("reconcile: programs the table, binds VIPs, and a second run writes nothing") {
+  Rig rig;
+  Cluster c = cluster({service("web", "10.96.0.10"),
+                       slice("web", {{"10.244.0.1", kReady}, {"10.244.0.2", kReady}, {"10.244.0.3", kReady}})});
+  ReconcileResult r = rig.run(c);
+  CHECK(r.exitCode() == 0);
+  auto t = *rig.kernel.dumpTable();
+  REQUIRE(t.services.size() == 1);
+  const auto& s = t.services.at(ServiceKey::tcp(A("10.96.0.10"), 80));
+  CHECK(s.spec.scheduler == "rr");
+  CHECK(s.dests.size() == 3);
+  CHECK(rig.host.addresses("kipvs0") == std::set<Address>{A("10.96.0.10")});
+  CHECK(rig.host.sysctls().at("net/ipv4/vs/conntrack") == "1");
+  CHECK(rig.out.str().find("+ service TCP 10.96.0.10:80") != std::string::npos);
+
+  uint64_t kernelWrites = rig.kernel.writeCount();
+  uint64_t hostWrites = rig.host.writeCount();
+  ReconcileResult again = rig.run(c);
+  CHECK(again.exitCode() == 0);
+  CHECK(again.plan.empty());
+  CHECK(rig.kernel.writeCount() == kernelWrites);
+  CHECK(rig.host.writeCount() == hostWrites);
+  CHECK(rig.out.str().find("0 kernel writes") != std::string::npos);
+}
+
+TEST_CASE("reconcile: dry run prints the plan and changes nothing") {
+  Rig rig;
+  rig.opts.dryRun = true;
+  Cluster c = cluster({service("web", "10.96.0.10"), slice("web", {{"10.244.0.1", kReady}})});
+  ReconcileResult r = rig.run(c);
+  CHECK(r.exitCode() == 0);
+  CHECK(r.plan.opCount() == 2);
+  CHECK(rig.kernel.writeCount() == 0);
+  CHECK(rig.host.writeCount() == 0);
+  CHECK(rig.out.str().find("dry run: nothing was changed") != std::string::npos);
+  CHECK(rig.out.str().find("+ bind 10.96.0.10 to kipvs0") != std::string::npos);
+}
+
+TEST_CASE("reconcile: a foreign virtual server is left alone; a stale one of ours goes with its VIP") {
+  Rig rig;
+  auto foreign = ServiceKey::tcp(A("172.16.5.5"), 80);
+  REQUIRE(rig.kernel.addService(foreign, ServiceSpec{"wlc", 0, 0, 0xffffffff, ""}).isOk());
+  Cluster before = cluster({service("web", "10.96.0.10"), service("old", "10.96.0.20"),
+                            slice("web", {{"10.244.0.1", kReady}}), slice("old", {{"10.244.0.9", kReady}})});
+  REQUIRE(rig.run(before).exitCode() == 0);
+  CHECK(rig.host.addresses("kipvs0").size() == 2);
+
+  Cluster after = cluster({service("web", "10.96.0.10"), slice("web", {{"10.244.0.1", kReady}})});
+  ReconcileResult r = rig.run(after);
+  CHECK(r.exitCode() == 0);
+  auto t = *rig.kernel.dumpTable();
+  CHECK(t.services.count(foreign) == 1);
+  CHECK(t.services.count(ServiceKey::tcp(A("10.96.0.20"), 80)) == 0);
+  CHECK(rig.host.addresses("kipvs0") == std::set<Address>{A("10.96.0.10")});
+  CHECK(rig.out.str().find("left alone TCP 172.16.5.5:80") != std::string::npos);
+}
+
+TEST_CASE("reconcile: a terminating pod drains at weight 0, then goes (drain=wait)") {
+  Rig rig;
+  Cluster c1 = cluster({service("web", "10.96.0.10"), slice("web", {{"10.244.0.1", kReady}, {"10.244.0.2", kReady}})});
+  REQUIRE(rig.run(c1).exitCode() == 0);
+  auto k = ServiceKey::tcp(A("10.96.0.10"), 80);
+  DestKey leaving{A("10.244.0.2"), 8080};
+  DestCounters busy;
+  busy.activeConns = 3;
+  REQUIRE(rig.kernel.setCounters(k, leaving, busy).isOk());
+
+  Cluster c2 =
+      cluster({service("web", "10.96.0.10"), slice("web", {{"10.244.0.1", kReady}, {"10.244.0.2", kTerminating}})});
+  SUBCASE("skip: left at weight 0") {
+    ReconcileResult r = rig.run(c2);
+    CHECK(r.exitCode() == 0);
+    CHECK(r.stillDraining == 1);
+    CHECK(rig.kernel.dumpTable()->services.at(k).dests.at(leaving).spec.weight == 0);
+    CHECK(rig.out.str().find("draining at weight 0: 3 active") != std::string::npos);
+  }
+  SUBCASE("wait: removed once the connections end") {
+    rig.opts.drain = DrainMode::kWait;
+    rig.onSleep = [&] {
+      if (rig.sleeps == 3) (void)rig.kernel.setCounters(k, leaving, DestCounters{});
+    };
+    ReconcileResult r = rig.run(c2);
+    CHECK(r.exitCode() == 0);
+    CHECK(r.stillDraining == 0);
+    CHECK(rig.sleeps == 3);
+    CHECK(rig.kernel.dumpTable()->services.at(k).dests.count(leaving) == 0);
+  }
+}
+
+TEST_CASE("reconcile: one bad Service is named and skipped; the others are applied") {
+  Rig rig;
+  Cluster c = cluster({service("web", "10.96.0.10"), service("broken", "10.96.0.300"),
+                       service("sched", "10.96.0.30", R"(,"x":1)"), slice("web", {{"10.244.0.1", kReady}})});
+  ReconcileResult r = rig.run(c);
+  CHECK(r.exitCode() == 1);
+  CHECK(rig.err.str().find("default/broken") != std::string::npos);
+  auto t = *rig.kernel.dumpTable();
+  CHECK(t.services.count(ServiceKey::tcp(A("10.96.0.10"), 80)) == 1);
+}
+
+TEST_CASE("reconcile: a kernel refusal fails only that virtual server") {
+  Rig rig;
+  rig.kernel.setSchedulers({"rr"});
+  std::string annotated = R"({"apiVersion":"v1","kind":"Service","metadata":{"namespace":"default","name":"hashy","annotations":{"kipvs.io/scheduler":"mh"}},"spec":{"type":"ClusterIP","clusterIP":"10.96.0.40","ports":[{"name":"http","protocol":"TCP","port":80}]}})";
+  Cluster c = cluster({service("web", "10.96.0.10"), annotated, slice("web", {{"10.244.0.1", kReady}}),
+                       slice("hashy", {{"10.244.0.5", kReady}})});
+  ReconcileResult r = rig.run(c);
+  CHECK(r.exitCode() == 1);
+  REQUIRE(r.report.failures.size() == 1);
+  CHECK(r.report.failures[0].status.errnum() == ENOENT);
+  CHECK(rig.err.str().find("add-service TCP 10.96.0.40:80 scheduler mh") != std::string::npos);
+  CHECK(rig.kernel.dumpTable()->services.count(ServiceKey::tcp(A("10.96.0.10"), 80)) == 1);
+}

@@ -1,0 +1,356 @@
+// NetlinkHostNetwork against a real kernel, with iproute2 as the independent
+// witness. Must run in a fresh network namespace, which it changes freely:
+//
+//   unshare -n build/host_kernel_test                 (host, root)
+//   test/vm/run.sh -- unshare -n build/host_kernel_test --require-dummy --require-ipvs
+//
+// --require-dummy: fail (instead of falling back to an ifb link for the
+//   address tests) when the kernel has no dummy driver.
+// --require-ipvs: fail (instead of skipping the net/ipv4/vs sysctls) when
+//   /proc/sys/net/ipv4/vs is missing even after `modprobe ip_vs`.
+// Everything else goes to doctest (-s, -tc=..., etc.).
+
+#define DOCTEST_CONFIG_IMPLEMENT
+#include <doctest/doctest.h>
+#include <sys/stat.h>
+
+#include <array>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "controller/host.h"
+#include "controller/netlink_host.h"
+
+namespace kipvs::controller {
+namespace {
+
+struct Flags {
+  bool requireDummy = false;
+  bool requireIpvs = false;
+};
+Flags& flags() {
+  static Flags f;  // set once by main, before any test runs
+  return f;
+}
+
+constexpr const char* kDummy = "kipvs0";
+
+struct Run {
+  int rc = 0;
+  std::string out;
+};
+
+// Runs a shell command, stdout and stderr together.
+Run sh(const std::string& cmd) {
+  Run r;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return {-1, "popen failed"};
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int status = pclose(p);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+void mustSh(const std::string& cmd) {
+  Run r = sh(cmd);
+  INFO("command: ", cmd, "\noutput: ", r.out);
+  REQUIRE(r.rc == 0);
+}
+
+ipvs::Address ip(const std::string& text) {
+  auto a = ipvs::Address::parse(text);
+  REQUIRE_MESSAGE(a.isOk(), text);
+  return *a;
+}
+
+std::unique_ptr<NetlinkHostNetwork> openHost() {
+  auto h = NetlinkHostNetwork::open();
+  REQUIRE_MESSAGE(h.isOk(), h.status().toString());
+  return std::move(h).value();
+}
+
+// What `ip -o addr show dev X` lists: address -> "prefix flags..." text.
+struct IpAddr {
+  int prefix = 0;
+  std::string rest;  // scope and flags, e.g. "scope global nodad"
+};
+std::map<ipvs::Address, IpAddr> ipAddrShow(const std::string& dev) {
+  Run r = sh("ip -o addr show dev " + dev);
+  INFO(r.out);
+  REQUIRE(r.rc == 0);
+  std::map<ipvs::Address, IpAddr> out;
+  std::istringstream lines(r.out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream words(line.substr(0, line.find('\\')));
+    std::string w;
+    while (words >> w) {
+      if (w != "inet" && w != "inet6") continue;
+      std::string cidr;
+      words >> cidr;
+      const size_t slash = cidr.find('/');
+      IpAddr a;
+      a.prefix = slash == std::string::npos ? -1 : std::stoi(cidr.substr(slash + 1));
+      std::string more;
+      while (words >> more) a.rest += (a.rest.empty() ? "" : " ") + more;
+      out[ip(cidr.substr(0, slash))] = a;
+    }
+  }
+  return out;
+}
+
+// The addresses iproute2 sees that boundAddresses should report (not fe80::).
+std::set<ipvs::Address> witnessBound(const std::map<ipvs::Address, IpAddr>& shown) {
+  std::set<ipvs::Address> out;
+  for (const auto& [a, info] : shown) {
+    if (!isIpv6LinkLocal(a)) out.insert(a);
+  }
+  return out;
+}
+std::set<ipvs::Address> witnessBound(const std::string& dev) { return witnessBound(ipAddrShow(dev)); }
+
+// The dummy, or (kernel without the dummy driver, and allowed) an ifb link
+// of the same name standing in for it in the address tests.
+bool& haveDummyDriver() {
+  static bool have = true;
+  return have;
+}
+
+void ensureTestLink(NetlinkHostNetwork& host) {
+  if (haveDummyDriver()) {
+    Status s = host.ensureDummy(kDummy);
+    if (s.isOk()) return;
+    if (!(s.code() == Code::kUnsupported && s.errnum() == EOPNOTSUPP && !flags().requireDummy)) FAIL(s.toString());
+    haveDummyDriver() = false;
+  }
+  if (sh(std::string("ip link show ") + kDummy).rc != 0) {
+    mustSh(std::string("ip link add ") + kDummy + " type ifb && ip link set " + kDummy + " up");
+  }
+}
+
+TEST_CASE("ensureDummy creates an up dummy link, is idempotent, brings a down one up") {
+  auto host = openHost();
+  Status s = host->ensureDummy(kDummy);
+  if (!s.isOk() && s.code() == Code::kUnsupported && !flags().requireDummy) {
+    MESSAGE("SKIPPED: this kernel has no dummy driver (", s.toString(), "); addresses are tested on an ifb link");
+    haveDummyDriver() = false;
+    CHECK(s.errnum() == EOPNOTSUPP);
+    CHECK(s.message().find(kDummy) != std::string::npos);
+    return;
+  }
+  REQUIRE_MESSAGE(s.isOk(), s.toString());
+  Run link = sh(std::string("ip -o -d link show ") + kDummy);
+  INFO(link.out);
+  CHECK(link.out.find(" dummy ") != std::string::npos);
+  CHECK(link.out.find(",UP") != std::string::npos);
+
+  CHECK(host->ensureDummy(kDummy).isOk());
+  mustSh(std::string("ip link set ") + kDummy + " down");
+  CHECK(host->ensureDummy(kDummy).isOk());
+  link = sh(std::string("ip -o link show ") + kDummy);
+  INFO(link.out);
+  CHECK(link.out.find(",UP") != std::string::npos);
+}
+
+TEST_CASE("ensureDummy refuses a link of another type and names it") {
+  auto host = openHost();
+  mustSh("ip link add kveth0 type veth peer name kveth1");
+  Status s = host->ensureDummy("kveth0");
+  CHECK(s.code() == Code::kInvalid);
+  CHECK(s.message().find("kveth0") != std::string::npos);
+  CHECK(s.message().find("veth") != std::string::npos);
+  CHECK(host->ensureDummy("bad/name").code() == Code::kInvalid);
+  CHECK(host->ensureDummy("waytoolongname16").code() == Code::kInvalid);
+  mustSh("ip link del kveth0");
+}
+
+TEST_CASE("bind, list and unbind v4 and v6 addresses; idempotent; agrees with ip addr") {
+  auto host = openHost();
+  ensureTestLink(*host);
+  const std::vector<ipvs::Address> vips = {ip("10.96.0.1"), ip("10.96.0.10"), ip("fd00:10:96::1"),
+                                           ip("fd00:10:96::a")};
+  for (const auto& a : vips) {
+    Status s = host->bindAddress(kDummy, a);
+    CHECK_MESSAGE(s.isOk(), s.toString());
+  }
+  for (const auto& a : vips) CHECK(host->bindAddress(kDummy, a).isOk());  // EEXIST is success
+
+  auto bound = host->boundAddresses(kDummy);
+  REQUIRE_MESSAGE(bound.isOk(), bound.status().toString());
+  CHECK(*bound == std::set<ipvs::Address>(vips.begin(), vips.end()));
+  const auto shown = ipAddrShow(kDummy);  // each `ip` costs seconds under the VM's TCG: one call, used twice
+  CHECK(*bound == witnessBound(shown));
+  for (const auto& [a, info] : shown) {
+    if (isIpv6LinkLocal(a)) continue;
+    CAPTURE(a.toString());
+    CAPTURE(info.rest);
+    CHECK(info.prefix == (a.isV4() ? 32 : 128));
+    CHECK(info.rest.find("scope global") != std::string::npos);  // default scope, like kube-proxy
+    if (!a.isV4()) {
+      CHECK(info.rest.find("nodad") != std::string::npos);
+      CHECK(info.rest.find("tentative") == std::string::npos);  // usable at once
+    }
+  }
+  // The kernel accepts packets to them: a local route each.
+  Run route = sh("ip route get 10.96.0.10; ip -6 route get fd00:10:96::a");
+  CHECK_MESSAGE(route.out.rfind("local 10.96.0.10", 0) == 0, route.out);
+  CHECK_MESSAGE(route.out.find("\nlocal fd00:10:96::a") != std::string::npos, route.out);
+
+  CHECK(host->unbindAddress(kDummy, ip("10.96.0.1")).isOk());
+  CHECK(host->unbindAddress(kDummy, ip("fd00:10:96::1")).isOk());
+  CHECK(host->unbindAddress(kDummy, ip("10.96.0.1")).isOk());      // EADDRNOTAVAIL is success
+  CHECK(host->unbindAddress(kDummy, ip("fd00:10:96::1")).isOk());
+  CHECK(host->unbindAddress(kDummy, ip("192.0.2.99")).isOk());     // never bound
+  CHECK(host->unbindAddress(kDummy, ip("2001:db8::99")).isOk());
+  bound = host->boundAddresses(kDummy);
+  REQUIRE(bound.isOk());
+  CHECK(*bound == std::set<ipvs::Address>{ip("10.96.0.10"), ip("fd00:10:96::a")});
+  CHECK(*bound == witnessBound(kDummy));
+
+  for (const auto& a : vips) CHECK(host->unbindAddress(kDummy, a).isOk());
+  CHECK(host->boundAddresses(kDummy)->empty());
+  CHECK(witnessBound(kDummy).empty());
+}
+
+TEST_CASE("errors carry the kernel's errno and name the interface and address") {
+  auto host = openHost();
+  Status s = host->bindAddress("nope0", ip("10.96.0.7"));
+  CHECK(s.code() == Code::kKernel);
+  CHECK(s.errnum() == ENODEV);
+  CHECK(s.message().find("nope0") != std::string::npos);
+  CHECK(s.message().find("10.96.0.7") != std::string::npos);
+  s = host->unbindAddress("nope0", ip("fd00::7"));
+  CHECK(s.errnum() == ENODEV);
+  CHECK(s.message().find("fd00::7") != std::string::npos);
+  CHECK(host->boundAddresses("nope0").status().errnum() == ENODEV);
+  CHECK(host->boundAddresses("nope0").status().message().find("nope0") != std::string::npos);
+  CHECK(host->bindAddress(kDummy, ip("0.0.0.0")).code() == Code::kInvalid);
+  CHECK(host->bindAddress(kDummy, ip("fe80::5")).code() == Code::kInvalid);
+}
+
+TEST_CASE("nodeAddresses: global unicast, not loopback, link-local or the dummy's") {
+  auto host = openHost();
+  ensureTestLink(*host);
+  REQUIRE(host->bindAddress(kDummy, ip("10.96.0.1")).isOk());
+  REQUIRE(host->bindAddress(kDummy, ip("fd00:10:96::1")).isOk());
+  // A VIP on lo is not a node address; up links get the kernel's fe80:: too.
+  mustSh(
+      "ip link set lo up && ip addr add 10.255.255.1/32 dev lo && "
+      "ip link add kn0 type veth peer name kn1 && "
+      "ip addr add 192.0.2.10/24 dev kn0 && ip addr add 2001:db8::10/64 dev kn0 nodad && "
+      "ip link set kn0 up && ip link set kn1 up");
+
+  auto nodes = host->nodeAddresses(kDummy);
+  REQUIRE_MESSAGE(nodes.isOk(), nodes.status().toString());
+  CHECK(*nodes == std::vector<ipvs::Address>{ip("192.0.2.10"), ip("2001:db8::10")});
+
+  mustSh("ip link del kn0 && ip addr del 10.255.255.1/32 dev lo");
+  CHECK(host->unbindAddress(kDummy, ip("10.96.0.1")).isOk());
+  CHECK(host->unbindAddress(kDummy, ip("fd00:10:96::1")).isOk());
+}
+
+bool haveIpvsSysctls() {
+  struct stat st{};
+  if (stat("/proc/sys/net/ipv4/vs", &st) == 0) return true;
+  (void)sh("modprobe ip_vs");
+  return stat("/proc/sys/net/ipv4/vs", &st) == 0;
+}
+
+TEST_CASE("sysctls: read, write, errors, and prepareIpvsSysctls on this kernel") {
+  auto host = openHost();
+  auto release = host->kernelRelease();
+  REQUIRE(release.isOk());
+  MESSAGE("kernel ", *release);
+
+  // ip_forward exists in every netns.
+  REQUIRE(host->setSysctl("net/ipv4/ip_forward", "0").isOk());
+  CHECK(*host->getSysctl("net/ipv4/ip_forward") == "0");
+  Status bad = host->setSysctl("net/ipv4/ip_forward", "abc");
+  CHECK(bad.code() == Code::kKernel);
+  CHECK(bad.errnum() == EINVAL);
+  CHECK(bad.message().find("net/ipv4/ip_forward") != std::string::npos);
+  CHECK(host->getSysctl("net/ipv4/no_such_thing").status().errnum() == ENOENT);
+
+  if (!haveIpvsSysctls()) {
+    REQUIRE_MESSAGE(!flags().requireIpvs, "no /proc/sys/net/ipv4/vs: ip_vs not available");
+    MESSAGE("SKIPPED net/ipv4/vs sysctls: no ip_vs in this kernel");
+    Status s = prepareIpvsSysctls(*host, *release, nullptr);
+    CHECK(s.errnum() == ENOENT);
+    CHECK(s.message().find("ip_vs") != std::string::npos);
+    return;
+  }
+  auto version = parseKernelRelease(*release);
+  REQUIRE(version.isOk());
+  const ConnReuseAction reuse = connReuseActionFor(*version);
+  const std::string reuseBefore = *host->getSysctl("net/ipv4/vs/conn_reuse_mode");
+
+  // Start from values that differ, then from values that don't.
+  for (const char* p : {"net/ipv4/vs/conntrack", "net/ipv4/vs/expire_nodest_conn",
+                        "net/ipv4/vs/expire_quiescent_template", "net/ipv4/ip_forward"}) {
+    REQUIRE(host->setSysctl(p, "0").isOk());
+  }
+  REQUIRE(host->setSysctl("net/ipv4/vs/expire_nodest_conn", "1").isOk());
+  std::vector<std::string> changes;
+  Status s = prepareIpvsSysctls(*host, *release, &changes);
+  REQUIRE_MESSAGE(s.isOk(), s.toString());
+  for (const auto& c : changes) MESSAGE("changed ", c);
+  std::vector<std::string> want = {"net/ipv4/vs/conntrack: 0 -> 1"};
+  if (reuse == ConnReuseAction::kSetZero && reuseBefore != "0") {
+    want.push_back("net/ipv4/vs/conn_reuse_mode: " + reuseBefore + " -> 0");
+  }
+  want.push_back("net/ipv4/vs/expire_quiescent_template: 0 -> 1");
+  want.push_back("net/ipv4/ip_forward: 0 -> 1");
+  CHECK(changes == want);
+  for (const char* p : {"net/ipv4/vs/conntrack", "net/ipv4/vs/expire_nodest_conn",
+                        "net/ipv4/vs/expire_quiescent_template", "net/ipv4/ip_forward"}) {
+    CAPTURE(p);
+    CHECK(*host->getSysctl(p) == "1");
+  }
+  CHECK(*host->getSysctl("net/ipv4/vs/conn_reuse_mode") == (reuse == ConnReuseAction::kSetZero ? "0" : reuseBefore));
+
+  changes.clear();
+  REQUIRE(prepareIpvsSysctls(*host, *release, &changes).isOk());
+  CHECK(changes.empty());
+}
+
+}  // namespace
+}  // namespace kipvs::controller
+
+int main(int argc, char** argv) {
+  std::vector<char*> rest;
+  for (int i = 0; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--require-dummy") == 0) {
+      kipvs::controller::flags().requireDummy = true;
+    } else if (std::strcmp(argv[i], "--require-ipvs") == 0) {
+      kipvs::controller::flags().requireIpvs = true;
+    } else {
+      rest.push_back(argv[i]);
+    }
+  }
+  // The test creates and deletes links and rewrites sysctls: only ever in a
+  // namespace of its own, which has nothing but lo.
+  kipvs::controller::Run links = kipvs::controller::sh("ip -o link show");
+  int count = 0;
+  bool onlyLo = links.rc == 0;
+  std::istringstream in(links.out);
+  for (std::string line; std::getline(in, line);) {
+    ++count;
+    if (line.find(": lo:") == std::string::npos) onlyLo = false;
+  }
+  if (!onlyLo || count != 1) {
+    fprintf(stderr,
+            "host_kernel_test: refusing to run outside a fresh network namespace (found links other than lo).\n"
+            "Run it as: unshare -n %s   (or ip netns exec <new-ns> ...)\n%s",
+            argv[0], links.out.c_str());
+    return 2;
+  }
+  doctest::Context ctx(static_cast<int>(rest.size()), rest.data());
+  return ctx.run();
+}
