@@ -58,10 +58,12 @@ int main(int argc, char** argv) {
   }
   const double buildMs = msSince(t0);
   const auto before = c.ioCounters();
+  const auto cpu0 = kipvs::bench::cpuNow();
   t0 = std::chrono::steady_clock::now();
   std::vector<Status> results = c.apply(ops);
   const double applyMs = msSince(t0);
   const auto after = c.ioCounters();
+  const auto cpu1 = kipvs::bench::cpuNow();
   long errors = 0;
   for (const Status& s : results) {
     if (s.isOk()) continue;
@@ -70,8 +72,9 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "{\"tool\":\"kipvs_program\",\"phase\":\"apply\",\"services\":%ld,\"dests\":%ld,\"ops\":%zu,\"errors\":%ld,"
-      "\"ms\":%.1f,\"build_ms\":%.1f,\"batch_ops\":%zu,\"sends\":%llu,\"receives\":%llu,\"polls\":%llu}\n",
-      services, services * dests, ops.size(), errors, applyMs, buildMs, c.batchOps(),
+      "\"ms\":%.1f,\"user_ms\":%.1f,\"sys_ms\":%.1f,\"build_ms\":%.1f,\"batch_ops\":%zu,\"sends\":%llu,\"receives\":%llu,\"polls\":%llu}\n",
+      services, services * dests, ops.size(), errors, applyMs, cpu1.user - cpu0.user, cpu1.sys - cpu0.sys, buildMs,
+      c.batchOps(),
       static_cast<unsigned long long>(after.sends - before.sends),
       static_cast<unsigned long long>(after.receives - before.receives),
       static_cast<unsigned long long>(after.polls - before.polls));
@@ -80,9 +83,11 @@ int main(int argc, char** argv) {
   int rc = errors == 0 ? 0 : 2;
   if (!kipvs::bench::hasFlag(argc, argv, "--no-dump")) {
     const auto b = c.ioCounters();
+    const auto dcpu0 = kipvs::bench::cpuNow();
     t0 = std::chrono::steady_clock::now();
     auto table = c.dumpTable();
     const double dumpMs = msSince(t0);
+    const auto dcpu1 = kipvs::bench::cpuNow();
     const auto a = c.ioCounters();
     if (!table) {
       std::fprintf(stderr, "%s\n", table.status().toString().c_str());
@@ -90,8 +95,10 @@ int main(int argc, char** argv) {
     }
     std::printf(
         "{\"tool\":\"kipvs_program\",\"phase\":\"dump\",\"services\":%zu,\"dests\":%zu,\"ms\":%.1f,"
+        "\"user_ms\":%.1f,\"sys_ms\":%.1f,"
         "\"sends\":%llu,\"receives\":%llu,\"polls\":%llu}\n",
-        table->services.size(), table->destCount(), dumpMs, static_cast<unsigned long long>(a.sends - b.sends),
+        table->services.size(), table->destCount(), dumpMs, dcpu1.user - dcpu0.user, dcpu1.sys - dcpu0.sys,
+        static_cast<unsigned long long>(a.sends - b.sends),
         static_cast<unsigned long long>(a.receives - b.receives), static_cast<unsigned long long>(a.polls - b.polls));
     if (table->services.size() < static_cast<size_t>(services) ||
         table->destCount() < static_cast<size_t>(services * dests)) {

@@ -66,6 +66,7 @@ int main(int argc, char** argv) {
   }
 
   long ops = 0, errors = 0;
+  const auto cpu0 = kipvs::bench::cpuNow();
   auto t0 = std::chrono::steady_clock::now();
   for (long i = 0; i < services; ++i) {
     const uint32_t vip = kipvs::bench::vipFor(static_cast<uint32_t>(i));
@@ -103,10 +104,11 @@ int main(int argc, char** argv) {
     }
   }
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  const auto cpu1 = kipvs::bench::cpuNow();
   std::printf(
       "{\"tool\":\"raw_netlink_loop\",\"phase\":\"apply\",\"services\":%ld,\"dests\":%ld,\"ops\":%ld,"
-      "\"errors\":%ld,\"ms\":%.1f,\"sends\":%ld}\n",
-      services, services * dests, ops, errors, ms, ops);
+      "\"errors\":%ld,\"ms\":%.1f,\"user_ms\":%.1f,\"sys_ms\":%.1f,\"sends\":%ld}\n",
+      services, services * dests, ops, errors, ms, cpu1.user - cpu0.user, cpu1.sys - cpu0.sys, ops);
   nl_socket_free(sk);
   return errors == 0 ? 0 : 2;
 }

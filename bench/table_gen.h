@@ -7,6 +7,7 @@
 #include <net/if.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -52,6 +53,17 @@ inline bool enterFreshNetns() {
   if (!ok) std::perror("bringing lo up");
   close(fd);
   return ok;
+}
+
+// User and system CPU time of this process so far, in ms: the kernel runs
+// IPVS handlers inside our syscalls, so system time is the kernel's work.
+struct CpuMs {
+  double user = 0, sys = 0;
+};
+inline CpuMs cpuNow() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return {ru.ru_utime.tv_sec * 1e3 + ru.ru_utime.tv_usec / 1e3, ru.ru_stime.tv_sec * 1e3 + ru.ru_stime.tv_usec / 1e3};
 }
 
 inline bool hasFlag(int argc, char** argv, const char* name) {

@@ -63,8 +63,8 @@ std::string Cidr::toString() const { return base.toString() + "/" + std::to_stri
 
 namespace {
 
-// net/netfilter/ipvs/ip_vs_<name>.c. twos arrived in Linux 6.2: known, but
-// Debian 12's 6.1 answers ENOENT for it (the kernel's word, per desired.h).
+// net/netfilter/ipvs/ip_vs_<name>.c. twos is the newest (late 2022): a kernel
+// without it answers ENOENT, which is the kernel's word (see desired.h).
 constexpr std::string_view kSchedulers[] = {"rr",  "wrr", "lc", "wlc", "lblc", "lblcr", "dh",
                                             "sh",  "sed", "nq", "fo",  "ovf",  "mh",    "twos"};
 
@@ -372,13 +372,11 @@ struct Validated {
 // Every per-Service rule that can reject the Service as a whole.
 Status validateService(const Service& svc, const NodeFacts& node, Validated& v) {
   // ClusterIPs: clusterIPs when set (primary first), else clusterIP.
-  std::vector<std::string> ips = svc.clusterIPs;
-  if (ips.empty() && !svc.clusterIP.empty()) ips.push_back(svc.clusterIP);
-  for (size_t i = 0; i < ips.size(); ++i) {
-    StatusOr<Address> a = Address::parse(ips[i]);
-    if (!a || a->isUnspecified()) {
-      return Status::invalid("clusterIP \"" + ips[i] + "\" is not an IP address");
-    }
+  std::vector<std::string> single;
+  if (svc.clusterIPs.empty() && !svc.clusterIP.empty()) single.push_back(svc.clusterIP);
+  for (const std::string& text : svc.clusterIPs.empty() ? single : svc.clusterIPs) {
+    StatusOr<Address> a = Address::parse(text);
+    if (!a || a->isUnspecified()) return Status::invalid("clusterIP \"" + text + "\" is not an IP address");
     for (const Address& b : v.clusterIps) {
       if (b.family == a->family) return Status::invalid("two clusterIPs of the same family");
     }
@@ -674,6 +672,7 @@ class Builder {
       Claim& c = claims_[i];
       const Claim& w = claims_[best[c.key]];
       if (&w != &c) {
+        if (w.svc == c.svc && w.kind == c.kind) continue;  // an address listed twice: same outcome, nothing to say
         std::string winner = w.svc == c.svc ? "its own " + std::string(vsKindName(w.kind)) + " virtual server"
                                             : "Service " + w.svc->meta.key() + " (" + vsKindName(w.kind) + ")";
         d_.errors.push_back({"Service", c.svc->meta.key(),

@@ -78,6 +78,7 @@ std::set<ServiceKey> drainingKeys(const Plan& p) {
 ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, ipvs::IpvsClient& client,
                           HostNetwork& host, std::ostream& out, std::ostream& err, const Sleeper& sleep) {
   ReconcileResult result;
+  const uint64_t writesBefore = client.writeCount();
   NodeFacts node = opts.node;
   if (opts.nodeIpsFromHost) {
     auto ips = host.nodeAddresses(opts.dummyInterface);
@@ -127,6 +128,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   own.nodePortMax = node.nodePortMax;
 
   result.plan = plan(desired.table, actual, own);
+  result.plannedWrites = result.plan.opCount();
   PlanContext ctx{&desired, &actual};
 
   std::vector<ipvs::Address> toBind, toUnbind;
@@ -165,7 +167,9 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
       std::set<ServiceKey> stale = result.report.stale;
       if (Status s = refresh(client, stale, actual); s.isOk()) {
         std::vector<ServiceKey> keys(stale.begin(), stale.end());
-        ApplyReport again = apply(planKeys(desired.table, actual, own, keys), client);
+        Plan retry = planKeys(desired.table, actual, own, keys);
+        result.plannedWrites += retry.opCount();
+        ApplyReport again = apply(retry, client);
         // The retry supersedes the first failures for these services.
         std::erase_if(result.report.failures, [&](const OpFailure& f) { return stale.count(f.op.service) > 0; });
         merge(result.report, std::move(again));
@@ -195,6 +199,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
         }
         std::vector<ServiceKey> keys(draining.begin(), draining.end());
         Plan p = planKeys(desired.table, actual, own, keys);
+        result.plannedWrites += p.opCount();
         merge(result.report, apply(p, client));
         draining = drainingKeys(p);
         if (opts.output == OutputFormat::kText && draining.empty()) {
@@ -209,6 +214,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     }
   }
 
+  result.kernelWrites = client.writeCount() - writesBefore;
   for (const auto& f : result.report.failures) {
     err << "error: " << f.op.toString() << ": " << f.status.toString() << "\n";
   }
@@ -237,14 +243,15 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     for (const auto& f : result.report.failures) errJson("Op", f.op.toString(), f.status.toString(), f.status.errnum());
     for (const auto& h : result.hostErrors) errJson("Host", "", h.toString(), h.errnum());
     out << "],\"applied\":{\"attempted\":" << result.report.attempted << ",\"succeeded\":" << result.report.succeeded
-        << ",\"failed\":" << result.report.failures.size() << "},\"stillDraining\":" << result.stillDraining
+        << ",\"failed\":" << result.report.failures.size() << "},\"kernelWrites\":" << result.kernelWrites
+        << ",\"stillDraining\":" << result.stillDraining
         << ",\"exitCode\":" << result.exitCode() << "}\n";
   } else {
     if (opts.dryRun) {
       out << "dry run: nothing was changed\n";
     } else {
-      out << "Applied " << result.report.succeeded << " of " << result.plan.opCount() << " planned writes ("
-          << result.report.attempted << " sent, " << result.report.failures.size() << " failed)";
+      out << "Applied " << result.report.succeeded << " of " << result.plannedWrites << " planned writes ("
+          << result.kernelWrites << " kernel write requests sent, " << result.report.failures.size() << " failed)";
       if (!result.hostChanges.empty()) out << "; host: " << result.hostChanges.size() << " changes";
       out << "\n";
       for (const auto& c : result.hostChanges) out << "  host: " << c << "\n";

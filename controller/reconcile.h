@@ -40,6 +40,8 @@ struct ReconcileResult {
   std::vector<std::string> hostChanges;  // VIPs bound/unbound, sysctls set
   std::vector<Status> hostErrors;
   size_t stillDraining = 0;           // left at weight 0 when we stopped
+  size_t plannedWrites = 0;           // writes planned over all passes (drain passes included)
+  uint64_t kernelWrites = 0;          // write requests the client sent to the kernel during this pass
   Status fatal;                       // set when nothing could be done (kernel unreachable, ...)
 
   // 0: converged; 1: some objects or ops failed (the rest applied); 2: fatal.

@@ -35,6 +35,10 @@ const char* errnoName(int errnum) {
     KIPVS_ERRNO(ECONNREFUSED)
     KIPVS_ERRNO(ENOSYS)
     KIPVS_ERRNO(EPIPE)
+    KIPVS_ERRNO(EPROTO)
+    KIPVS_ERRNO(EOVERFLOW)
+    KIPVS_ERRNO(EADDRNOTAVAIL)
+    KIPVS_ERRNO(ENOPROTOOPT)
 #undef KIPVS_ERRNO
     default:
       return nullptr;

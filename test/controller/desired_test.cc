@@ -651,6 +651,13 @@ TEST_CASE("desired: two Services claiming one virtual server") {
       CHECK(vipStrings(d) == Lines{"10.96.0.1", "10.96.0.2", "10.96.0.3", "192.0.2.10"});
     }
   }
+  SUBCASE("an address listed twice in one Service is one virtual server, silently") {
+    Desired d = compute({service("default/twice", R"("type":"LoadBalancer","clusterIP":"10.96.0.10",
+        "externalIPs":["203.0.113.7","203.0.113.7"],"ports":[{"port":80}])", "",
+        R"("loadBalancer":{"ingress":[{"ip":"192.0.2.10"},{"ip":"192.0.2.10"}]})")});
+    CHECK(render(d) == Lines{"TCP 10.96.0.10:80 rr ->", "TCP 192.0.2.10:80 rr ->", "TCP 203.0.113.7:80 rr ->"});
+    CHECK(d.errors.empty());
+  }
   SUBCASE("a Service against itself") {
     Desired d = compute({service("default/self", R"("clusterIP":"10.96.0.10","externalIPs":["10.96.0.10"],
         "ports":[{"port":80}])")});

@@ -3,8 +3,11 @@
 #include "controller/k8s.h"
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <string>
+#include <thread>
 
 #include "test/controller/k8s_json.h"
 
@@ -301,6 +304,59 @@ TEST_CASE("parse: a missing file is an I/O error naming it") {
   CHECK(c.status().message() == "/nonexistent/cluster.json: No such file or directory");
   StatusOr<Cluster> many = parseFiles({sourcePath("test/fixtures/service_list.json"), "/nonexistent/x.json"});
   CHECK(!many.isOk());
+}
+
+// Runs parseFile("-") with stdin taken from fd.
+StatusOr<Cluster> parseStdinFrom(int fd) {
+  int saved = ::dup(STDIN_FILENO);
+  ::dup2(fd, STDIN_FILENO);
+  StatusOr<Cluster> c = parseFile("-");
+  ::dup2(saved, STDIN_FILENO);
+  ::close(saved);
+  return c;
+}
+
+TEST_CASE("parse: \"-\" reads stdin, from a file or a pipe of any size") {
+  int fd = ::open(sourcePath("test/fixtures/service_list.json").c_str(), O_RDONLY);
+  REQUIRE(fd >= 0);
+  StatusOr<Cluster> c = parseStdinFrom(fd);
+  ::close(fd);
+  REQUIRE(c.isOk());
+  CHECK(c->services.size() == 2);
+
+  // Bigger than the first 64 KiB read, through a pipe (no size known up front).
+  std::vector<std::string> items;
+  for (int i = 0; i < 2000; ++i) {
+    items.push_back(testing::service("ns/s" + std::to_string(i), R"("clusterIP":"10.96.0.1","ports":[{"port":80}])"));
+  }
+  std::string big = testing::list(items);
+  REQUIRE(big.size() > 100000);
+  int p[2];
+  REQUIRE(::pipe(p) == 0);
+  std::thread writer([&] {
+    size_t off = 0;
+    while (off < big.size()) {
+      ssize_t n = ::write(p[1], big.data() + off, big.size() - off);
+      if (n <= 0) break;
+      off += static_cast<size_t>(n);
+    }
+    ::close(p[1]);
+  });
+  StatusOr<Cluster> piped = parseStdinFrom(p[0]);
+  writer.join();
+  ::close(p[0]);
+  REQUIRE(piped.isOk());
+  CHECK(piped->services.size() == 2000);
+
+  // Errors name stdin.
+  REQUIRE(::pipe(p) == 0);
+  REQUIRE(::write(p[1], "{", 1) == 1);
+  ::close(p[1]);
+  StatusOr<Cluster> bad = parseStdinFrom(p[0]);
+  ::close(p[0]);
+  REQUIRE(!bad.isOk());
+  CHECK(bad.status().message() ==
+        "<stdin>: invalid JSON at byte 1 (line 1, column 2): Missing a name for object member.");
 }
 
 TEST_CASE("parse: the bundled example cluster") {

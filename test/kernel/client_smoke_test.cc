@@ -280,7 +280,7 @@ TEST_CASE("kernel: dumps cannot be pipelined on one socket (the second gets EBUS
     return dones == 1 ? netlink::Next::kDone : netlink::Next::kMore;
   });
   REQUIRE(r.isOk());
-  MESSAGE("second pipelined dump: " << (secondError ? errnoName(secondError) : "ok") << ", dests " << dests);
+  MESSAGE("second pipelined dump: " << std::string(secondError ? errnoName(secondError) : "ok") << ", dests " << dests);
   CHECK(secondError == EBUSY);
 }
 

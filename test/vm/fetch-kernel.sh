@@ -72,7 +72,7 @@ kver=$(ls "$root.tmp/lib/modules")
 # jump straight into it, skipping the in-guest xz decompression that costs ~6 s under TCG. Optional: run.sh
 # falls back to vmlinuz if this fails.
 if grep -q '^CONFIG_PVH=y' "$root.tmp/boot/config-$kver"; then
-    off=$(LC_ALL=C grep -abo -m1 $'\xfd7zXZ\x00' "$root.tmp/boot/vmlinuz-$kver" | head -n1 | cut -d: -f1) || true
+    off=$(LC_ALL=C grep -abo -m1 $'\xfd7zXZ' "$root.tmp/boot/vmlinuz-$kver" | head -n1 | cut -d: -f1) || true
     # (process substitution, not a pipe: xz stops at the stream end and tail's SIGPIPE would trip pipefail)
     if [ -n "$off" ] && xz -dc --single-stream < <(tail -c +"$((off + 1))" "$root.tmp/boot/vmlinuz-$kver") \
             > "$root.tmp/boot/vmlinux-$kver" 2>/dev/null \

@@ -141,9 +141,9 @@ while True:
 
 # kt_wait_listen NAME PORT [tcp|udp]: wait (up to ~10 s) until something listens on PORT in NAME's netns.
 kt_wait_listen() {
-    local flag=-t i
+    local flag=-t
     [ "${3:-tcp}" = udp ] && flag=-u
-    for i in $(seq 100); do
+    for _ in $(seq 100); do
         [ -z "$(ip netns exec "$KT-$1" ss -Hln $flag "sport = :$2")" ] || return 0
         sleep 0.1
     done

@@ -74,7 +74,7 @@ depmod -b "$stage" "$kver"
 echo "kipvs" > "$stage/etc/hostname"
 (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip -1 > "$out.tmp"
 mv "$out.tmp" "$out"
-# Drop initramfs images from older inputs.
-find "$(dirname "$out")" -maxdepth 1 -name 'initramfs-*.cpio.gz' ! -name "$(basename "$out")" -delete
+# Drop images from older inputs, once no run that picked one can still be about to start qemu with it.
+find "$(dirname "$out")" -maxdepth 1 -name 'initramfs-*.cpio.gz' ! -name "$(basename "$out")" -mmin +10 -delete
 log "built $(basename "$out") ($(du -h "$out" | cut -f1))"
 echo "$out"

@@ -69,7 +69,9 @@ default_modules="ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_lblc ip_vs_lb
     nft_chain_nat nft_nat nft_masq nft_ct nft_compat xt_MASQUERADE xt_conntrack xt_ipvs xt_mark xt_comment
     xt_addrtype"
 modules=${KIPVS_VM_MODULES-$default_modules}
-printf 'MODULES=%q\n' "$(echo $modules ${KIPVS_VM_EXTRA_MODULES:-})" > "$res/vm.conf"
+# shellcheck disable=SC2086 # module names are plain words: flatten the list onto one line
+mods=$(echo $modules ${KIPVS_VM_EXTRA_MODULES:-})
+echo "MODULES=\"$mods\"" > "$res/vm.conf"
 
 # The command runs with a clean environment: a whitelist of the caller's variables plus our own.
 {
@@ -88,21 +90,24 @@ printf 'MODULES=%q\n' "$(echo $modules ${KIPVS_VM_EXTRA_MODULES:-})" > "$res/vm.
     for v in ${KIPVS_VM_ENV:-}; do   # extra names to pass through
         [ -z "${!v+x}" ] || printf 'export %s=%q\n' "$v" "${!v}"
     done
-    printf 'cd -- %q || exit 125\n' "$PWD"
+    # Same cwd as the caller, as with-ipvs.sh gives on a host with IPVS. /tmp, /run are fresh tmpfs in the guest.
+    printf 'cd -- %q || { echo "kipvs-vm: no %q in the guest (under /tmp or /run?)" >&2; exit 125; }\n' "$PWD" "$PWD"
     printf 'exec'; printf ' %q' "$@"; printf '\n'
 } > "$res/cmd.sh"
 : > "$res/stdout"
 : > "$res/stderr"
 
 # No -enable-kvm (hangs on these hosts); -nodefaults: no NIC, no VGA, nothing we did not ask for.
+qres=${res//,/,,}   # qemu option values escape commas by doubling them
+# shellcheck disable=SC2054 # commas are inside qemu option values
 qemu=(qemu-system-x86_64 -machine accel=tcg -cpu max -m "${KIPVS_VM_MEM:-2048}" -smp "${KIPVS_VM_CPUS:-2}"
     -nodefaults -no-user-config -nographic -no-reboot
-    -serial "file:$res/console.log"
+    -serial "file:$qres/console.log"
     -kernel "$kernel" -initrd "$initrd"
     -append "console=ttyS0 quiet panic=-1 8250.nr_uarts=1 kipvs.rootcache=${KIPVS_VM_9P_CACHE:-loose} ${KIPVS_VM_APPEND:-}"
     -fsdev "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap"
     -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot
-    -fsdev "local,id=kipvsout,path=$res,security_model=none"
+    -fsdev "local,id=kipvsout,path=$qres,security_model=none"
     -device virtio-9p-pci,fsdev=kipvsout,mount_tag=kipvsout)
 
 t_boot=$(date +%s.%N)
@@ -124,8 +129,9 @@ t_end=$(date +%s.%N)
 
 fail() {
     echo "$me: $*" >&2
-    echo "$me: --- last console lines ($res/console.log) ---" >&2
-    tail -n 40 "$res/console.log" 2>/dev/null | sed 's/^/  /' >&2 || true
+    echo "$me: --- last console lines (kernel + init; KIPVS_VM_KEEP=1 keeps the results dir) ---" >&2
+    # strip SeaBIOS's terminal escapes
+    tail -n 40 "$res/console.log" 2>/dev/null | sed -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1b.//g' -e 's/^/  /' >&2 || true
     [ ! -s "$res/qemu.log" ] || { echo "$me: --- qemu output ---" >&2; sed 's/^/  /' "$res/qemu.log" >&2; }
 }
 if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
@@ -141,6 +147,12 @@ if [ ! -s "$res/rc" ]; then
     exit 99
 fi
 rc=$(cat "$res/rc")
+# A kernel oops/WARN during a kernel test matters even when the command passed: show it.
+if grep -qaE 'Call Trace|BUG:|WARNING:|Oops|general protection' "$res/console.log" 2>/dev/null; then
+    echo "$me: the guest kernel logged a warning or oops:" >&2
+    grep -aE -A15 'Call Trace|BUG:|WARNING:|Oops|general protection' "$res/console.log" | head -n 60 \
+        | sed 's/^/  /' >&2
+fi
 if [ "${KIPVS_VM_QUIET:-0}" != 1 ]; then
     awk -v kver="$kver" -v rc="$rc" -v t0="$t0" -v tb="$t_boot" -v te="$t_end" \
         -v us="$(cat "$res/uptime_start")" -v ue="$(cat "$res/uptime_end" 2>/dev/null || echo 0)" 'BEGIN {

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Every kernel suite, run on a kernel with IPVS (scripts/test.sh calls this through test/vm/with-ipvs.sh).
+# Refuses to run anywhere else: a kernel test must never pass without a real IPVS kernel.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${KIPVS_REAL_KERNEL:-0}" != 1 ] || [ ! -e /proc/net/ip_vs ]; then
+    echo "kernel-tests: no IPVS kernel here (run through test/vm/with-ipvs.sh); failing" >&2
+    exit 1
+fi
+echo "kernel $(uname -r); IPVS $(head -1 /proc/net/ip_vs); in VM: ${KIPVS_IN_VM:-0}"
+
+rc=0
+run() {
+    echo
+    echo "--- $*"
+    if ! "$@"; then echo "--- FAILED: $*"; rc=1; fi
+}
+run bash test/vm/smoke.sh
+run build/test/kipvs-kernel-tests --no-intro=true
+run build/test/kipvs-host-kernel-test --require-dummy --require-ipvs
+run bash test/e2e/reconcile.sh
+exit $rc

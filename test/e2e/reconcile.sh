@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# End-to-end: `kipvs reconcile` on a real IPVS kernel, pods as network namespaces running HTTP servers that
+# answer with their name, a client namespace sending the traffic. Run on an IPVS kernel:
+#   test/vm/with-ipvs.sh -- bash test/e2e/reconcile.sh
+# Checks every "done when" of the one-shot reconcile: the table (ipvsadm -Sn) for the fixture, traffic on every
+# ClusterIP and NodePort, rr 10/10/10, sh and ClientIP affinity pinning, lc, graceful drain of a terminating pod,
+# foreign/headless/ExternalName left alone, a second run with zero kernel writes, and bad input.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$repo"
+. test/vm/lib.sh
+
+KIPVS=${KIPVS:-$repo/build/kipvs}
+FIX=test/fixtures/e2e
+PASS=0
+FAIL=0
+fail() { echo "FAIL: $*" >&2; FAIL=$((FAIL + 1)); }
+ok() { echo "ok: $*"; PASS=$((PASS + 1)); }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
+step() { echo; echo "== $*"; }
+
+[ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 1; }
+[ -x "$KIPVS" ] || { echo "no $KIPVS: build first" >&2; exit 1; }
+
+KT_HTTP_PORT=8080
+kt_init "ke$$"
+trap kt_teardown EXIT
+for i in 1 2 3; do kt_pod_add "pod-$i" "10.0.1.$i"; done
+for i in 1 2 3; do kt_serve_udp "pod-$i" 5353; done
+kt_client_add cli 10.0.2.1
+kt_client_add cli2 10.0.2.2
+
+kipvs() { kt_node_exec "$KIPVS" reconcile --node-name node-a --node-ip 10.0.2.254 "$@"; }
+table() { kt_ipvsadm -Sn | sort; }
+# histogram of answers: "N pod-x" lines
+hist() { sort | uniq -c | awk '{print $2"="$1}' | sort | tr '\n' ' '; }
+# get N FROM VIP PORT: N sequential requests, one answer per line
+get() { local n=$1 i; shift; for i in $(seq "$n"); do kt_http_get "$@"; done; }
+has_rule() { kt_ipvsadm -Sn | grep -q -- "$1"; }
+lacks_rule() { ! kt_ipvsadm -Sn | grep -q -- "$1"; }
+
+step "a foreign virtual server exists before kipvs runs"
+kt_ipvsadm -A -t 172.16.0.1:80 -s wlc
+
+step "malformed input changes nothing"
+before=$(table)
+set +e
+out=$(kipvs -f test/fixtures/malformed.json 2>&1); rc=$?
+set -e
+echo "$out"
+check "malformed JSON exits 2" [ "$rc" = 2 ]
+check "the error names the file and position" grep -q 'malformed.json:[0-9]*:[0-9]*' <<<"$out"
+check "kernel table untouched" [ "$(table)" = "$before" ]
+
+step "dry run prints the plan, touches nothing"
+out=$(kipvs -f $FIX/cluster.json --dry-run)
+echo "$out"
+check "dry run plans the ClusterIP" grep -q '+ service TCP 10.96.0.10:80' <<<"$out"
+check "dry run says the foreign service is left alone" grep -q 'left alone TCP 172.16.0.1:80' <<<"$out"
+check "dry run wrote nothing" [ "$(table)" = "$before" ]
+
+step "reconcile the fixture"
+kipvs -f $FIX/cluster.json
+kt_ipvsadm -Ln
+table > "$KT_DIR/table"
+sort $FIX/expected.ipvsadm > "$KT_DIR/expected"
+check "ipvsadm -Sn equals the expected table" diff "$KT_DIR/expected" "$KT_DIR/table"
+check "VIPs bound on kipvs0" [ "$(kt_node_exec ip -o -4 addr show dev kipvs0 | awk '{print $4}' | sort | tr '\n' ' ')" = \
+    "10.96.0.10/32 10.96.0.11/32 10.96.0.12/32 10.96.0.13/32 10.96.0.14/32 10.96.0.53/32 192.0.2.10/32 " ]
+check "ExternalName (even with a clusterIP) got no virtual server" lacks_rule 10.96.0.99
+check "headless got no virtual server (only the 7 VIPs' services, 2 NodePorts and the foreign one)" \
+    [ "$(kt_ipvsadm -Sn | grep -c '^-A')" = 10 ]
+check "sysctl net.ipv4.vs.conntrack=1" [ "$(kt_node_exec cat /proc/sys/net/ipv4/vs/conntrack)" = 1 ]
+check "sysctl net.ipv4.vs.expire_nodest_conn=1" [ "$(kt_node_exec cat /proc/sys/net/ipv4/vs/expire_nodest_conn)" = 1 ]
+
+step "every ClusterIP:port and NodePort answers"
+for vip in 10.96.0.10 10.96.0.11 10.96.0.12 10.96.0.13 10.96.0.14 192.0.2.10; do
+    a=$(kt_http_get cli $vip 80 || true)
+    check "$vip:80 answers ($a)" grep -qE '^pod-[123]$' <<<"$a"
+done
+for np in 30080 30081; do
+    a=$(kt_http_get cli 10.0.2.254 $np || true)
+    check "NodePort 10.0.2.254:$np answers ($a)" grep -qE '^pod-[123]$' <<<"$a"
+done
+a=$(kt_udp_get cli 10.96.0.53 53 || true)
+check "UDP 10.96.0.53:53 answers ($a)" grep -qE '^pod-[123] 10.0.2.1$' <<<"$a"
+a=$(get 4 cli 192.0.2.10 80 | hist)
+check "externalTrafficPolicy Local: LB IP only reaches node-a's endpoint ($a)" [ "$a" = "pod-1=4 " ]
+
+step "rr: 30 requests over 3 ready pods land 10/10/10"
+a=$(get 30 cli 10.96.0.10 80 | hist)
+check "rr split is 10/10/10 ($a)" [ "$a" = "pod-1=10 pod-2=10 pod-3=10 " ]
+
+step "sh keeps one client on one pod"
+a=$(get 10 cli 10.96.0.11 80 | hist)
+check "sh: 10 requests from one client on one pod ($a)" grep -qE '^pod-[123]=10 $' <<<"$a"
+
+step "ClientIP affinity pins a client"
+a=$(get 10 cli 10.96.0.13 80 | hist)
+check "affinity: 10 requests on one pod ($a)" grep -qE '^pod-[123]=10 $' <<<"$a"
+b=$(get 10 cli2 10.96.0.13 80 | hist)
+check "affinity: a second client is pinned too ($b)" grep -qE '^pod-[123]=10 $' <<<"$b"
+
+# hold CLIENT VIP PORT NAME: an idle TCP connection through the VIP, held until $KT_DIR/NAME.go appears;
+# then sends GET, writes the answer to $KT_DIR/NAME.out and closes with RST (IPVS CLOSE state: 10 s).
+hold() {
+    ip netns exec "$KT-$1" python3 -c '
+import os, socket, struct, sys, time
+vip, port, base = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = socket.create_connection((vip, port), timeout=10)
+open(base + ".up", "w").close()
+while not os.path.exists(base + ".go"):
+    time.sleep(0.1)
+s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+open(base + ".out", "wb").write(data.split(b"\r\n\r\n", 1)[-1])
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.close()
+' "$2" "$3" "$KT_DIR/$4" </dev/null >>"$KT_DIR/$4.log" 2>&1 &
+    echo $! >> "$KT_DIR/pids"
+    disown $!
+    local i
+    for i in $(seq 100); do [ -e "$KT_DIR/$4.up" ] && return 0; sleep 0.1; done
+    echo "hold $4: no connection" >&2; cat "$KT_DIR/$4.log" >&2; return 1
+}
+# active VIP PORT: "ip:port=active" for each real server
+active() { kt_ipvsadm -Ln -t "$1:$2" | awk '$1 == "->" && $2 ~ /^[0-9]/ {print $2"="$5}' | tr '\n' ' '; }
+
+step "lc sends new connections to the pod with fewer open ones"
+hold cli 10.96.0.12 80 lc1
+hold cli 10.96.0.12 80 lc2
+echo "active: $(active 10.96.0.12 80)"
+busy=$(kt_ipvsadm -Ln -t 10.96.0.12:80 | awk '$1 == "->" && $5 == 1 {print $2}' | sort | tr '\n' ' ')
+check "two held connections on two different pods ($busy)" [ "$(wc -w <<<"$busy")" = 2 ]
+idle=$(kt_ipvsadm -Ln -t 10.96.0.12:80 | awk '$1 == "->" && $5 == 0 && $2 ~ /^10/ {print $2}')
+want="pod-${idle%%:*}"; want="pod-${want##*.}"
+a=$(get 5 cli 10.96.0.12 80 | hist)
+check "lc: 5 new connections all go to the idle pod $want ($a)" [ "$a" = "$want=5 " ]
+touch "$KT_DIR/lc1.go" "$KT_DIR/lc2.go"
+
+step "a terminating pod: its open connection keeps working, new connections avoid it"
+hold cli 10.96.0.10 80 drain
+victim=$(kt_ipvsadm -Ln -t 10.96.0.10:80 | awk '$1 == "->" && $5 == 1 {print $2}')
+check "the held connection is on one pod ($victim)" grep -qE '^10\.0\.1\.[123]:8080$' <<<"$victim"
+vip_ip=${victim%%:*}
+python3 - "$FIX/cluster.json" "$vip_ip" > "$KT_DIR/step2.json" <<'EOF'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+for it in doc["items"]:
+    if it["kind"] == "EndpointSlice" and it["metadata"]["name"] == "web-x1":
+        for ep in it["endpoints"]:
+            if ep["addresses"][0] == sys.argv[2]:
+                ep["conditions"] = {"ready": False, "serving": True, "terminating": True}
+json.dump(doc, sys.stdout)
+EOF
+out=$(kipvs -f "$KT_DIR/step2.json" --drain skip)
+echo "$out"
+check "plan says the pod drains at weight 0" grep -q "draining at weight 0" <<<"$out"
+check "the terminating pod is at weight 0" has_rule "-a -t 10.96.0.10:80 -r $victim -m -w 0"
+others=$(get 12 cli 10.96.0.10 80 | hist)
+vpod="pod-${vip_ip##*.}"
+check "12 new connections avoid $vpod ($others)" bash -c "! grep -q '$vpod' <<<'$others' && [ \$(wc -w <<<'$others') = 2 ]"
+touch "$KT_DIR/drain.go"
+for i in $(seq 100); do [ -e "$KT_DIR/drain.out" ] && break; sleep 0.1; done
+check "the open connection still works and reaches $vpod" [ "$(cat "$KT_DIR/drain.out" 2>/dev/null)" = "$vpod" ]
+
+step "drained: --drain wait removes it once its connections are gone"
+out=$(kipvs -f "$KT_DIR/step2.json" --drain wait --drain-timeout 60)
+echo "$out"
+check "the drained pod left the table" lacks_rule "-a -t 10.96.0.10:80 -r $victim"
+check "the ready pods stay" [ "$(kt_ipvsadm -Sn | grep -c -- '-a -t 10.96.0.10:80 ')" = 2 ]
+
+step "a second reconcile of the same input: empty plan, zero kernel writes"
+out=$(kipvs -f "$KT_DIR/step2.json" -o json)
+echo "$out" | head -c 600; echo
+check "zero kernel writes (client write counter)" grep -q '"kernelWrites":0' <<<"$out"
+check "empty plan" grep -q '"writes":0' <<<"$out"
+
+step "an invalid Service is named and skipped; the rest is applied"
+python3 - "$KT_DIR/step2.json" > "$KT_DIR/bad.json" <<'EOF'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": "default", "name": "broken"},
+       "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.300", "ports": [{"name": "http", "port": 80}]}}
+sched = {"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": "default", "name": "nosched",
+         "annotations": {"kipvs.io/scheduler": "bogus"}},
+         "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.77", "ports": [{"name": "http", "port": 80}]}}
+new = {"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": "default", "name": "fresh"},
+       "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.88", "ports": [{"name": "http", "port": 80}]}}
+doc["items"] += [bad, sched, new]
+json.dump(doc, sys.stdout)
+EOF
+set +e
+out=$(kipvs -f "$KT_DIR/bad.json" 2>"$KT_DIR/bad.err"); rc=$?
+set -e
+cat "$KT_DIR/bad.err"
+check "exit 1 for a partial failure" [ "$rc" = 1 ]
+check "the bad IP is named" grep -q 'default/broken' "$KT_DIR/bad.err"
+check "the unknown scheduler is named" grep -q 'default/nosched' "$KT_DIR/bad.err"
+check "the good new Service is applied" has_rule '-A -t 10.96.0.88:80 -s rr'
+check "the foreign service is still there" has_rule '-A -t 172.16.0.1:80 -s wlc'
+
+echo
+echo "e2e reconcile: $PASS passed, $FAIL failed"
+[ "$FAIL" = 0 ]
