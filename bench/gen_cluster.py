@@ -2,11 +2,17 @@
 """Generate a kubectl-style List of N ClusterIP Services, each with one
 EndpointSlice of M ready endpoints, for kipvs parse/desired benchmarks.
 
-usage: gen_cluster.py N_SERVICES N_ENDPOINTS > cluster.json
+usage: gen_cluster.py [--bench-table] N_SERVICES N_ENDPOINTS > cluster.json
 
 Service i gets ClusterIP 10.96.0.0/12 + 1 + i (up to ~1M distinct), TCP port
 80 -> 8080. Pod IPs come from 10.0.0.0/8 minus 10.96.0.0/12's block, so they
 never collide with a ClusterIP; every endpoint is distinct (up to ~15M).
+
+--bench-table: the cluster whose desired IPVS table is exactly the table of
+bench/table_gen.h (what bench/kipvs_program and bench/raw_netlink_loop
+program): ClusterIP of service i = 10.0.0.0 + i + 1, endpoint j of service i =
+172.16.0.0 + ((i * N_ENDPOINTS + j + 1) & 0xFFFFF), port 80 -> 80. Distinct
+while N_SERVICES * N_ENDPOINTS < 2^20.
 """
 import ipaddress
 import json
@@ -17,8 +23,22 @@ POD_BASE = int(ipaddress.ip_address("10.112.0.0"))   # just past 10.96.0.0/12
 POD_LIMIT = int(ipaddress.ip_address("10.255.255.254"))
 
 
+# --bench-table (see the docstring); set by main().
+BENCH_TABLE = False
+BENCH_VIP_BASE = 0x0A000000      # 10.0.0.0, as bench/table_gen.h vipFor()
+BENCH_DEST_BASE = 0xAC100000     # 172.16.0.0, as bench/table_gen.h destFor()
+
+
+def dotted(n):
+    return f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
+
+
 def service(i):
-    ip = str(SERVICE_NET.network_address + 1 + i)
+    if BENCH_TABLE:
+        ip = dotted(BENCH_VIP_BASE + i + 1)
+    else:
+        ip = str(SERVICE_NET.network_address + 1 + i)
+    target = 80 if BENCH_TABLE else 8080
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -35,7 +55,7 @@ def service(i):
             "ipFamilies": ["IPv4"],
             "ipFamilyPolicy": "SingleStack",
             "internalTrafficPolicy": "Cluster",
-            "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}],
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": target}],
             "selector": {"app": f"app-{i:06d}"},
             "sessionAffinity": "None",
         },
@@ -46,8 +66,11 @@ def service(i):
 def slice_(i, n_endpoints, next_pod):
     endpoints = []
     for j in range(n_endpoints):
-        n = next_pod + j
-        addr = f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
+        if BENCH_TABLE:
+            n = BENCH_DEST_BASE + ((i * n_endpoints + j + 1) & 0xFFFFF)
+        else:
+            n = next_pod + j
+        addr = dotted(n)
         endpoints.append({
             "addresses": [addr],
             "conditions": {"ready": True, "serving": True, "terminating": False},
@@ -67,12 +90,16 @@ def slice_(i, n_endpoints, next_pod):
             },
         },
         "addressType": "IPv4",
-        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "ports": [{"name": "http", "port": 80 if BENCH_TABLE else 8080, "protocol": "TCP"}],
         "endpoints": endpoints,
     }
 
 
 def main(argv):
+    global BENCH_TABLE
+    if "--bench-table" in argv[1:]:
+        BENCH_TABLE = True
+        argv = [a for a in argv if a != "--bench-table"]
     if len(argv) != 3:
         sys.stderr.write(__doc__)
         return 2
@@ -82,6 +109,9 @@ def main(argv):
         return 2
     if n_services + 1 >= SERVICE_NET.num_addresses - 1:
         sys.stderr.write("too many services for 10.96.0.0/12\n")
+        return 2
+    if BENCH_TABLE and n_services * n_endpoints >= 1 << 20:
+        sys.stderr.write("--bench-table: services * endpoints must stay below 2^20\n")
         return 2
     if POD_BASE + n_services * n_endpoints > POD_LIMIT:
         sys.stderr.write("too many endpoints for the pod range\n")

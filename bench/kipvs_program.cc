@@ -72,7 +72,8 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "{\"tool\":\"kipvs_program\",\"phase\":\"apply\",\"services\":%ld,\"dests\":%ld,\"ops\":%zu,\"errors\":%ld,"
-      "\"ms\":%.1f,\"user_ms\":%.1f,\"sys_ms\":%.1f,\"build_ms\":%.1f,\"batch_ops\":%zu,\"sends\":%llu,\"receives\":%llu,\"polls\":%llu}\n",
+      "\"ms\":%.1f,\"user_ms\":%.1f,\"sys_ms\":%.1f,\"build_ms\":%.1f,\"batch_ops\":%zu,\"sends\":%llu,"
+      "\"receives\":%llu,\"polls\":%llu}\n",
       services, services * dests, ops.size(), errors, applyMs, cpu1.user - cpu0.user, cpu1.sys - cpu0.sys, buildMs,
       c.batchOps(),
       static_cast<unsigned long long>(after.sends - before.sends),

@@ -32,7 +32,9 @@ GenlSocket::~GenlSocket() { closeFd(); }
 StatusOr<std::unique_ptr<GenlSocket>> GenlSocket::open(std::string family, const SocketOptions& options) {
   std::unique_ptr<GenlSocket> s(new GenlSocket(std::move(family), options));
   KIPVS_RETURN_IF_ERROR(s->openFd());
+  s->reopening_ = true;  // a failure here is the caller's to see, not a reason to reopen
   Status r = s->resolveFamily();
+  s->reopening_ = false;
   if (!r.isOk()) return r;
   return s;
 }

@@ -94,7 +94,7 @@ class GenlSocket {
   int rcvbuf_ = 0;
   int sndbuf_ = 0;
   uint32_t seq_ = 1;
-  bool reopening_ = false;
+  bool reopening_ = false;  // while (re)resolving the family: a failure closes, never recurses
   IoCounters counters_;
   std::vector<uint8_t> rx_;  // receive slots, reused
   MessageWriter ctrl_;       // for family resolution

@@ -199,7 +199,8 @@ std::optional<Message> MessageIter::next() {
 
 StatusOr<Ack> parseAck(const Message& m) {
   if (m.type != NLMSG_ERROR || m.payload.size() < sizeof(nlmsgerr)) {
-    return Status::error(Code::kParse, "malformed netlink error message (" + std::to_string(m.payload.size()) + " bytes)");
+    return Status::error(Code::kParse,
+                         "malformed netlink error message (" + std::to_string(m.payload.size()) + " bytes)");
   }
   nlmsgerr e = load<nlmsgerr>(m.payload.data());
   Ack ack;

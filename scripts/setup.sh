@@ -6,9 +6,8 @@ export DEBIAN_FRONTEND=noninteractive
 
 pkgs=(
     # build
-    build-essential g++ meson ninja-build pkg-config cmake
-    libnl-3-dev libnl-genl-3-dev libnl-route-3-dev rapidjson-dev libgoogle-glog-dev doctest-dev
-    libcpp-httplib-dev libssl-dev
+    build-essential g++ meson ninja-build pkg-config
+    libnl-3-dev libnl-genl-3-dev rapidjson-dev libgoogle-glog-dev doctest-dev
     # kernel tests: qemu + Debian kernel + busybox initramfs (test/vm), netns/IPVS tools
     qemu-system-x86 busybox-static ipvsadm iproute2 cpio kmod python3 procps xz-utils zstd gzip
 )

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "ipvs/netlink_client.h"
 #include "netlink/genl_socket.h"
 #include "netlink/message.h"
 
@@ -52,7 +53,8 @@ TEST_CASE("GenlSocket resolves a family once, and reports an unknown one as unsu
   CHECK((*s)->portId() != 0);
   CHECK((*s)->rcvbuf() > 0);
 
-  auto missing = GenlSocket::open("kipvs-no-such-family", {});
+  // Family names are at most 15 characters (longer ones get EINVAL).
+  auto missing = GenlSocket::open("kipvs-nofam", {});
   REQUIRE_FALSE(missing.isOk());
   CHECK(missing.status().code() == Code::kUnsupported);
   CHECK(missing.status().errnum() == ENOENT);
@@ -129,13 +131,25 @@ TEST_CASE("GenlSocket: a receive with nothing coming times out and recreates the
   auto s = GenlSocket::open("nlctrl", o);
   REQUIRE(s.isOk());
   GenlSocket& sock = **s;
-  const uint32_t oldPort = sock.portId();
   Status r = sock.receive([](const Message&) -> StatusOr<Next> { return Next::kMore; });
   CHECK(r.code() == Code::kTimeout);
   CHECK(r.errnum() == ETIMEDOUT);
   CHECK(sock.counters().reopens == 1);
-  CHECK(sock.portId() != oldPort);
   CHECK(sock.familyId() == GENL_ID_CTRL);  // re-resolved on the new socket
+  // The new socket works.
+  MessageWriter w;
+  const uint32_t seq = sock.seqBase();
+  putGetFamily(w, NLM_F_REQUEST | NLM_F_ACK, seq, "nlctrl");
+  sock.advanceSeq(1);
+  REQUIRE(sock.send(w.bytes()).isOk());
+  int ackError = -1;
+  Status again = sock.receive([&](const Message& m) -> StatusOr<Next> {
+    if (m.seq != seq || m.type != NLMSG_ERROR) return Next::kMore;
+    ackError = parseAck(m)->error;
+    return Next::kDone;
+  });
+  CHECK(again.isOk());
+  CHECK(ackError == 0);
 }
 
 TEST_CASE("GenlSocket: acks overflowing the receive buffer give ENOBUFS and a new socket") {
@@ -159,4 +173,15 @@ TEST_CASE("GenlSocket: acks overflowing the receive buffer give ENOBUFS and a ne
   CHECK(r.code() == Code::kKernel);
   CHECK(r.errnum() == ENOBUFS);
   CHECK(sock.counters().reopens == 1);
+}
+
+TEST_CASE("NetlinkIpvsClient::create names the missing module when IPVS is absent") {
+  NEED_NETLINK();
+  auto c = ipvs::NetlinkIpvsClient::create();
+  if (c.isOk()) {
+    MESSAGE("IPVS is present here: nothing to check");
+    return;
+  }
+  CHECK(c.status().code() == Code::kUnsupported);
+  CHECK(c.status().message() == "IPVS generic netlink family not found: is the ip_vs module loaded?");
 }

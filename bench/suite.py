@@ -1,0 +1,486 @@
+#!/usr/bin/env python3
+"""The benchmark suite behind bench/run.sh (read that first).
+
+  suite.py vm --services N --dests M --runs R --cluster FILE --out DIR [--build DIR]
+      In the VM, as root, on a kernel with IPVS. Every measurement runs in a
+      fresh network namespace with lo up (never flush-and-reload: deleted real
+      servers linger on IPVS's trash list and slow later adds). Runs are
+      interleaved (run 1 of everything, then run 2, ...), the guest is let go
+      idle before each timed command (a deleted namespace's IPVS table is torn
+      down by a kworker), and each command is timed and its peak RSS taken by
+      build/bench/rusage_exec. Writes DIR/results.jsonl (one line per
+      measurement) and DIR/summary.json.
+
+  suite.py report --vm-dir DIR [--native FILE] [--meta FILE] > section.md
+      On the host: the markdown section (tables of medians, ratios, targets,
+      pass/fail; phases of reconcile; native parse+desired) from those files.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+# --------------------------------------------------------------------------- VM side
+
+
+class Suite:
+    def __init__(self, args):
+        self.a = args
+        self.build = os.path.abspath(args.build)
+        self.exe = {
+            "kipvs": os.path.join(self.build, "kipvs"),
+            "program": os.path.join(self.build, "bench/kipvs_program"),
+            "raw": os.path.join(self.build, "bench/raw_netlink_loop"),
+            "desired": os.path.join(self.build, "bench/desired_bench"),
+            "rusage": os.path.join(self.build, "bench/rusage_exec"),
+        }
+        for k, p in self.exe.items():
+            if not os.access(p, os.X_OK):
+                sys.exit(f"suite: {p} missing: build on the host first (ninja -C build)")
+        self.ipvsadm = shutil.which("ipvsadm") or sys.exit("suite: ipvsadm not installed")
+        self.out = args.out
+        os.makedirs(self.out, exist_ok=True)
+        self.jsonl = open(os.path.join(self.out, "results.jsonl"), "w")
+        self.tmp = "/tmp/kipvs-bench"
+        os.makedirs(self.tmp, exist_ok=True)
+        self.seq = 0
+        self.N, self.M = args.services, args.dests
+        self.failures = []   # correctness problems (not performance)
+
+    # ---- plumbing
+
+    def log(self, msg):
+        print(f"[suite {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+    def record(self, rec):
+        self.jsonl.write(json.dumps(rec, sort_keys=True) + "\n")
+        self.jsonl.flush()
+        print(json.dumps(rec, sort_keys=True), flush=True)
+
+    @staticmethod
+    def cpu_busy(dt):
+        def snap():
+            with open("/proc/stat") as f:
+                v = [int(x) for x in f.readline().split()[1:]]
+            return sum(v), v[3] + v[4]
+        t0, i0 = snap()
+        time.sleep(dt)
+        t1, i1 = snap()
+        return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+    def settle(self, max_s=60.0):
+        """Wait until the guest's CPUs are idle (two quiet 0.3 s samples in a row)."""
+        t0 = time.monotonic()
+        quiet = 0
+        while time.monotonic() - t0 < max_s:
+            if self.cpu_busy(0.3) < 0.10:
+                quiet += 1
+                if quiet >= 2:
+                    break
+            else:
+                quiet = 0
+        return round((time.monotonic() - t0) * 1000)
+
+    def netns_new(self, tag):
+        self.seq += 1
+        name = f"kb{self.seq}{tag}"
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        return name
+
+    def netns_del(self, name):
+        subprocess.run(["ip", "netns", "del", name], check=True)
+
+    def measure(self, label, cmd, netns=None, stdin=None, stdout=None, run=None, quiet=True, extra=None):
+        """Times CMD through rusage_exec (after the guest went idle). Returns the record."""
+        settle_ms = self.settle() if quiet else 0
+        out = stdout or os.path.join(self.tmp, "stdout.txt")
+        argv = [self.exe["rusage"], "--label", label, "--stdout", out]
+        if netns:
+            argv += ["--netns", f"/run/netns/{netns}"]
+        if stdin:
+            argv += ["--stdin", stdin]
+        argv += ["--"] + cmd
+        p = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=True)
+        rec = json.loads(p.stdout.strip().splitlines()[-1])
+        rec.pop("tool", None)
+        rec.update({"what": label, "run": run, "settle_ms": settle_ms, "cmd": " ".join(cmd)})
+        if stdin:
+            rec["cmd"] += f" < {stdin}"
+        # The benchmark programs print JSON lines of their own: keep them.
+        if stdout is None:
+            with open(out) as f:
+                text = f.read()
+            inner = [json.loads(l) for l in text.splitlines() if l.startswith("{")]
+            if inner:
+                rec["inner"] = inner
+            if len(text) < 4096:
+                rec["stdout"] = text
+        if extra:
+            rec.update(extra)
+        if rec["rc"] != 0:
+            self.failures.append(f"{label} run {run}: exit code {rec['rc']}")
+        self.record(rec)
+        return rec
+
+    def quiet_run(self, cmd, netns=None, stdout=None):
+        """Untimed helper command (table setup, verification)."""
+        pre = ["ip", "netns", "exec", netns] if netns else []
+        with open(stdout, "w") if stdout else open(os.devnull, "w") as f:
+            subprocess.run(pre + cmd, stdout=f, check=True)
+
+    def verify(self, netns, what, run):
+        """The table in NETNS must be the reference table, byte for byte (kipvs dump is sorted)."""
+        got = os.path.join(self.tmp, "verify.txt")
+        self.quiet_run([self.exe["kipvs"], "dump", "--output", "ipvsadm"], netns, got)
+        ok = open(got, "rb").read() == self.rules
+        if not ok:
+            lines = open(got).read().count("\n")
+            self.failures.append(f"{what} run {run}: table differs from the reference ({lines} lines)")
+        self.record({"what": f"verify {what}", "run": run, "table_equal": ok})
+        return ok
+
+    # ---- the suite
+
+    def reference(self):
+        """Program the table once with kipvs_program; its dumps are the reference and ipvsadm -R's input."""
+        ns = self.netns_new("ref")
+        self.quiet_run([self.exe["program"], "--services", str(self.N), "--dests", str(self.M), "--no-dump"], ns)
+        self.rules_path = os.path.join(self.tmp, "rules.kipvs")
+        self.quiet_run([self.exe["kipvs"], "dump", "--output", "ipvsadm"], ns, self.rules_path)
+        self.rules = open(self.rules_path, "rb").read()
+        self.restore_path = os.path.join(self.tmp, "rules.ipvsadm")
+        self.quiet_run([self.ipvsadm, "-Sn"], ns, self.restore_path)
+        lines = self.rules.decode().splitlines()
+        n_a = sum(1 for l in lines if l.startswith("-A "))
+        n_d = sum(1 for l in lines if l.startswith("-a "))
+        same = sorted(lines) == sorted(open(self.restore_path).read().splitlines())
+        if (n_a, n_d) != (self.N, self.N * self.M):
+            self.failures.append(f"reference table has {n_a} services / {n_d} dests")
+        if not same:
+            self.failures.append("kipvs dump --output ipvsadm and ipvsadm -Sn disagree on the reference table")
+        self.record({"what": "reference", "services": n_a, "dests": n_d, "kipvs_dump_equals_ipvsadm_S": same,
+                     "rules_bytes": len(self.rules)})
+        self.netns_del(ns)
+
+    def one_run(self, r):
+        N, M = str(self.N), str(self.M)
+        k = self.exe["kipvs"]
+        rec_args = [k, "reconcile", "-f", self.cluster, "--node-name", "n", "--node-ip", "127.0.0.1", "-o", "json"]
+
+        # (a) kipvs's client programs the table; then every dump of it.
+        ns = self.netns_new("prog")
+        self.measure("program: kipvs_program", [self.exe["program"], "--services", N, "--dests", M, "--no-dump"],
+                     ns, run=r)
+        dumps = [
+            ("dump: kipvs dump --output ipvsadm", [k, "dump", "--output", "ipvsadm"]),
+            ("dump: ipvsadm -Sn", [self.ipvsadm, "-Sn"]),
+            ("dump: kipvs_program dump phase", [self.exe["program"], "--services", "0", "--dests", "0"]),
+        ]
+        if r % 2 == 0:   # alternate who dumps first
+            dumps = dumps[1:2] + dumps[0:1] + dumps[2:]
+        for label, cmd in dumps:
+            self.measure(label, cmd, ns, stdout="/dev/null" if "program" not in label else None, run=r)
+        self.verify(ns, "kipvs_program", r)
+        self.netns_del(ns)
+
+        # (c) one request + ack at a time, plain libnl.
+        ns = self.netns_new("raw")
+        self.measure("program: raw_netlink_loop", [self.exe["raw"], "--services", N, "--dests", M], ns, run=r)
+        self.verify(ns, "raw_netlink_loop", r)
+        self.netns_del(ns)
+
+        # (b) ipvsadm -R of ipvsadm -Sn's own output for the same table.
+        if not self.a.skip_restore:
+            ns = self.netns_new("rest")
+            self.measure("program: ipvsadm -R", [self.ipvsadm, "-R"], ns, stdin=self.restore_path, run=r)
+            self.verify(ns, "ipvsadm -R", r)
+            self.netns_del(ns)
+
+        # Issue 3: reconcile into an empty table, then a no-op reconcile, then a full dump for comparison.
+        ns = self.netns_new("rec")
+        out1 = os.path.join(self.tmp, "reconcile1.json")
+        rec = self.measure("reconcile: empty -> full", rec_args, ns, stdout=out1, run=r)
+        self.check_reconcile(out1, rec, expect_writes=self.N * (self.M + 1), run=r)
+        out2 = os.path.join(self.tmp, "reconcile2.json")
+        rec = self.measure("reconcile: no-op", rec_args, ns, stdout=out2, run=r)
+        self.check_reconcile(out2, rec, expect_writes=0, run=r)
+        self.measure("dump: kipvs dump (reconciled table)", [k, "dump", "--output", "ipvsadm"], ns,
+                     stdout="/dev/null", run=r)
+        self.verify(ns, "reconcile", r)
+        self.netns_del(ns)
+
+        # Phases of reconcile.
+        # dry run on an empty table: parse + desired + empty dump + plan (all adds) + render the plan.
+        ns = self.netns_new("dry")
+        out3 = os.path.join(self.tmp, "dry.json")
+        self.measure("phase: reconcile --dry-run, empty table", rec_args + ["--dry-run"], ns, stdout=out3, run=r)
+        self.netns_del(ns)
+        # table already there (kipvs_program), no VIPs bound: parse + desired + dump + empty plan + bind N VIPs.
+        ns = self.netns_new("bind")
+        self.quiet_run([self.exe["program"], "--services", N, "--dests", M, "--no-dump"], ns)
+        out4 = os.path.join(self.tmp, "bind.json")
+        rec = self.measure("phase: reconcile, table present, VIPs unbound", rec_args, ns, stdout=out4, run=r)
+        self.check_reconcile(out4, rec, expect_writes=0, run=r, expect_bind=self.N)
+        self.netns_del(ns)
+        # parse + computeDesired in process (no kernel).
+        self.measure("phase: desired_bench (parse + desired)", [self.exe["desired"], self.cluster, "1"], run=r)
+
+    def check_reconcile(self, path, rec, expect_writes, run, expect_bind=None):
+        with open(path) as f:
+            text = f.read()
+        m = re.search(r'"kernelWrites":(\d+),"stillDraining":(\d+),"exitCode":(\d+)\}\s*$', text)
+        errs = re.search(r'"errors":\[(.*?)\],"applied"', text, re.S)
+        bind = re.search(r'"bind":\[(.*?)\]', text, re.S)
+        info = {
+            "what": f"check {rec['what']}", "run": run, "output_bytes": len(text),
+            "kernelWrites": int(m.group(1)) if m else None,
+            "exitCode": int(m.group(3)) if m else None,
+            "errors": errs.group(1)[:500] if errs else None,
+            "bound": (bind.group(1).count('"') // 2) if bind else None,
+        }
+        problems = []
+        if not m:
+            problems.append("no summary in the JSON output")
+        elif info["kernelWrites"] != expect_writes:
+            problems.append(f"kernelWrites {info['kernelWrites']}, expected {expect_writes}")
+        if errs and errs.group(1).strip():
+            problems.append("errors: " + errs.group(1)[:200])
+        if expect_bind is not None and info["bound"] != expect_bind:
+            problems.append(f"bound {info['bound']} VIPs, expected {expect_bind}")
+        info["ok"] = not problems
+        for p in problems:
+            self.failures.append(f"{rec['what']} run {run}: {p}")
+        self.record(info)
+
+    def environment(self):
+        def out(cmd):
+            try:
+                return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout.strip()
+            except OSError as e:
+                return str(e)
+        mem = open("/proc/meminfo").readline().split()[1]
+        cpu = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")]
+        env = {
+            "what": "environment", "kernel": os.uname().release, "kernel_version": os.uname().version,
+            "cpus": os.cpu_count(), "cpu_model": cpu[0] if cpu else "", "mem_kb": int(mem),
+            "clocksource": open("/sys/devices/system/clocksource/clocksource0/current_clocksource").read().strip(),
+            "ipvsadm": out([self.ipvsadm, "--version"]), "kipvs": out([self.exe["kipvs"], "version"]),
+            "services": self.N, "dests_per_service": self.M, "runs": self.a.runs,
+        }
+        self.record(env)
+
+    def main(self):
+        t0 = time.monotonic()
+        self.environment()
+        # The cluster file lives on the host's 9p share: read it from tmpfs like a local file.
+        self.cluster = os.path.join(self.tmp, "cluster.json")
+        shutil.copyfile(self.a.cluster, self.cluster)
+        self.log(f"reference table {self.N} x {self.M}")
+        self.reference()
+        for r in range(1, self.a.runs + 1):
+            self.log(f"run {r} of {self.a.runs}")
+            self.one_run(r)
+        self.record({"what": "done", "failures": self.failures, "suite_s": round(time.monotonic() - t0, 1)})
+        for f in self.failures:
+            self.log("FAILURE: " + f)
+        return 1 if self.failures else 0
+
+
+# --------------------------------------------------------------------------- report (host side)
+
+# (label of the measurement, label of the reference, ratio direction, target text, pass(ratio))
+TARGETS = [
+    # programming: the reference's time over ours, higher is better
+    ("program: ipvsadm -R", "program: kipvs_program", "speedup", "≥ 12×", lambda x: x >= 12),
+    ("program: raw_netlink_loop", "program: kipvs_program", "speedup", "≥ 2×", lambda x: x >= 2),
+    ("dump: ipvsadm -Sn", "dump: kipvs dump --output ipvsadm", "speedup", "≥ 3×", lambda x: x >= 3),
+    # reconcile: ours over the reference, lower is better
+    ("reconcile: empty -> full", "program: kipvs_program", "cost", "≤ 1.3×", lambda x: x <= 1.3),
+    ("reconcile: no-op", "dump: kipvs dump (reconciled table)", "cost", "≤ 1.3×", lambda x: x <= 1.3),
+]
+
+
+def load(path):
+    with open(path) as f:
+        return [json.loads(l) for l in f if l.strip()]
+
+
+def fmt(x, nd=0):
+    if x is None:
+        return "–"
+    return f"{x:,.{nd}f}"
+
+
+def report(args):
+    recs = load(os.path.join(args.vm_dir, "results.jsonl"))
+    env = next((r for r in recs if r.get("what") == "environment"), {})
+    done = next((r for r in recs if r.get("what") == "done"), {})
+    timed = {}
+    for r in recs:
+        if "wall_ms" in r:
+            timed.setdefault(r["what"], []).append(r)
+    med = {k: statistics.median(x["wall_ms"] for x in v) for k, v in timed.items()}
+    rss = {k: max(x["maxrss_kb"] for x in v) for k, v in timed.items()}
+
+    def inner(label, phase, key="ms"):
+        vals = []
+        for x in timed.get(label, []):
+            for i in x.get("inner", []):
+                if i.get("phase") == phase and key in i:
+                    vals.append(i[key])
+        return vals
+
+    meta = json.load(open(args.meta)) if args.meta and os.path.exists(args.meta) else {}
+    o = []
+    N, M = env.get("services"), env.get("dests_per_service")
+    o.append(f"Table: {fmt(N)} services × {M} destinations (TCP, masq, rr; `bench/table_gen.h`), "
+             f"{env.get('runs')} runs each, interleaved; every run in a fresh network namespace.")
+    o.append("")
+    o.append(f"- Command: `{meta.get('command', 'bench/run.sh')}` (host), at {meta.get('date', '?')}; "
+             f"git {meta.get('git', '?')}")
+    o.append(f"- Guest: kernel {env.get('kernel')} ({env.get('kernel_version', '')}), {env.get('cpus')} vCPU "
+             f"qemu TCG (`{env.get('cpu_model', '')}`), {fmt((env.get('mem_kb') or 0) / 1024)} MB, "
+             f"clocksource {env.get('clocksource')}; {env.get('ipvsadm', '')}")
+    o.append(f"- Host: {meta.get('host', '?')}; load average before: {meta.get('load_before', '?')}, "
+             f"during the VM run: {meta.get('load_during', '?')}, after: {meta.get('load_after', '?')}")
+    o.append("- Absolute times are TCG times (every instruction emulated, kernel included): slow and noisy. "
+             "Compare the ratios, which are taken between commands run back to back in the same boot.")
+    o.append("- Wall time is the whole process (fork to exit, `bench/rusage_exec`), the only fair way to time "
+             "`ipvsadm`; peak RSS is that process's `ru_maxrss`.")
+    if done.get("failures"):
+        o.append(f"- **Correctness failures:** {'; '.join(done['failures'])}")
+    else:
+        o.append("- Every programmed table was verified equal to the reference, byte for byte "
+                 "(`kipvs dump --output ipvsadm`); reconcile's kernel write counts were as expected.")
+    o.append("")
+    o.append("| what | median ms | runs (ms) | peak RSS | reference | ratio | target | result |")
+    o.append("|---|---:|---|---:|---|---:|---|---|")
+    tgt = {t[0]: t for t in TARGETS}
+    tgt_ref = {t[1]: t for t in TARGETS}
+    order = [
+        "program: kipvs_program", "program: raw_netlink_loop", "program: ipvsadm -R",
+        "dump: kipvs dump --output ipvsadm", "dump: kipvs_program dump phase", "dump: ipvsadm -Sn",
+        "reconcile: empty -> full", "reconcile: no-op", "dump: kipvs dump (reconciled table)",
+    ]
+    results = []
+    for label in order + sorted(k for k in timed if k not in order and not k.startswith("phase:")):
+        if label not in timed:
+            continue
+        runs = ", ".join(fmt(x["wall_ms"]) for x in timed[label])
+        ref = ratio = target = verdict = ""
+        t = tgt.get(label)
+        if t and t[1] in med and t[2] == "speedup":
+            # ipvsadm/raw/ipvsadm -Sn are the references here: show kipvs's speedup on their row.
+            r = med[label] / med[t[1]]
+            ref, ratio, target = f"vs {t[1].split(': ', 1)[1]}", f"{r:.1f}× slower", t[3]
+            verdict = "pass" if t[4](r) else "**FAIL**"
+            results.append((f"{t[1]} vs {label}", r, t[3], verdict))
+        elif t and t[1] in med:
+            r = med[label] / med[t[1]]
+            ref, ratio, target = t[1], f"{r:.2f}×", t[3]
+            verdict = "pass" if t[4](r) else "**FAIL**"
+            results.append((f"{label} / {t[1]}", r, t[3], verdict))
+        if label == "program: kipvs_program":
+            target, verdict = "RSS < 16 MB", ("pass" if rss[label] < 16 * 1024 else "**FAIL**")
+            results.append(("kipvs_program peak RSS (MB)", rss[label] / 1024, "< 16", verdict))
+        o.append(f"| {label} | {fmt(med[label])} | {runs} | {fmt(rss[label] / 1024, 1)} MB | {ref} | {ratio} | "
+                 f"{target} | {verdict} |")
+    o.append("")
+    # Inner (in-process) timings the programs print themselves.
+    ka = inner("program: kipvs_program", "apply")
+    ra = inner("program: raw_netlink_loop", "apply")
+    kd = inner("dump: kipvs_program dump phase", "dump")
+    if ka or ra or kd:
+        o.append("In-process timings (printed by the programs; no exec, no dynamic linking, no rendering):")
+        o.append("")
+        o.append("| what | median ms | runs (ms) | user ms | sys ms | syscalls |")
+        o.append("|---|---:|---|---:|---:|---|")
+        for label, phase, vals in [("kipvs_program apply", "apply", ka), ("raw_netlink_loop apply", "apply", ra),
+                                   ("kipvs_program dumpTable", "dump", kd)]:
+            if not vals:
+                continue
+            src = {"kipvs_program apply": "program: kipvs_program", "raw_netlink_loop apply": "program: raw_netlink_loop",
+                   "kipvs_program dumpTable": "dump: kipvs_program dump phase"}[label]
+            us = inner(src, phase, "user_ms")
+            sy = inner(src, phase, "sys_ms")
+            sends = inner(src, phase, "sends")
+            recv = inner(src, phase, "receives")
+            sc = f"{int(statistics.median(sends))} sends" + (f", {int(statistics.median(recv))} receives" if recv else "")
+            o.append(f"| {label} | {fmt(statistics.median(vals), 1)} | {', '.join(fmt(v, 1) for v in vals)} | "
+                     f"{fmt(statistics.median(us), 1)} | {fmt(statistics.median(sy), 1)} | {sc} |")
+        if ka and ra:
+            o.append("")
+            o.append(f"In-process apply ratio raw_netlink_loop / kipvs_program: "
+                     f"{statistics.median(ra) / statistics.median(ka):.2f}×.")
+        o.append("")
+    # Phases.
+    ph = [k for k in timed if k.startswith("phase:")]
+    if ph:
+        o.append("Phases of reconcile (same input, each in a fresh namespace; whole-process wall time):")
+        o.append("")
+        o.append("| what | median ms | runs (ms) | user ms | sys ms | peak RSS |")
+        o.append("|---|---:|---|---:|---:|---:|")
+        for label in ["reconcile: empty -> full", "reconcile: no-op"] + sorted(ph):
+            if label not in timed:
+                continue
+            v = timed[label]
+            o.append(f"| {label} | {fmt(med[label])} | {', '.join(fmt(x['wall_ms']) for x in v)} | "
+                     f"{fmt(statistics.median(x['user_ms'] for x in v))} | "
+                     f"{fmt(statistics.median(x['sys_ms'] for x in v))} | {fmt(rss[label] / 1024, 1)} MB |")
+        db = [x.get("stdout", "") for x in timed.get("phase: desired_bench (parse + desired)", [])]
+        pm = [re.search(r"parse ([\d.]+) ms.*desired ([\d.]+) ms", s) for s in db]
+        pm = [m for m in pm if m]
+        if pm:
+            o.append("")
+            o.append(f"desired_bench in the guest, in process: parse {fmt(statistics.median(float(m.group(1)) for m in pm))} ms, "
+                     f"computeDesired {fmt(statistics.median(float(m.group(2)) for m in pm))} ms (medians).")
+        o.append("")
+    if args.native and os.path.exists(args.native):
+        o.append("Native (host, no VM): `build/bench/desired_bench` on the same cluster file:")
+        o.append("")
+        o.append("```")
+        o.append(open(args.native).read().rstrip())
+        o.append("```")
+        o.append("")
+    o.append("Targets:")
+    o.append("")
+    o.append("| check | value | target | result |")
+    o.append("|---|---:|---|---|")
+    for name, val, target, verdict in results:
+        o.append(f"| {name} | {val:.2f} | {target} | {verdict} |")
+    o.append("")
+    print("\n".join(o))
+    return 0
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    v = sub.add_parser("vm")
+    v.add_argument("--services", type=int, default=10000)
+    v.add_argument("--dests", type=int, default=10)
+    v.add_argument("--runs", type=int, default=3)
+    v.add_argument("--cluster", required=True)
+    v.add_argument("--out", required=True)
+    v.add_argument("--build", default="build")
+    v.add_argument("--skip-restore", action="store_true", help="skip ipvsadm -R (slow)")
+    r = sub.add_parser("report")
+    r.add_argument("--vm-dir", required=True)
+    r.add_argument("--native")
+    r.add_argument("--meta")
+    a = ap.parse_args(argv[1:])
+    if a.cmd == "vm":
+        if os.geteuid() != 0:
+            sys.exit("suite: vm needs root (run it through test/vm/run.sh)")
+        return Suite(a).main()
+    return report(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
