@@ -8,6 +8,7 @@
 
 #include <compare>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,6 +35,18 @@ class HostNetwork {
   // IPv6 link-local addresses are refused (kInvalid).
   virtual Status bindAddress(const std::string& ifname, const ipvs::Address& addr) = 0;
   virtual Status unbindAddress(const std::string& ifname, const ipvs::Address& addr) = 0;
+  // Many at once, one Status per address (same index). The kernel adapter
+  // pipelines them: binding 10,000 VIPs is ~80 syscalls, not 20,000.
+  virtual std::vector<Status> bindAddresses(const std::string& ifname, std::span<const ipvs::Address> addrs) {
+    std::vector<Status> out;
+    for (const auto& a : addrs) out.push_back(bindAddress(ifname, a));
+    return out;
+  }
+  virtual std::vector<Status> unbindAddresses(const std::string& ifname, std::span<const ipvs::Address> addrs) {
+    std::vector<Status> out;
+    for (const auto& a : addrs) out.push_back(unbindAddress(ifname, a));
+    return out;
+  }
   // path is relative to /proc/sys with slashes: "net/ipv4/vs/conntrack".
   // getSysctl trims the trailing newline. A missing sysctl is ENOENT.
   virtual Status setSysctl(const std::string& path, const std::string& value) = 0;

@@ -108,6 +108,68 @@ class RtnlSocket {
     }
   }
 
+  // Sends the messages in `w` (sequences firstSeq .. firstSeq+count-1, each
+  // with NLM_F_ACK) in one sendmsg and collects one Status per message.
+  // rtnetlink handles each request inside sendmsg, so this costs one syscall
+  // for the send and a few for the acks, instead of a round trip per address.
+  std::vector<Status> exchangeBatch(const MessageWriter& w, uint32_t firstSeq, size_t count,
+                                    const std::function<std::string(size_t)>& what) {
+    std::vector<Status> out(count, Status::error(Code::kInternal, "no answer"));
+    if (fd_ < 0) {
+      if (Status s = openFd(); !s.isOk()) {
+        for (size_t i = 0; i < count; ++i) out[i] = s.withContext(what(i));
+        return out;
+      }
+    }
+    sockaddr_nl kernel{};
+    kernel.nl_family = AF_NETLINK;
+    const Bytes bytes = w.bytes();
+    ssize_t n;
+    do {
+      n = ::sendto(fd_, bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      Status s = fail(Status::error(Code::kIo, "send", errno));
+      for (size_t i = 0; i < count; ++i) out[i] = s.withContext(what(i));
+      return out;
+    }
+    size_t answered = 0;
+    std::vector<bool> seen(count, false);
+    while (answered < count) {
+      StatusOr<Bytes> datagram = receive("address batch");
+      if (!datagram.isOk()) {
+        Status s = fail(datagram.status());
+        for (size_t i = 0; i < count; ++i) {
+          if (!seen[i]) out[i] = s.withContext(what(i) + " (result unknown)");
+        }
+        return out;
+      }
+      netlink::MessageIter it(*datagram);
+      while (auto m = it.next()) {
+        if (m->type != NLMSG_ERROR || m->seq < firstSeq || m->seq >= firstSeq + count) continue;
+        const size_t i = m->seq - firstSeq;
+        if (seen[i]) continue;
+        StatusOr<netlink::Ack> ack = netlink::parseAck(*m);
+        if (!ack.isOk()) {
+          out[i] = ack.status().withContext(what(i));
+        } else if (ack->error == 0) {
+          out[i] = Status::ok();
+        } else {
+          out[i] = Status::kernel(ack->error, ack->extMessage.empty() ? what(i) : what(i) + ": " + ack->extMessage);
+        }
+        seen[i] = true;
+        ++answered;
+      }
+    }
+    return out;
+  }
+
+  uint32_t reserveSeqs(size_t n) {
+    const uint32_t first = seq_ + 1;
+    seq_ += static_cast<uint32_t>(n);
+    return first;
+  }
+
  private:
   // One datagram, whole: peeked first for its size.
   StatusOr<Bytes> receive(const std::string& what) {
@@ -376,42 +438,80 @@ StatusOr<std::set<ipvs::Address>> NetlinkHostNetwork::boundAddresses(const std::
   return out;
 }
 
-Status NetlinkHostNetwork::changeAddress(bool add, const std::string& ifname, const ipvs::Address& addr) {
-  const uint8_t prefixlen = addr.isV4() ? 32 : 128;
-  const std::string what = std::string(add ? "bind " : "unbind ") + addr.toString() + "/" +
-                           std::to_string(prefixlen) + (add ? " to " : " from ") + ifname;
-  KIPVS_RETURN_IF_ERROR(validateIfname(ifname).withContext(what));
-  KIPVS_RETURN_IF_ERROR(validateBindable(addr, what));
-  StatusOr<LinkInfo> link = getLink(*rtnl_, ifname);
-  if (!link.isOk()) return link.status().withContext(what);
-
+std::vector<Status> NetlinkHostNetwork::changeAddresses(bool add, const std::string& ifname,
+                                                        std::span<const ipvs::Address> addrs) {
+  std::vector<Status> out(addrs.size());
+  auto what = [&](size_t i) {
+    const ipvs::Address& a = addrs[i];
+    return std::string(add ? "bind " : "unbind ") + a.toString() + "/" + (a.isV4() ? "32" : "128") +
+           (add ? " to " : " from ") + ifname;
+  };
+  if (addrs.empty()) return out;
+  Status linkStatus = validateIfname(ifname);
+  StatusOr<LinkInfo> link = linkStatus.isOk() ? getLink(*rtnl_, ifname) : StatusOr<LinkInfo>(linkStatus);
+  if (!link.isOk()) {
+    for (size_t i = 0; i < addrs.size(); ++i) out[i] = link.status().withContext(what(i));
+    return out;
+  }
+  // Acks of one chunk must fit the socket's receive queue (each is its own skb).
+  constexpr size_t kChunk = 128;
   MessageWriter w;
-  const uint32_t seq = rtnl_->nextSeq();
-  w.beginMessage(add ? RTM_NEWADDR : RTM_DELADDR, kDoFlags | (add ? NLM_F_CREATE | NLM_F_EXCL : 0), seq);
-  ifaddrmsg ifa{};
-  ifa.ifa_family = addr.isV4() ? AF_INET : AF_INET6;
-  ifa.ifa_prefixlen = prefixlen;
-  // Usable at once: duplicate address detection would keep a v6 VIP
-  // "tentative" (not bindable, not answering) for a second or more.
-  ifa.ifa_flags = addr.isV4() ? 0 : IFA_F_NODAD;
-  ifa.ifa_scope = RT_SCOPE_UNIVERSE;  // what `ip addr add` and kube-proxy use
-  ifa.ifa_index = static_cast<uint32_t>(link->index);
-  w.putRaw(&ifa, sizeof ifa);
-  w.putBytes(IFA_LOCAL, addr.bytes.data(), addr.size());
-  w.putBytes(IFA_ADDRESS, addr.bytes.data(), addr.size());
-  w.endMessage();
-  Status s = rtnl_->exchange(w, seq, what, [](const Message&) {});
-  // Idempotent: already there / already gone is the state asked for.
-  if (s.code() == Code::kKernel && s.errnum() == (add ? EEXIST : EADDRNOTAVAIL)) return Status::ok();
-  return s;
+  for (size_t begin = 0; begin < addrs.size(); begin += kChunk) {
+    const size_t end = std::min(addrs.size(), begin + kChunk);
+    std::vector<size_t> sent;  // indexes of addrs in this chunk that passed validation
+    w.clear();
+    const uint32_t firstSeq = rtnl_->reserveSeqs(end - begin);
+    for (size_t i = begin; i < end; ++i) {
+      if (Status v = validateBindable(addrs[i], what(i)); !v.isOk()) {
+        out[i] = v;
+        continue;
+      }
+      const ipvs::Address& addr = addrs[i];
+      w.beginMessage(add ? RTM_NEWADDR : RTM_DELADDR, kDoFlags | (add ? NLM_F_CREATE | NLM_F_EXCL : 0),
+                     firstSeq + static_cast<uint32_t>(sent.size()));
+      ifaddrmsg ifa{};
+      ifa.ifa_family = addr.isV4() ? AF_INET : AF_INET6;
+      ifa.ifa_prefixlen = addr.isV4() ? 32 : 128;
+      // Usable at once: duplicate address detection would keep a v6 VIP
+      // "tentative" (not bindable, not answering) for a second or more.
+      ifa.ifa_flags = addr.isV4() ? 0 : IFA_F_NODAD;
+      ifa.ifa_scope = RT_SCOPE_UNIVERSE;  // what `ip addr add` and kube-proxy use
+      ifa.ifa_index = static_cast<uint32_t>(link->index);
+      w.putRaw(&ifa, sizeof ifa);
+      w.putBytes(IFA_LOCAL, addr.bytes.data(), addr.size());
+      w.putBytes(IFA_ADDRESS, addr.bytes.data(), addr.size());
+      w.endMessage();
+      sent.push_back(i);
+    }
+    if (sent.empty()) continue;
+    std::vector<Status> res =
+        rtnl_->exchangeBatch(w, firstSeq, sent.size(), [&](size_t j) { return what(sent[j]); });
+    for (size_t j = 0; j < sent.size(); ++j) {
+      Status& s = res[j];
+      // Idempotent: already there / already gone is the state asked for.
+      if (s.code() == Code::kKernel && s.errnum() == (add ? EEXIST : EADDRNOTAVAIL)) s = Status::ok();
+      out[sent[j]] = std::move(s);
+    }
+  }
+  return out;
 }
 
 Status NetlinkHostNetwork::bindAddress(const std::string& ifname, const ipvs::Address& addr) {
-  return changeAddress(true, ifname, addr);
+  return changeAddresses(true, ifname, std::span<const ipvs::Address>(&addr, 1)).front();
 }
 
 Status NetlinkHostNetwork::unbindAddress(const std::string& ifname, const ipvs::Address& addr) {
-  return changeAddress(false, ifname, addr);
+  return changeAddresses(false, ifname, std::span<const ipvs::Address>(&addr, 1)).front();
+}
+
+std::vector<Status> NetlinkHostNetwork::bindAddresses(const std::string& ifname,
+                                                      std::span<const ipvs::Address> addrs) {
+  return changeAddresses(true, ifname, addrs);
+}
+
+std::vector<Status> NetlinkHostNetwork::unbindAddresses(const std::string& ifname,
+                                                        std::span<const ipvs::Address> addrs) {
+  return changeAddresses(false, ifname, addrs);
 }
 
 Status NetlinkHostNetwork::setSysctl(const std::string& path, const std::string& value) {

@@ -33,6 +33,8 @@ class NetlinkHostNetwork : public HostNetwork {
   StatusOr<std::set<ipvs::Address>> boundAddresses(const std::string& ifname) override;
   Status bindAddress(const std::string& ifname, const ipvs::Address& addr) override;
   Status unbindAddress(const std::string& ifname, const ipvs::Address& addr) override;
+  std::vector<Status> bindAddresses(const std::string& ifname, std::span<const ipvs::Address> addrs) override;
+  std::vector<Status> unbindAddresses(const std::string& ifname, std::span<const ipvs::Address> addrs) override;
   Status setSysctl(const std::string& path, const std::string& value) override;
   StatusOr<std::string> getSysctl(const std::string& path) override;
   StatusOr<std::vector<ipvs::Address>> nodeAddresses(const std::string& excludeIfname) override;
@@ -40,7 +42,7 @@ class NetlinkHostNetwork : public HostNetwork {
 
  private:
   NetlinkHostNetwork(std::unique_ptr<RtnlSocket> rtnl, Options options);
-  Status changeAddress(bool add, const std::string& ifname, const ipvs::Address& addr);
+  std::vector<Status> changeAddresses(bool add, const std::string& ifname, std::span<const ipvs::Address> addrs);
 
   std::unique_ptr<RtnlSocket> rtnl_;
   Options options_;

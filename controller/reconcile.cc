@@ -152,12 +152,12 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
       if (!s.isOk()) result.hostErrors.push_back(s.withContext("sysctls"));
     }
     // VIPs first: once a virtual server exists, its address must be local.
-    for (const auto& v : toBind) {
-      Status s = host.bindAddress(opts.dummyInterface, v);
-      if (s.isOk()) {
-        result.hostChanges.push_back("bound " + v.toString() + " to " + opts.dummyInterface);
+    std::vector<Status> bindResults = host.bindAddresses(opts.dummyInterface, toBind);
+    for (size_t i = 0; i < toBind.size(); ++i) {
+      if (bindResults[i].isOk()) {
+        result.hostChanges.push_back("bound " + toBind[i].toString() + " to " + opts.dummyInterface);
       } else {
-        result.hostErrors.push_back(s);
+        result.hostErrors.push_back(bindResults[i]);
       }
     }
     merge(result.report, apply(result.plan, client));
@@ -177,12 +177,12 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     }
 
     // Unbind only after the services on those addresses are gone.
-    for (const auto& v : toUnbind) {
-      Status s = host.unbindAddress(opts.dummyInterface, v);
-      if (s.isOk()) {
-        result.hostChanges.push_back("unbound " + v.toString() + " from " + opts.dummyInterface);
+    std::vector<Status> unbindResults = host.unbindAddresses(opts.dummyInterface, toUnbind);
+    for (size_t i = 0; i < toUnbind.size(); ++i) {
+      if (unbindResults[i].isOk()) {
+        result.hostChanges.push_back("unbound " + toUnbind[i].toString() + " from " + opts.dummyInterface);
       } else {
-        result.hostErrors.push_back(s);
+        result.hostErrors.push_back(unbindResults[i]);
       }
     }
 

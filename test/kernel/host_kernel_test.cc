@@ -222,6 +222,30 @@ TEST_CASE("bind, list and unbind v4 and v6 addresses; idempotent; agrees with ip
   CHECK(witnessBound(kDummy).empty());
 }
 
+TEST_CASE("bindAddresses / unbindAddresses: 600 VIPs in a few syscalls, one status each, agrees with ip addr") {
+  auto host = openHost();
+  ensureTestLink(*host);
+  std::vector<ipvs::Address> vips;
+  for (uint32_t i = 0; i < 500; ++i) vips.push_back(ipvs::Address::v4(0x0a600000u + i + 1));
+  for (uint32_t i = 0; i < 100; ++i) vips.push_back(ip(("fd00:10:97::" + std::to_string(i + 1)).c_str()));
+  vips.push_back(ip("0.0.0.0"));  // refused before sending; the others still go
+  std::vector<Status> r = host->bindAddresses(kDummy, vips);
+  REQUIRE(r.size() == vips.size());
+  for (size_t i = 0; i + 1 < vips.size(); ++i) CHECK_MESSAGE(r[i].isOk(), r[i].toString());
+  CHECK_FALSE(r.back().isOk());
+  vips.pop_back();
+  r = host->bindAddresses(kDummy, vips);  // again: EEXIST folds to success
+  for (const auto& s : r) CHECK_MESSAGE(s.isOk(), s.toString());
+  auto bound = host->boundAddresses(kDummy);
+  REQUIRE(bound.isOk());
+  CHECK(*bound == std::set<ipvs::Address>(vips.begin(), vips.end()));
+  CHECK(*bound == witnessBound(kDummy));
+  r = host->unbindAddresses(kDummy, vips);
+  for (const auto& s : r) CHECK_MESSAGE(s.isOk(), s.toString());
+  CHECK(host->boundAddresses(kDummy)->empty());
+  CHECK(witnessBound(kDummy).empty());
+}
+
 TEST_CASE("errors carry the kernel's errno and name the interface and address") {
   auto host = openHost();
   Status s = host->bindAddress("nope0", ip("10.96.0.7"));
