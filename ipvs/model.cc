@@ -6,6 +6,8 @@
 #include <cctype>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
+#include <vector>
 
 namespace kipvs::ipvs {
 
@@ -157,23 +159,36 @@ void normalize(const ServiceKey& service, DestKey& key, DestSpec& spec) {
   }
 }
 
-void normalize(Table& table) {
-  Table out;
-  for (auto& [k, state] : table.services) {
-    ServiceKey key = k;
-    ServiceState s;
-    s.spec = state.spec;
-    s.stats = state.stats;
-    normalize(key, s.spec);
-    for (auto& [dk, ds] : state.dests) {
-      DestKey dkey = dk;
-      DestState dstate = ds;
-      normalize(key, dkey, dstate.spec);
-      s.dests.emplace(dkey, dstate);
+namespace {
+
+// Normalizes map keys in place; a key that changes is re-inserted (node
+// handle, no copy). Keys almost never change, so this is one pass, no allocation.
+template <typename Map, typename Fix>
+void normalizeKeys(Map& m, Fix fix) {
+  std::vector<typename Map::node_type> moved;
+  for (auto it = m.begin(); it != m.end();) {
+    typename Map::key_type key = it->first;
+    fix(key, it->second);
+    if (key == it->first) {
+      ++it;
+      continue;
     }
-    out.services.emplace(key, std::move(s));
+    auto next = std::next(it);
+    auto node = m.extract(it);
+    node.key() = key;
+    moved.push_back(std::move(node));
+    it = next;
   }
-  table = std::move(out);
+  for (auto& node : moved) m.insert(std::move(node));
+}
+
+}  // namespace
+
+void normalize(Table& table) {
+  normalizeKeys(table.services, [](ServiceKey& key, ServiceState& s) {
+    normalize(key, s.spec);
+    normalizeKeys(s.dests, [&key](DestKey& dk, DestState& ds) { normalize(key, dk, ds.spec); });
+  });
 }
 
 Status validateService(const ServiceKey& key, const ServiceSpec& spec) {

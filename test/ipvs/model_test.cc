@@ -171,3 +171,25 @@ TEST_CASE("fake: HASHED is stored like the kernel, masked in dumps; faults injec
   f.failDumps(EAGAIN);
   CHECK(f.dumpTable().status().errnum() == EAGAIN);
 }
+
+TEST_CASE("normalize(Table) fixes specs in place and re-keys what changes") {
+  Table t;
+  ServiceKey fw = ServiceKey::mark(Family::kV4, 3);
+  fw.port = 99;  // not canonical: re-keyed
+  ServiceKey k = ServiceKey::tcp(A("10.0.0.1"), 80);
+  t.services[k].spec.flags = kSvcFlagHashed;
+  DestSpec route;
+  route.fwd = FwdMethod::kRoute;
+  t.services[k].dests[DestKey{A("10.1.0.1"), 8080}].spec = route;  // re-keyed to the service port
+  t.services[k].dests[DestKey{A("10.1.0.2"), 8080}].spec = DestSpec{};
+  t.services[fw].spec.scheduler = "wrr";
+  normalize(t);
+  REQUIRE(t.services.size() == 2);
+  CHECK(t.services.at(ServiceKey::mark(Family::kV4, 3)).spec.scheduler == "wrr");
+  const auto& s = t.services.at(k);
+  CHECK(s.spec.flags == 0);
+  CHECK(s.spec.netmask == 0xffffffffu);
+  CHECK(s.dests.count(DestKey{A("10.1.0.1"), 80}) == 1);
+  CHECK(s.dests.count(DestKey{A("10.1.0.1"), 8080}) == 0);
+  CHECK(s.dests.count(DestKey{A("10.1.0.2"), 8080}) == 1);
+}
