@@ -138,6 +138,12 @@ hold cli 10.96.0.12 80 lc2
 echo "active: $(active 10.96.0.12 80)"
 busy=$(kt_ipvsadm -Ln -t 10.96.0.12:80 | awk '$1 == "->" && $5 == 1 {print $2}' | sort | tr '\n' ' ')
 check "two held connections on two different pods ($busy)" [ "$(wc -w <<<"$busy")" = 2 ]
+# The imbalance view: kipvs dump reads the same per-real-server counters from the kernel.
+section=$(kt_node_exec "$KIPVS" dump | awk '/^TCP 10.96.0.12:80 /{f=1; next} /^[A-Z]/{f=0} f')
+echo "$section"
+for b in $busy; do
+    check "kipvs dump shows the held connection on $b" grep -qE -- "-> ${b//./\\.} +masq +1 +1 " <<<"$section"
+done
 idle=$(kt_ipvsadm -Ln -t 10.96.0.12:80 | awk '$1 == "->" && $5 == 0 && $2 ~ /^10/ {print $2}')
 want="pod-${idle%%:*}"; want="pod-${want##*.}"
 a=$(get 5 cli 10.96.0.12 80 | hist)
