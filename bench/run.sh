@@ -11,6 +11,8 @@
 # Options: --services N (10000) --dests M (10) --runs R (3) --timeout SECS (3000, the VM's)
 #          --out DIR (build/bench-results/<time>) --max-wait SECS (600: wait for load <= --max-load)
 #          --max-load L (1.5) --skip-restore (no ipvsadm -R) --update-doc --build (ninja the needed targets)
+#          --build-dir DIR (build: where the binaries come from; they are copied to DIR/bin first, so a
+#          rebuild during the run cannot change them mid-way)
 # Output: DIR/report.md (the markdown section), DIR/vm/results.jsonl (one JSON line per measurement),
 #         DIR/native.txt, DIR/meta.json, DIR/load.txt (host load samples). Exit 1 when a correctness check failed
 #         (a table not equal to the reference, unexpected kernel write counts); targets missed are reported, not fatal.
@@ -22,7 +24,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 me=bench/run.sh
 services=10000 dests=10 runs=3 timeout_s=3000 max_wait=600 max_load=1.5
-out='' skip_restore='' update_doc=0 build=0
+out='' skip_restore='' update_doc=0 build=0 bdir=build
 cmdline="bench/run.sh${*:+ $*}"
 while [ $# -gt 0 ]; do
     case $1 in
@@ -36,17 +38,19 @@ while [ $# -gt 0 ]; do
         --skip-restore) skip_restore=--skip-restore; shift ;;
         --update-doc) update_doc=1; shift ;;
         --build) build=1; shift ;;
-        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --build-dir) bdir=$2; shift 2 ;;
+        -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "$me: unknown option $1" >&2; exit 2 ;;
     esac
 done
 
+bins="kipvs bench/kipvs_program bench/raw_netlink_loop bench/desired_bench bench/rusage_exec"
 if [ "$build" = 1 ]; then
-    ninja -C build kipvs bench/kipvs_program bench/raw_netlink_loop bench/desired_bench bench/rusage_exec
+    # shellcheck disable=SC2086
+    ninja -C "$bdir" $bins
 fi
-for b in build/kipvs build/bench/kipvs_program build/bench/raw_netlink_loop build/bench/desired_bench \
-         build/bench/rusage_exec; do
-    [ -x "$b" ] || { echo "$me: $b missing: meson setup build && ninja -C build (or --build)" >&2; exit 2; }
+for b in $bins; do
+    [ -x "$bdir/$b" ] || { echo "$me: $bdir/$b missing: meson setup build && ninja -C build (or --build)" >&2; exit 2; }
 done
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -55,6 +59,16 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 case $out in /tmp/*|/run/*) echo "$me: --out under /tmp or /run is hidden from the VM" >&2; exit 2 ;; esac
 echo "$me: results in $out" >&2
+
+# Snapshot the binaries: others rebuild build/ while the VM runs (the guest reads them over 9p at each exec).
+mkdir -p "$out/bin/bench"
+for b in $bins; do cp "$bdir/$b" "$out/bin/$b"; done
+(cd "$out/bin" && sha256sum $bins) > "$out/bin/SHA256SUMS"
+if [ -f "$bdir/../REV" ]; then
+    src_rev="$(cut -c1-7 "$bdir/../REV") (clean export, $bdir)"
+else
+    src_rev="$(git rev-parse --short HEAD 2>/dev/null)$( [ -z "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] || echo ' + uncommitted changes') (binaries built $(date -r "$bdir/kipvs" -u '+%H:%M UTC'))"
+fi
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
 # Timing hygiene: the host has 2 CPUs shared with builds and other VMs. Wait for quiet, up to --max-wait.
@@ -73,7 +87,7 @@ load_before="$(cut -d' ' -f1-3 /proc/loadavg) (waited ${waited}s)"
 python3 bench/gen_cluster.py --bench-table "$services" "$dests" > "$out/cluster.json"
 
 # Native: parse + desired, no kernel.
-build/bench/desired_bench "$out/cluster.json" 3 | tee "$out/native.txt"
+"$out/bin/bench/desired_bench" "$out/cluster.json" 3 | tee "$out/native.txt"
 
 # Host load while the VM runs, every 10 s.
 ( while :; do echo "$(date +%s) $(cut -d' ' -f1-3 /proc/loadavg)"; sleep 10; done ) > "$out/load.txt" &
@@ -83,7 +97,7 @@ trap 'kill "$sampler" 2>/dev/null || true' EXIT
 vmrc=0
 KIPVS_VM_RESULTS="$out/vm" test/vm/with-ipvs.sh --timeout "$timeout_s" -- \
     python3 bench/suite.py vm --services "$services" --dests "$dests" --runs "$runs" \
-        --cluster "$out/cluster.json" --out "${KIPVS_BENCH_OUT:-/run/kipvs-out}" --build build $skip_restore \
+        --cluster "$out/cluster.json" --out "${KIPVS_BENCH_OUT:-/run/kipvs-out}" --build "$out/bin" $skip_restore \
     | tee "$out/vm-stdout.jsonl" || vmrc=${PIPESTATUS[0]}
 kill "$sampler" 2>/dev/null || true
 # On a host with IPVS (no VM) results.jsonl lands in KIPVS_BENCH_OUT; in the VM, /run/kipvs-out is $out/vm.
@@ -95,7 +109,7 @@ import json, sys
 json.dump({
     "command": "$cmdline",
     "date": "$(date -u '+%Y-%m-%d %H:%M UTC')",
-    "git": "$(git rev-parse --short HEAD 2>/dev/null)$( [ -z "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] || echo ' + uncommitted changes')",
+    "git": "$src_rev",
     "host": "$(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -r)",
     "load_before": "$load_before",
     "load_during": "$load_during",

@@ -7,14 +7,13 @@ namespace kipvs::controller {
 using ipvs::Op;
 using Kind = ipvs::Op::Kind;
 
-bool isPermanent(const Status& s) {
+bool isTransient(const Status& s) {
+  if (s.code() == Code::kTimeout) return true;
   switch (s.errnum()) {
-    case EINVAL:
-    case ERANGE:
-    case EAFNOSUPPORT:
-    case EPROTONOSUPPORT:
-    case ENOENT:
-    case EPERM:
+    case ENOBUFS:
+    case EAGAIN:
+    case EINTR:
+    case ETIMEDOUT:
       return true;
     default:
       return false;

@@ -33,7 +33,7 @@ struct ApplyReport {
 
 ApplyReport apply(const Plan& plan, ipvs::IpvsClient& client);
 
-// Is this error one that a retry with the same spec cannot fix?
-bool isPermanent(const Status& s);
+// Lost or refused for now (ENOBUFS, EAGAIN, EINTR, a timeout): re-dump and retry.
+bool isTransient(const Status& s);
 
 }  // namespace kipvs::controller

@@ -112,7 +112,13 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     return result;
   }
 
+  // A dump is not a snapshot: an interrupted or overrun one is read again.
   auto actualOr = client.dumpTable();
+  for (int attempt = 1; !actualOr.isOk() && isTransient(actualOr.status()) && attempt <= 3; ++attempt) {
+    LOG(WARNING) << "reading the IPVS table: " << actualOr.status().toString() << "; reading it again";
+    sleep(std::chrono::milliseconds(100 << attempt));
+    actualOr = client.dumpTable();
+  }
   if (!actualOr.isOk()) {
     result.fatal = actualOr.status().withContext("reading the IPVS table");
     err << "error: " << result.fatal.toString() << "\n";
@@ -162,18 +168,33 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     }
     merge(result.report, apply(result.plan, client));
 
-    // A dest op that met ESRCH saw a stale table: re-dump those services and plan them again, once.
-    if (!result.report.stale.empty()) {
-      std::set<ServiceKey> stale = result.report.stale;
-      if (Status s = refresh(client, stale, actual); s.isOk()) {
-        std::vector<ServiceKey> keys(stale.begin(), stale.end());
-        Plan retry = planKeys(desired.table, actual, own, keys);
-        result.plannedWrites += retry.opCount();
-        ApplyReport again = apply(retry, client);
-        // The retry supersedes the first failures for these services.
-        std::erase_if(result.report.failures, [&](const OpFailure& f) { return stale.count(f.op.service) > 0; });
-        merge(result.report, std::move(again));
+    // Retry what a fresh look can fix: a dest op that met ESRCH saw a stale
+    // table; ENOBUFS / EAGAIN / EINTR / a timeout lost answers. Re-dump just
+    // those services, plan them again and apply, with backoff; permanent
+    // errors (EINVAL, ENOENT scheduler, ...) are reported and not retried.
+    for (int attempt = 1; attempt <= 3; ++attempt) {
+      std::set<ServiceKey> retryKeys = result.report.stale;
+      for (const auto& f : result.report.failures) {
+        if (isTransient(f.status)) retryKeys.insert(f.op.service);
       }
+      if (retryKeys.empty()) break;
+      sleep(std::chrono::milliseconds(100 << attempt));
+      if (Status s = refresh(client, retryKeys, actual); !s.isOk()) {
+        result.hostErrors.push_back(s.withContext("re-reading services to retry"));
+        break;
+      }
+      std::vector<ServiceKey> keys(retryKeys.begin(), retryKeys.end());
+      Plan retry = planKeys(desired.table, actual, own, keys);
+      result.plannedWrites += retry.opCount();
+      ApplyReport again = apply(retry, client);
+      // The retry supersedes the earlier outcome for these services.
+      std::erase_if(result.report.failures, [&](const OpFailure& f) { return retryKeys.count(f.op.service) > 0; });
+      for (const auto& k : retryKeys) {
+        result.report.stale.erase(k);
+        result.report.failedServices.erase(k);
+        result.report.skippedDests.erase(k);
+      }
+      merge(result.report, std::move(again));
     }
 
     // Unbind only after the services on those addresses are gone.

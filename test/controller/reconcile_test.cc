@@ -182,5 +182,29 @@ TEST_CASE("reconcile: a kernel refusal fails only that virtual server") {
   REQUIRE(r.report.failures.size() == 1);
   CHECK(r.report.failures[0].status.errnum() == ENOENT);
   CHECK(rig.err.str().find("add-service TCP 10.96.0.40:80 scheduler mh") != std::string::npos);
+  CHECK(rig.sleeps == 0);  // permanent for this spec: not retried
   CHECK(rig.kernel.dumpTable()->services.count(ServiceKey::tcp(A("10.96.0.10"), 80)) == 1);
+}
+
+TEST_CASE("reconcile: lost answers (ENOBUFS) are retried after a re-dump; permanent errors are not") {
+  Rig rig;
+  Cluster c = cluster({service("web", "10.96.0.10"), service("api", "10.96.0.20"),
+                       slice("web", {{"10.244.0.1", kReady}}), slice("api", {{"10.244.0.2", kReady}})});
+  auto web = ServiceKey::tcp(A("10.96.0.10"), 80);
+  rig.kernel.failNext(web, ENOBUFS);  // the add-service's answer is lost
+  ReconcileResult r = rig.run(c);
+  CHECK_MESSAGE(r.exitCode() == 0, rig.err.str());
+  CHECK(r.report.failures.empty());
+  CHECK(rig.sleeps >= 1);  // backed off before retrying
+  auto t = *rig.kernel.dumpTable();
+  REQUIRE(t.services.count(web) == 1);
+  CHECK(t.services.at(web).dests.size() == 1);
+
+  // A dump that keeps failing transiently is retried, then reported as fatal.
+  Rig rig2;
+  rig2.kernel.failDumps(EINTR);
+  ReconcileResult r2 = rig2.run(c);
+  CHECK(r2.exitCode() == 2);
+  CHECK(rig2.sleeps == 3);
+  CHECK(rig2.err.str().find("reading the IPVS table") != std::string::npos);
 }
