@@ -542,7 +542,7 @@ void grow(Buffer& b, size_t& capacity, size_t want) {
 
 StatusOr<Buffer> readAll(const std::string& path) {
   int fd = path == "-" ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::error(Code::kIo, path + ": " + std::strerror(errno), errno);
+  if (fd < 0) return Status::error(Code::kIo, "cannot open " + path, errno);
   Buffer b;
   size_t capacity = 0;
   struct stat st;
@@ -558,7 +558,7 @@ StatusOr<Buffer> readAll(const std::string& path) {
       if (errno == EINTR) continue;
       int e = errno;
       if (fd != STDIN_FILENO) ::close(fd);
-      return Status::error(Code::kIo, path + ": " + std::strerror(e), e);
+      return Status::error(Code::kIo, "cannot read " + path, e);
     }
     if (n == 0) break;
     b.size += static_cast<size_t>(n);

@@ -301,7 +301,8 @@ TEST_CASE("parse: a missing file is an I/O error naming it") {
   REQUIRE(!c.isOk());
   CHECK(c.status().code() == Code::kIo);
   CHECK(c.status().errnum() == ENOENT);
-  CHECK(c.status().message() == "/nonexistent/cluster.json: No such file or directory");
+  CHECK(c.status().message() == "cannot open /nonexistent/cluster.json");
+  CHECK(c.status().toString() == "cannot open /nonexistent/cluster.json: No such file or directory (ENOENT)");
   StatusOr<Cluster> many = parseFiles({sourcePath("test/fixtures/service_list.json"), "/nonexistent/x.json"});
   CHECK(!many.isOk());
 }
