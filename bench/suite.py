@@ -258,6 +258,114 @@ class Suite:
             self.failures.append(f"{rec['what']} run {run}: {p}")
         self.record(info)
 
+    # ---- where the time goes: uprobes on kipvs's phase functions (one extra run, not in the medians)
+
+    PROBES = [  # (phase, demangled name prefix in build/kipvs)
+        ("main", "main"),
+        ("parse", "kipvs::controller::parseFiles("),
+        ("reconcile()", "kipvs::controller::reconcile("),
+        ("computeDesired", "kipvs::controller::computeDesired("),
+        ("dropInvalid", "kipvs::controller::dropInvalid("),
+        ("ensureDummy", "kipvs::controller::NetlinkHostNetwork::ensureDummy("),
+        ("boundAddresses", "kipvs::controller::NetlinkHostNetwork::boundAddresses("),
+        ("dumpTable", "kipvs::ipvs::NetlinkIpvsClient::dumpTable("),
+        ("plan", "kipvs::controller::plan("),
+        ("sysctls", "kipvs::controller::prepareIpvsSysctls("),
+        ("bind VIPs", "kipvs::controller::NetlinkHostNetwork::bindAddresses("),
+        ("apply", "kipvs::controller::apply("),
+        ("render plan JSON", "kipvs::controller::renderPlanJson("),
+        ("render ipvsadm", "kipvs::controller::renderIpvsadmRules("),
+    ]
+
+    def probe_offsets(self, binary):
+        """File offsets of the PROBES' functions (uprobes want file offsets, not addresses)."""
+        loads = []
+        for line in subprocess.run(["readelf", "-lW", binary], stdout=subprocess.PIPE, text=True,
+                                   check=True).stdout.splitlines():
+            f = line.split()
+            if f and f[0] == "LOAD":
+                loads.append((int(f[2], 16), int(f[1], 16), int(f[5], 16)))  # vaddr, offset, memsz
+        syms = {}
+        for line in subprocess.run(["nm", "-C", "--defined-only", binary], stdout=subprocess.PIPE, text=True,
+                                   check=True).stdout.splitlines():
+            addr, kind, name = line.split(" ", 2)
+            if kind not in "Tt":
+                continue
+            for phase, prefix in self.PROBES:
+                if (name == prefix if prefix == "main" else name.startswith(prefix)) and phase not in syms:
+                    a = int(addr, 16)
+                    for vaddr, off, memsz in loads:
+                        if vaddr <= a < vaddr + memsz:
+                            syms[phase] = a - vaddr + off
+        return syms
+
+    def probe_phases(self):
+        tr = "/sys/kernel/tracing"
+        if not os.path.exists(os.path.join(tr, "uprobe_events")):
+            subprocess.run(["mount", "-t", "tracefs", "nodev", tr], check=False)
+        if not os.path.exists(os.path.join(tr, "uprobe_events")):
+            self.record({"what": "probes", "error": "no tracefs/uprobes in this kernel"})
+            return
+        binary = self.exe["kipvs"]
+        offs = self.probe_offsets(binary)
+
+        def w(name, text, mode="w"):
+            # os.open, not open(): Python's append mode seeks to the end, which tracefs refuses (EINVAL).
+            flags = os.O_WRONLY | (os.O_APPEND if mode == "a" else os.O_TRUNC)
+            try:
+                fd = os.open(os.path.join(tr, name), flags)
+                try:
+                    if text:
+                        os.write(fd, text.encode())
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                raise OSError(e.errno, f"writing {text.strip()!r} to {tr}/{name}: {e.strerror}") from None
+        w("events/enable", "0")
+        w("uprobe_events", "")
+        names = {}
+        for i, (phase, _) in enumerate(self.PROBES):
+            if phase in offs:
+                names[f"p{i}"] = phase
+                w("uprobe_events", f"p:kipvsbench/p{i}_in {binary}:0x{offs[phase]:x}\n", "a")
+                w("uprobe_events", f"r:kipvsbench/p{i}_out {binary}:0x{offs[phase]:x}\n", "a")
+        w("trace_clock", "mono")
+        w("buffer_size_kb", "8192")
+        k = self.exe["kipvs"]
+        rec_args = [k, "reconcile", "-f", self.cluster, "--node-name", "n", "--node-ip", "127.0.0.1", "-o", "json"]
+        ns = self.netns_new("probe")
+        for label, cmd in [("reconcile: empty -> full", rec_args), ("reconcile: no-op", rec_args),
+                           ("dump: kipvs dump --output ipvsadm", [k, "dump", "--output", "ipvsadm"])]:
+            w("trace", "")
+            w("events/kipvsbench/enable", "1")
+            m = self.measure(f"probed {label}", cmd, ns, stdout=os.path.join(self.tmp, "probe.out"), run=0)
+            w("events/kipvsbench/enable", "0")
+            with open(os.path.join(tr, "trace")) as f:
+                trace = f.read()
+            spans, t0, t1 = {}, None, None
+            open_at = {}
+            for line in trace.splitlines():
+                mm = re.search(r"\s([\d.]+): (p\d+)_(in|out):", line)
+                if not mm:
+                    continue
+                t, pid, io = float(mm.group(1)) * 1000, mm.group(2), mm.group(3)
+                t0 = t if t0 is None else min(t0, t)
+                t1 = t if t1 is None else max(t1, t)
+                if io == "in":
+                    open_at.setdefault(pid, []).append(t)
+                elif open_at.get(pid):
+                    start = open_at[pid].pop()
+                    sp = spans.setdefault(names[pid], [0.0, 0, start])
+                    sp[0] += t - start
+                    sp[1] += 1
+            rows = [{"phase": ph, "ms": round(v[0], 1), "calls": v[1], "first_start_ms": round(v[2] - t0, 1)}
+                    for ph, v in sorted(spans.items(), key=lambda kv: kv[1][2])]
+            self.record({"what": "phases", "of": label, "wall_ms": m["wall_ms"], "rows": rows,
+                         "note": "uprobes on build/kipvs functions; ms inclusive of callees; first_start_ms from main"})
+        self.netns_del(ns)
+        w("events/enable", "0")
+        w("uprobe_events", "")
+
     def environment(self):
         def out(cmd):
             try:
@@ -286,6 +394,12 @@ class Suite:
         for r in range(1, self.a.runs + 1):
             self.log(f"run {r} of {self.a.runs}")
             self.one_run(r)
+        if not self.a.no_probe:
+            self.log("phases (uprobes)")
+            try:
+                self.probe_phases()
+            except (OSError, subprocess.CalledProcessError) as e:
+                self.record({"what": "probes", "error": str(e)})
         self.record({"what": "done", "failures": self.failures, "suite_s": round(time.monotonic() - t0, 1)})
         for f in self.failures:
             self.log("FAILURE: " + f)
@@ -323,7 +437,7 @@ def report(args):
     done = next((r for r in recs if r.get("what") == "done"), {})
     timed = {}
     for r in recs:
-        if "wall_ms" in r:
+        if "maxrss_kb" in r and not r["what"].startswith("probed "):
             timed.setdefault(r["what"], []).append(r)
     med = {k: statistics.median(x["wall_ms"] for x in v) for k, v in timed.items()}
     rss = {k: max(x["maxrss_kb"] for x in v) for k, v in timed.items()}
@@ -452,6 +566,28 @@ def report(args):
             o.append(f"desired_bench in the guest, in process: parse {fmt(statistics.median(float(m.group(1)) for m in pm))} ms, "
                      f"computeDesired {fmt(statistics.median(float(m.group(2)) for m in pm))} ms (medians).")
         o.append("")
+    probes = [r for r in recs if r.get("what") == "phases"]
+    if probes:
+        o.append("Where the time goes (one extra run with uprobes on kipvs's functions; ms include callees, so "
+                 "nested rows overlap; `reconcile()` contains computeDesired…apply; outside it: exec, parse, "
+                 "opening the sockets, exit):")
+        o.append("")
+        cols = [p["of"] for p in probes]
+        phases = []
+        for p in probes:
+            for row in p["rows"]:
+                if row["phase"] not in phases:
+                    phases.append(row["phase"])
+        o.append("| phase | " + " | ".join(f"{c} (ms, % of wall)" for c in cols) + " |")
+        o.append("|---|" + "---:|" * len(cols))
+        o.append("| whole process (wall) | " + " | ".join(f"{fmt(p['wall_ms'])}" for p in probes) + " |")
+        for ph in phases:
+            cells = []
+            for p in probes:
+                row = next((r for r in p["rows"] if r["phase"] == ph), None)
+                cells.append(f"{fmt(row['ms'])} ({100 * row['ms'] / p['wall_ms']:.0f}%)" if row else "")
+            o.append(f"| {ph} | " + " | ".join(cells) + " |")
+        o.append("")
     if args.native and os.path.exists(args.native):
         o.append("Native (host, no VM): `build/bench/desired_bench` on the same cluster file:")
         o.append("")
@@ -481,6 +617,7 @@ def main(argv):
     v.add_argument("--out", required=True)
     v.add_argument("--build", default="build")
     v.add_argument("--skip-restore", action="store_true", help="skip ipvsadm -R (slow)")
+    v.add_argument("--no-probe", action="store_true", help="skip the uprobe phase breakdown")
     r = sub.add_parser("report")
     r.add_argument("--vm-dir", required=True)
     r.add_argument("--native")
