@@ -152,20 +152,23 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   }
 
   if (!opts.dryRun) {
+    auto record = [&](const std::vector<Status>& results, const std::vector<ipvs::Address>& addrs, const char* did,
+                      const char* prep) {
+      for (size_t i = 0; i < addrs.size(); ++i) {
+        if (results[i].isOk()) {
+          result.hostChanges.push_back(did + addrs[i].toString() + prep + opts.dummyInterface);
+        } else {
+          result.hostErrors.push_back(results[i]);
+        }
+      }
+    };
     if (opts.manageSysctls) {
       auto rel = host.kernelRelease();
       Status s = rel.isOk() ? prepareIpvsSysctls(host, *rel, &result.hostChanges) : rel.status();
       if (!s.isOk()) result.hostErrors.push_back(s.withContext("sysctls"));
     }
     // VIPs first: once a virtual server exists, its address must be local.
-    std::vector<Status> bindResults = host.bindAddresses(opts.dummyInterface, toBind);
-    for (size_t i = 0; i < toBind.size(); ++i) {
-      if (bindResults[i].isOk()) {
-        result.hostChanges.push_back("bound " + toBind[i].toString() + " to " + opts.dummyInterface);
-      } else {
-        result.hostErrors.push_back(bindResults[i]);
-      }
-    }
+    record(host.bindAddresses(opts.dummyInterface, toBind), toBind, "bound ", " to ");
     merge(result.report, apply(result.plan, client));
 
     // Retry what a fresh look can fix: a dest op that met ESRCH saw a stale
@@ -198,14 +201,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     }
 
     // Unbind only after the services on those addresses are gone.
-    std::vector<Status> unbindResults = host.unbindAddresses(opts.dummyInterface, toUnbind);
-    for (size_t i = 0; i < toUnbind.size(); ++i) {
-      if (unbindResults[i].isOk()) {
-        result.hostChanges.push_back("unbound " + toUnbind[i].toString() + " from " + opts.dummyInterface);
-      } else {
-        result.hostErrors.push_back(unbindResults[i]);
-      }
-    }
+    record(host.unbindAddresses(opts.dummyInterface, toUnbind), toUnbind, "unbound ", " from ");
 
     // Drain: poll only the services with draining real servers, re-plan them, until they empty.
     std::set<ServiceKey> draining = drainingKeys(result.plan);

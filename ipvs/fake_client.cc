@@ -13,23 +13,6 @@ ServiceKey lookupKey(const ServiceKey& k) {
   return key;
 }
 
-// ip_vs_new_dest: inet_addr_type() must be LOCAL or UNICAST; ipv6_addr_type()
-// must be unicast and not link-local. With no routes in a fresh namespace this
-// reduces to the address classes below.
-bool kernelAcceptsDestAddress(const Address& a) {
-  const auto& b = a.bytes;
-  if (a.isV4()) {
-    if (b[0] == 0) return false;
-    if (b[0] >= 224 && b[0] <= 239) return false;
-    if (b[0] == 255 && b[1] == 255 && b[2] == 255 && b[3] == 255) return false;
-    return true;
-  }
-  if (a.isUnspecified()) return false;
-  if (b[0] == 0xff) return false;
-  if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return false;
-  return true;
-}
-
 Status kernelError(int errnum, const Op& op) { return Status::kernel(errnum, op.toString()); }
 
 }  // namespace
@@ -125,7 +108,8 @@ Status FakeIpvsClient::applyOne(const Op& op) {
       if (Status s = checkDest(key, op.dest, op.destSpec); !s.isOk()) return kernelError(s.errnum(), op);
       if (op.kind == K::kAddDest) {
         if (d != dests.end()) return kernelError(EEXIST, op);
-        if (!kernelAcceptsDestAddress(op.dest.address)) return kernelError(EINVAL, op);
+        // ip_vs_new_dest: with no routes in a fresh namespace, inet_addr_type() reduces to these classes.
+        if (!isUnicastDestAddress(op.dest.address)) return kernelError(EINVAL, op);
         DestState ds;
         ds.spec = op.destSpec;
         dests.emplace(op.dest, ds);

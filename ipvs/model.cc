@@ -227,26 +227,22 @@ Status validateService(const ServiceKey& key, const ServiceSpec& spec) {
   return Status::ok();
 }
 
-namespace {
-
 // The address classes ip_vs_new_dest refuses with EINVAL (see inet_addr_type /
 // ipv6_addr_type there): not unicast. Link-local v6 is refused unless local;
 // we refuse it outright, as a pod never has one as its endpoint address.
-bool destAddressAcceptable(const Address& a) {
+bool isUnicastDestAddress(const Address& a) {
   const auto& b = a.bytes;
   if (a.isV4()) {
-    if (b[0] == 0) return false;                                           // 0.0.0.0/8
-    if (b[0] >= 224 && b[0] <= 239) return false;                          // multicast
+    if (b[0] == 0) return false;                                                 // 0.0.0.0/8
+    if (b[0] >= 224 && b[0] <= 239) return false;                                // multicast
     if (b[0] == 255 && b[1] == 255 && b[2] == 255 && b[3] == 255) return false;  // limited broadcast
     return true;
   }
   if (a.isUnspecified()) return false;
-  if (b[0] == 0xff) return false;                         // multicast
+  if (b[0] == 0xff) return false;                           // multicast
   if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return false;  // fe80::/10
   return true;
 }
-
-}  // namespace
 
 Status validateDest(const ServiceKey& service, const DestKey& key, const DestSpec& spec) {
   const std::string what = "dest " + key.toString() + " of service " + service.toString();
@@ -256,7 +252,7 @@ Status validateDest(const ServiceKey& service, const DestKey& key, const DestSpe
   if (key.address.family != service.family && spec.fwd != FwdMethod::kTunnel) {
     return Status::invalid(what + ": a destination of another address family needs tunnel forwarding");
   }
-  if (!destAddressAcceptable(key.address)) {
+  if (!isUnicastDestAddress(key.address)) {
     return Status::invalid(what + ": not a unicast address");
   }
   if (static_cast<uint32_t>(spec.fwd) > static_cast<uint32_t>(FwdMethod::kRoute)) {

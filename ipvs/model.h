@@ -170,6 +170,10 @@ void normalize(ServiceKey& key, ServiceSpec& spec);
 void normalize(const ServiceKey& service, DestKey& key, DestSpec& spec);
 void normalize(Table& table);
 
+// A real-server address the kernel accepts (ip_vs_new_dest: unicast; not
+// 0/8, multicast, limited broadcast, ::, fe80::/10).
+bool isUnicastDestAddress(const Address& a);
+
 // Reject, before sending, what the kernel would reject (mirrors ip_vs_ctl.c).
 Status validateService(const ServiceKey& key, const ServiceSpec& spec);
 Status validateDest(const ServiceKey& service, const DestKey& key, const DestSpec& spec);
