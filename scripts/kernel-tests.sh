@@ -19,5 +19,6 @@ run() {
 run bash test/vm/smoke.sh
 run build/test/kipvs-kernel-tests --no-intro=true
 run build/test/kipvs-host-kernel-test --require-dummy --require-ipvs
+run bash test/e2e/rules.sh
 run bash test/e2e/reconcile.sh
 exit $rc
