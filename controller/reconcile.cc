@@ -76,7 +76,8 @@ std::set<ServiceKey> drainingKeys(const Plan& p) {
 }  // namespace
 
 ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, ipvs::IpvsClient& client,
-                          HostNetwork& host, std::ostream& out, std::ostream& err, const Sleeper& sleep) {
+                          HostNetwork& host, std::ostream& out, std::ostream& err, const Sleeper& sleep,
+                          std::optional<StatusOr<ipvs::Table>> prefetched) {
   ReconcileResult result;
   const uint64_t writesBefore = client.writeCount();
   NodeFacts node = opts.node;
@@ -113,7 +114,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   }
 
   // A dump is not a snapshot: an interrupted or overrun one is read again.
-  auto actualOr = client.dumpTable();
+  StatusOr<ipvs::Table> actualOr = prefetched ? std::move(*prefetched) : client.dumpTable();
   for (int attempt = 1; !actualOr.isOk() && isTransient(actualOr.status()) && attempt <= 3; ++attempt) {
     LOG(WARNING) << "reading the IPVS table: " << actualOr.status().toString() << "; reading it again";
     sleep(std::chrono::milliseconds(100 << attempt));

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -52,8 +53,11 @@ struct ReconcileResult {
 using Sleeper = std::function<void(std::chrono::milliseconds)>;
 
 // The plan and summary go to `out`; every error, named, also goes to `err`.
+// `prefetched`, when given, is a dumpTable() the caller already ran (e.g. in
+// parallel with parsing); it stands for the first read of the live table.
 ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, ipvs::IpvsClient& client,
-                          HostNetwork& host, std::ostream& out, std::ostream& err, const Sleeper& sleep);
+                          HostNetwork& host, std::ostream& out, std::ostream& err, const Sleeper& sleep,
+                          std::optional<StatusOr<ipvs::Table>> prefetched = std::nullopt);
 
 // Drops, with an error each, desired virtual servers and real servers that
 // the kernel would refuse (ipvs::validate*), so one bad object cannot fail a

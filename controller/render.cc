@@ -117,26 +117,41 @@ std::string serviceLine(const ServiceKey& k, const ServiceSpec& s) {
   return line;
 }
 
-std::string destLine(const ServiceKey& k, const DestKey& d, const DestSpec& s) {
-  std::string line = "-a " + ipvsadmService(k) + " -r " + d.address.toBracketed() + ":" + std::to_string(d.port) +
-                     " " + fwdSwitch(s.fwd) + " -w " + std::to_string(s.weight);
-  if (s.upperThreshold) line += " -x " + std::to_string(s.upperThreshold);
-  if (s.lowerThreshold) line += " -y " + std::to_string(s.lowerThreshold);
+// Appends one real-server rule; `svc` is ipvsadmService(k), computed once per service.
+void appendDestLine(const std::string& svc, const DestKey& d, const DestSpec& s, std::string& out) {
+  out += "-a ";
+  out += svc;
+  out += " -r ";
+  out += d.address.toBracketed();
+  out += ':';
+  out += std::to_string(d.port);
+  out += ' ';
+  out += fwdSwitch(s.fwd);
+  out += " -w ";
+  out += std::to_string(s.weight);
+  if (s.upperThreshold) out += " -x " + std::to_string(s.upperThreshold);
+  if (s.lowerThreshold) out += " -y " + std::to_string(s.lowerThreshold);
   if (s.fwd == FwdMethod::kTunnel) {
-    line += std::string(" --tun-type ") + tunTypeName(s.tunType);
-    if (s.tunType == ipvs::TunnelType::kGue) line += " --tun-port " + std::to_string(s.tunPort);
-    if (s.tunType != ipvs::TunnelType::kIpip) line += std::string(" ") + tunCsumOpt(s.tunFlags);
+    out += std::string(" --tun-type ") + tunTypeName(s.tunType);
+    if (s.tunType == ipvs::TunnelType::kGue) out += " --tun-port " + std::to_string(s.tunPort);
+    if (s.tunType != ipvs::TunnelType::kIpip) out += std::string(" ") + tunCsumOpt(s.tunFlags);
   }
-  return line;
+  out += '\n';
 }
 
 }  // namespace
 
 void renderIpvsadmRules(const ipvs::Table& table, std::ostream& out) {
+  // One buffer, one write: 110k lines stream out without per-line stream calls.
+  std::string buf;
+  buf.reserve(table.services.size() * 40 + table.destCount() * 56);
   for (const auto& [k, s] : table.services) {
-    out << serviceLine(k, s.spec) << "\n";
-    for (const auto& [dk, d] : s.dests) out << destLine(k, dk, d.spec) << "\n";
+    buf += serviceLine(k, s.spec);
+    buf += '\n';
+    const std::string svc = ipvsadmService(k);
+    for (const auto& [dk, d] : s.dests) appendDestLine(svc, dk, d.spec, buf);
   }
+  out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
 }
 
 void renderTableText(const ipvs::Table& table, std::ostream& out) {

@@ -192,37 +192,38 @@ void normalize(Table& table) {
 }
 
 Status validateService(const ServiceKey& key, const ServiceSpec& spec) {
-  const std::string what = "service " + key.toString();
+  // Messages are built only on failure: this runs for every desired entry.
+  auto what = [&] { return "service " + key.toString(); };
   if (key.family != Family::kV4 && key.family != Family::kV6) {
-    return Status::error(Code::kInvalid, what + ": unknown address family", EAFNOSUPPORT);
+    return Status::error(Code::kInvalid, what() + ": unknown address family", EAFNOSUPPORT);
   }
   if (!key.isFwmark()) {
-    if (key.address.family != key.family) return Status::invalid(what + ": address family differs from service family");
+    if (key.address.family != key.family) return Status::invalid(what() + ": address family differs from service family");
     if (key.protocol != Protocol::kTcp && key.protocol != Protocol::kUdp && key.protocol != Protocol::kSctp) {
-      return Status::error(Code::kInvalid, what + ": protocol must be TCP, UDP or SCTP", EPROTONOSUPPORT);
+      return Status::error(Code::kInvalid, what() + ": protocol must be TCP, UDP or SCTP", EPROTONOSUPPORT);
     }
   }
   if (spec.scheduler.empty() || spec.scheduler.size() > kSchedNameMax) {
-    return Status::invalid(what + ": scheduler name must be 1.." + std::to_string(kSchedNameMax) + " characters");
+    return Status::invalid(what() + ": scheduler name must be 1.." + std::to_string(kSchedNameMax) + " characters");
   }
   for (char c : spec.scheduler) {
     if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) || c == '_')) {
-      return Status::invalid(what + ": invalid scheduler name \"" + spec.scheduler + "\"");
+      return Status::invalid(what() + ": invalid scheduler name \"" + spec.scheduler + "\"");
     }
   }
-  if (spec.pe.size() > kPeNameMax) return Status::invalid(what + ": persistence engine name too long");
-  if (spec.flags & ~kKnownSvcFlags) return Status::invalid(what + ": unknown service flags");
+  if (spec.pe.size() > kPeNameMax) return Status::invalid(what() + ": persistence engine name too long");
+  if (spec.flags & ~kKnownSvcFlags) return Status::invalid(what() + ": unknown service flags");
   if ((spec.flags & kSvcFlagPersistent) && spec.timeout > kMaxPersistTimeout) {
-    return Status::invalid(what + ": persistence timeout " + std::to_string(spec.timeout) + "s too large");
+    return Status::invalid(what() + ": persistence timeout " + std::to_string(spec.timeout) + "s too large");
   }
   if (key.family == Family::kV6) {
     if (spec.netmask != 0 && (spec.netmask < 1 || spec.netmask > 128)) {
-      return Status::invalid(what + ": IPv6 persistence netmask must be a prefix length 1..128");
+      return Status::invalid(what() + ": IPv6 persistence netmask must be a prefix length 1..128");
     }
   } else if (spec.netmask != 0) {
     // A contiguous mask: ones then zeros.
     uint32_t inv = ~spec.netmask;
-    if ((inv & (inv + 1)) != 0) return Status::invalid(what + ": IPv4 persistence netmask is not contiguous");
+    if ((inv & (inv + 1)) != 0) return Status::invalid(what() + ": IPv4 persistence netmask is not contiguous");
   }
   return Status::ok();
 }
@@ -245,30 +246,30 @@ bool isUnicastDestAddress(const Address& a) {
 }
 
 Status validateDest(const ServiceKey& service, const DestKey& key, const DestSpec& spec) {
-  const std::string what = "dest " + key.toString() + " of service " + service.toString();
+  auto what = [&] { return "dest " + key.toString() + " of service " + service.toString(); };
   if (key.address.family != Family::kV4 && key.address.family != Family::kV6) {
-    return Status::error(Code::kInvalid, what + ": unknown address family", EAFNOSUPPORT);
+    return Status::error(Code::kInvalid, what() + ": unknown address family", EAFNOSUPPORT);
   }
   if (key.address.family != service.family && spec.fwd != FwdMethod::kTunnel) {
-    return Status::invalid(what + ": a destination of another address family needs tunnel forwarding");
+    return Status::invalid(what() + ": a destination of another address family needs tunnel forwarding");
   }
   if (!isUnicastDestAddress(key.address)) {
-    return Status::invalid(what + ": not a unicast address");
+    return Status::invalid(what() + ": not a unicast address");
   }
   if (static_cast<uint32_t>(spec.fwd) > static_cast<uint32_t>(FwdMethod::kRoute)) {
-    return Status::invalid(what + ": forwarding method must be masq, local, tunnel or route");
+    return Status::invalid(what() + ": forwarding method must be masq, local, tunnel or route");
   }
-  if (spec.weight < 0) return Status::error(Code::kInvalid, what + ": weight below zero", ERANGE);
+  if (spec.weight < 0) return Status::error(Code::kInvalid, what() + ": weight below zero", ERANGE);
   if (spec.lowerThreshold > spec.upperThreshold) {
-    return Status::error(Code::kInvalid, what + ": lower threshold above upper threshold", ERANGE);
+    return Status::error(Code::kInvalid, what() + ": lower threshold above upper threshold", ERANGE);
   }
   if (static_cast<uint8_t>(spec.tunType) > static_cast<uint8_t>(TunnelType::kGre)) {
-    return Status::invalid(what + ": unknown tunnel type");
+    return Status::invalid(what() + ": unknown tunnel type");
   }
   if (spec.fwd == FwdMethod::kTunnel && spec.tunType == TunnelType::kGue && spec.tunPort == 0) {
-    return Status::invalid(what + ": GUE tunnel needs a tunnel port");
+    return Status::invalid(what() + ": GUE tunnel needs a tunnel port");
   }
-  if (spec.tunFlags & ~(kTunFlagCsum | kTunFlagRemCsum)) return Status::invalid(what + ": unknown tunnel flags");
+  if (spec.tunFlags & ~(kTunFlagCsum | kTunFlagRemCsum)) return Status::invalid(what() + ": unknown tunnel flags");
   return Status::ok();
 }
 
