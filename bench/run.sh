@@ -13,6 +13,8 @@
 #          --max-load L (1.5) --skip-restore (no ipvsadm -R) --update-doc --build (ninja the needed targets)
 #          --build-dir DIR (build: where the binaries come from; they are copied to DIR/bin first, so a
 #          rebuild during the run cannot change them mid-way)
+#          --rev REV (build REV apart from the working tree: git archive into build/bench-src/<sha>, meson,
+#          ninja; the numbers then belong to that commit. Adds bench/rusage_exec if REV predates it)
 # Output: DIR/report.md (the markdown section), DIR/vm/results.jsonl (one JSON line per measurement),
 #         DIR/native.txt, DIR/meta.json, DIR/load.txt (host load samples). Exit 1 when a correctness check failed
 #         (a table not equal to the reference, unexpected kernel write counts); targets missed are reported, not fatal.
@@ -24,7 +26,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 me=bench/run.sh
 services=10000 dests=10 runs=3 timeout_s=3000 max_wait=600 max_load=1.5
-out='' skip_restore='' update_doc=0 build=0 bdir=build
+out='' skip_restore='' update_doc=0 build=0 bdir=build rev=
 cmdline="bench/run.sh${*:+ $*}"
 while [ $# -gt 0 ]; do
     case $1 in
@@ -39,12 +41,30 @@ while [ $# -gt 0 ]; do
         --update-doc) update_doc=1; shift ;;
         --build) build=1; shift ;;
         --build-dir) bdir=$2; shift 2 ;;
-        -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --rev) rev=$2; shift 2 ;;
+        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "$me: unknown option $1" >&2; exit 2 ;;
     esac
 done
 
 bins="kipvs bench/kipvs_program bench/raw_netlink_loop bench/desired_bench bench/rusage_exec"
+if [ -n "$rev" ]; then
+    sha=$(git rev-parse --verify "$rev^{commit}")
+    src=build/bench-src/$sha
+    if [ ! -x "$src/build/kipvs" ]; then
+        rm -rf "$src"; mkdir -p "$src"
+        git archive "$sha" | tar -x -C "$src"
+        if [ ! -f "$src/bench/rusage_exec.cc" ]; then
+            cp bench/rusage_exec.cc "$src/bench/"
+            echo "executable('rusage_exec', 'rusage_exec.cc')" >> "$src/bench/meson.build"
+        fi
+        echo "$sha" > "$src/REV"
+        meson setup "$src/build" "$src" >/dev/null
+    fi
+    # shellcheck disable=SC2086
+    ninja -C "$src/build" $bins
+    bdir=$src/build
+fi
 if [ "$build" = 1 ]; then
     # shellcheck disable=SC2086
     ninja -C "$bdir" $bins
@@ -63,6 +83,7 @@ echo "$me: results in $out" >&2
 # Snapshot the binaries: others rebuild build/ while the VM runs (the guest reads them over 9p at each exec).
 mkdir -p "$out/bin/bench"
 for b in $bins; do cp "$bdir/$b" "$out/bin/$b"; done
+# shellcheck disable=SC2086 # bins is a list of words
 (cd "$out/bin" && sha256sum $bins) > "$out/bin/SHA256SUMS"
 if [ -f "$bdir/../REV" ]; then
     src_rev="$(cut -c1-7 "$bdir/../REV") (clean export, $bdir)"
@@ -97,10 +118,11 @@ trap 'kill "$sampler" 2>/dev/null || true' EXIT
 vmrc=0
 KIPVS_VM_RESULTS="$out/vm" test/vm/with-ipvs.sh --timeout "$timeout_s" -- \
     python3 bench/suite.py vm --services "$services" --dests "$dests" --runs "$runs" \
-        --cluster "$out/cluster.json" --out "${KIPVS_BENCH_OUT:-/run/kipvs-out}" --build "$out/bin" $skip_restore \
+        --cluster "$out/cluster.json" --out "$out/vm" --build "$out/bin" $skip_restore \
     | tee "$out/vm-stdout.jsonl" || vmrc=${PIPESTATUS[0]}
 kill "$sampler" 2>/dev/null || true
-# On a host with IPVS (no VM) results.jsonl lands in KIPVS_BENCH_OUT; in the VM, /run/kipvs-out is $out/vm.
+# In the VM the suite writes to $KIPVS_VM_OUT (the results share, which is $out/vm on the host); on a host with
+# IPVS, to $out/vm directly. Either way the JSON lines were also printed.
 [ -s "$out/vm/results.jsonl" ] || { mkdir -p "$out/vm"; cp "$out/vm-stdout.jsonl" "$out/vm/results.jsonl"; }
 
 load_during=$(awk '{ s += $2; if ($2 > m) m = $2; n++ } END { if (n) printf "mean %.2f, max %.2f (1-min avg, %d samples)", s / n, m, n }' "$out/load.txt")

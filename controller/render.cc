@@ -142,14 +142,22 @@ void appendDestLine(const std::string& svc, const DestKey& d, const DestSpec& s,
 }  // namespace
 
 void renderIpvsadmRules(const ipvs::Table& table, std::ostream& out) {
-  // One buffer, one write: 110k lines stream out without per-line stream calls.
+  // Lines go into a buffer written out every 256 KiB: few stream calls, and
+  // memory stays flat however large the table.
+  constexpr size_t kFlushAt = 256 << 10;
   std::string buf;
-  buf.reserve(table.services.size() * 40 + table.destCount() * 56);
+  buf.reserve(kFlushAt + 4096);
   for (const auto& [k, s] : table.services) {
     buf += serviceLine(k, s.spec);
     buf += '\n';
     const std::string svc = ipvsadmService(k);
-    for (const auto& [dk, d] : s.dests) appendDestLine(svc, dk, d.spec, buf);
+    for (const auto& [dk, d] : s.dests) {
+      appendDestLine(svc, dk, d.spec, buf);
+      if (buf.size() >= kFlushAt) {
+        out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
+        buf.clear();
+      }
+    }
   }
   out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
 }

@@ -118,7 +118,8 @@ Status NetlinkIpvsClient::dumpDests(const ServiceKey& key, ServiceState& state) 
         state.dests[d->key] = DestState{d->spec, d->counters};
         return Status::ok();
       });
-  return s.withContext("dumping the destinations of " + key.toString());
+  if (!s.isOk()) return s.withContext("dumping the destinations of " + key.toString());
+  return s;
 }
 
 StatusOr<Table> NetlinkIpvsClient::dumpTable() {
