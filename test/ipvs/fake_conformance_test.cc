@@ -7,6 +7,11 @@ namespace {
 struct FakeEnv {
   static constexpr bool kReal = false;
   std::unique_ptr<kipvs::ipvs::IpvsClient> client = std::make_unique<kipvs::ipvs::FakeIpvsClient>();
+  FakeEnv() {
+    // Every case starts from an empty table with no writes made.
+    REQUIRE(client->dumpTable()->services.empty());
+    REQUIRE(client->writeCount() == 0);
+  }
 };
 
 }  // namespace

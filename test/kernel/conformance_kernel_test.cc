@@ -10,6 +10,10 @@ struct KernelEnv {
   KernelEnv() {
     kipvs::kerneltest::enterFreshNetns();
     client = kipvs::kerneltest::openClient();
+    // A fresh namespace has an empty table: cases cannot see each other's.
+    auto t = client->dumpTable();
+    REQUIRE_MESSAGE(t.isOk(), t.status().toString());
+    REQUIRE(t->services.empty());
   }
 };
 
