@@ -2,8 +2,6 @@
 
 #include <glog/logging.h>
 
-#include <algorithm>
-
 #include "controller/render.h"
 
 namespace kipvs::controller {
@@ -206,6 +204,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
 
     // Drain: poll only the services with draining real servers, re-plan them, until they empty.
     std::set<ServiceKey> draining = drainingKeys(result.plan);
+    result.stillDraining = result.plan.drainingCount();
     if (opts.drain == DrainMode::kWait && !draining.empty()) {
       auto waited = std::chrono::milliseconds(0);
       while (!draining.empty() && waited < opts.drainTimeout) {
@@ -220,15 +219,11 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
         result.plannedWrites += p.opCount();
         merge(result.report, apply(p, client));
         draining = drainingKeys(p);
+        result.stillDraining = p.drainingCount();
         if (opts.output == OutputFormat::kText && draining.empty()) {
           out << "drained: removed the last departing real servers after " << waited.count() / 1000.0 << "s\n";
         }
       }
-    }
-    for (const auto& k : draining) {
-      auto it = std::find_if(result.plan.services.begin(), result.plan.services.end(),
-                             [&](const ServicePlan& sp) { return sp.key == k; });
-      if (it != result.plan.services.end()) result.stillDraining += it->draining.size();
     }
   }
 

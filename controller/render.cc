@@ -274,17 +274,19 @@ std::string originText(const PlanContext& ctx, const ServiceKey& k) {
   return "(" + o.service + (o.portName.empty() ? "" : ":" + o.portName) + " " + o.kind + ")";
 }
 
+// A service rule without its "-A -t VIP:PORT" head: "-s rr -p 60".
+std::string specText(const ServiceKey& k, const ServiceSpec& s) {
+  std::string line = serviceLine(k, s);
+  return line.substr(line.find(" -s ") + 1);
+}
+
 std::string opLine(const Op& op, const ServiceState* have) {
   switch (op.kind) {
     case Op::Kind::kAddService:
-      return "  + service " + op.service.toString() + " " + serviceLine(op.service, op.serviceSpec).substr(
-                                                               serviceLine(op.service, op.serviceSpec).find(" -s ") + 1);
-    case Op::Kind::kUpdateService: {
-      std::string from = have ? serviceLine(op.service, have->spec) : "";
-      std::string to = serviceLine(op.service, op.serviceSpec);
-      auto tail = [](const std::string& l) { return l.substr(l.find(" -s ") + 1); };
-      return "  ~ service " + op.service.toString() + " " + (have ? tail(from) + " => " : "") + tail(to);
-    }
+      return "  + service " + op.service.toString() + " " + specText(op.service, op.serviceSpec);
+    case Op::Kind::kUpdateService:
+      return "  ~ service " + op.service.toString() + " " +
+             (have ? specText(op.service, have->spec) + " => " : "") + specText(op.service, op.serviceSpec);
     case Op::Kind::kDeleteService:
       return "  - service " + op.service.toString();
     case Op::Kind::kAddDest:
