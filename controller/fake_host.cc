@@ -126,6 +126,67 @@ Status FakeHostNetwork::unbindAddress(const std::string& ifname, const ipvs::Add
   return Status::ok();
 }
 
+std::set<ipvs::Address> FakeHostNetwork::routes(const std::string& ifname) const {
+  auto it = links_.find(ifname);
+  return it == links_.end() ? std::set<ipvs::Address>{} : it->second.routes;
+}
+
+StatusOr<std::set<ipvs::Address>> FakeHostNetwork::localRoutes(const std::string& ifname) {
+  KIPVS_RETURN_IF_ERROR(enter(Op::kLocalRoutes, ifname));
+  if (!links_.count(ifname)) return noSuchInterface(ifname).withContext("list local routes");
+  return links_.at(ifname).routes;
+}
+
+std::vector<Status> FakeHostNetwork::addLocalRoutes(const std::string& ifname, std::span<const ipvs::Address> addrs) {
+  std::vector<Status> out;
+  for (const ipvs::Address& addr : addrs) {
+    const std::string what = "add local route " + addr.toString() + " dev " + ifname;
+    Status s = enter(Op::kAddRoute, addr.toString());
+    if (!s.isOk()) {
+      out.push_back(s.withContext(what));
+      continue;
+    }
+    auto it = links_.find(ifname);
+    if (it == links_.end()) {
+      out.push_back(noSuchInterface(ifname).withContext(what));
+      continue;
+    }
+    if (Status v = validateBindable(addr, what); !v.isOk()) {
+      out.push_back(v);
+      continue;
+    }
+    bool boundSomewhere = false;
+    for (const auto& [name, link] : links_) {
+      boundSomewhere = boundSomewhere ||
+                       std::find(link.addresses.begin(), link.addresses.end(), addr) != link.addresses.end();
+    }
+    if (!boundSomewhere && it->second.routes.insert(addr).second) ++writes_;
+    out.push_back(Status::ok());
+  }
+  return out;
+}
+
+std::vector<Status> FakeHostNetwork::deleteLocalRoutes(const std::string& ifname,
+                                                       std::span<const ipvs::Address> addrs) {
+  std::vector<Status> out;
+  for (const ipvs::Address& addr : addrs) {
+    const std::string what = "delete local route " + addr.toString() + " dev " + ifname;
+    Status s = enter(Op::kDeleteRoute, addr.toString());
+    if (!s.isOk()) {
+      out.push_back(s.withContext(what));
+      continue;
+    }
+    auto it = links_.find(ifname);
+    if (it == links_.end()) {
+      out.push_back(noSuchInterface(ifname).withContext(what));
+      continue;
+    }
+    if (it->second.routes.erase(addr)) ++writes_;  // ESRCH is success
+    out.push_back(Status::ok());
+  }
+  return out;
+}
+
 Status FakeHostNetwork::setSysctl(const std::string& path, const std::string& value) {
   Status s = enter(Op::kSetSysctl, path);
   if (!s.isOk()) return s.withContext("write sysctl " + path);

@@ -8,7 +8,10 @@
 namespace kipvs::controller {
 
 // Same semantics as the kernel for what the controller does: unknown
-// interface is ENODEV, unknown sysctl is ENOENT, bind/unbind idempotent.
+// interface is ENODEV, unknown sysctl is ENOENT, bind/unbind and route
+// add/delete idempotent; adding a local route for an address bound on any
+// link succeeds without making a route of ours (the kernel answers EEXIST:
+// the address's own local route is there).
 // Tests seed links, addresses and sysctls, inspect them, and inject faults.
 class FakeHostNetwork : public HostNetwork {
  public:
@@ -17,6 +20,9 @@ class FakeHostNetwork : public HostNetwork {
     kBoundAddresses,
     kBind,
     kUnbind,
+    kLocalRoutes,
+    kAddRoute,
+    kDeleteRoute,
     kSetSysctl,
     kGetSysctl,
     kNodeAddresses,
@@ -29,6 +35,9 @@ class FakeHostNetwork : public HostNetwork {
   StatusOr<std::set<ipvs::Address>> boundAddresses(const std::string& ifname) override;
   Status bindAddress(const std::string& ifname, const ipvs::Address& addr) override;
   Status unbindAddress(const std::string& ifname, const ipvs::Address& addr) override;
+  StatusOr<std::set<ipvs::Address>> localRoutes(const std::string& ifname) override;
+  std::vector<Status> addLocalRoutes(const std::string& ifname, std::span<const ipvs::Address> addrs) override;
+  std::vector<Status> deleteLocalRoutes(const std::string& ifname, std::span<const ipvs::Address> addrs) override;
   Status setSysctl(const std::string& path, const std::string& value) override;
   StatusOr<std::string> getSysctl(const std::string& path) override;
   StatusOr<std::vector<ipvs::Address>> nodeAddresses(const std::string& excludeIfname) override;
@@ -51,6 +60,7 @@ class FakeHostNetwork : public HostNetwork {
   std::string linkType(const std::string& ifname) const;
   bool isUp(const std::string& ifname) const;
   std::set<ipvs::Address> addresses(const std::string& ifname) const;
+  std::set<ipvs::Address> routes(const std::string& ifname) const;  // kipvs's local routes through ifname
   const std::map<std::string, std::string>& sysctls() const { return sysctls_; }
   // Calls per op, failed ones included.
   int calls(Op op) const;
@@ -63,6 +73,7 @@ class FakeHostNetwork : public HostNetwork {
     std::string type;
     bool up = true;
     std::vector<ipvs::Address> addresses;  // in insertion order, like the kernel
+    std::set<ipvs::Address> routes;        // local routes of protocol kRouteProtocol through this link
   };
   struct Fault {
     Op op;

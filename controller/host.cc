@@ -7,6 +7,16 @@
 
 namespace kipvs::controller {
 
+const char* vipModeName(VipMode m) {
+  switch (m) {
+    case VipMode::kRoute:
+      return "route";
+    case VipMode::kAddress:
+      return "address";
+  }
+  return "?";
+}
+
 bool isNodeAddressCandidate(const ipvs::Address& addr) {
   const auto& b = addr.bytes;
   if (addr.isUnspecified()) return false;

@@ -53,7 +53,12 @@ reconcile flags:
   --scheduler NAME             default scheduler (default rr); per Service:
                                annotation kipvs.io/scheduler, kipvs.io/scheduler-flags
   --proxy-name NAME            answer to Services labelled service.kubernetes.io/service-proxy-name=NAME
-  --dummy-interface NAME       interface holding the virtual IPs (default kipvs0)
+  --dummy-interface NAME       dummy interface the virtual IPs are local on (default kipvs0)
+  --vip-mode route|address     how a VIP is made local on it. route (default): a local route,
+                               `ip route show table local proto 241`; scales to many VIPs.
+                               address: bound as an address (`ip addr show kipvs0`), as
+                               kube-proxy does; binding n addresses costs the kernel O(n^2).
+                               Switching converts what an earlier run made.
   --drain wait|skip            departing TCP real servers with connections stay at weight 0;
                                wait: poll until drained, then remove (default skip: a later run removes them)
   --drain-timeout SECONDS      give up waiting after this long (default 300)
@@ -237,6 +242,14 @@ int cmdReconcile(Args& a) {
       opts.node.defaultScheduler = value;
     } else if (takeValue(a, "proxy-name", nullptr, &value, &error)) {
       opts.node.proxyName = value;
+    } else if (takeValue(a, "vip-mode", nullptr, &value, &error)) {
+      if (error.empty() && value == "route") {
+        opts.vipMode = VipMode::kRoute;
+      } else if (error.empty() && value == "address") {
+        opts.vipMode = VipMode::kAddress;
+      } else if (error.empty()) {
+        return usageError("--vip-mode wants route or address");
+      }
     } else if (takeValue(a, "dummy-interface", nullptr, &value, &error)) {
       if (error.empty() && (value.empty() || value.size() > 15)) return usageError("--dummy-interface: 1..15 characters");
       opts.dummyInterface = value;

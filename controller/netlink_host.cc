@@ -274,6 +274,38 @@ bool parseAddr(const Message& m, AddrInfo* out) {
   return true;
 }
 
+struct RouteInfo {
+  ipvs::Address dst;
+  unsigned dstLen = 0;
+  uint32_t table = 0;
+  uint8_t protocol = 0;
+  uint8_t type = 0;  // RTN_*
+  int oif = 0;
+};
+
+bool parseRoute(const Message& m, RouteInfo* out) {
+  rtmsg rtm{};
+  Bytes attrs;
+  if (m.type != RTM_NEWROUTE || !splitPayload(m, &rtm, &attrs)) return false;
+  if (rtm.rtm_family != AF_INET && rtm.rtm_family != AF_INET6) return false;  // also skips multicast tables
+  std::optional<Bytes> tb[RTA_MAX + 1];
+  if (!netlink::parseAttrs(attrs, tb).isOk()) return false;
+  const size_t len = rtm.rtm_family == AF_INET ? 4 : 16;
+  out->dst = ipvs::Address{};
+  out->dst.family = rtm.rtm_family == AF_INET ? ipvs::Family::kV4 : ipvs::Family::kV6;
+  if (tb[RTA_DST]) {
+    if (tb[RTA_DST]->size() != len) return false;
+    std::memcpy(out->dst.bytes.data(), tb[RTA_DST]->data(), len);
+  }
+  out->dstLen = rtm.rtm_dst_len;
+  // RTA_TABLE carries ids above 255; rtm_table says RT_TABLE_COMPAT then.
+  out->table = tb[RTA_TABLE] ? netlink::readScalar<uint32_t>(*tb[RTA_TABLE]).value_or(rtm.rtm_table) : rtm.rtm_table;
+  out->protocol = rtm.rtm_protocol;
+  out->type = rtm.rtm_type;
+  out->oif = tb[RTA_OIF] ? static_cast<int>(netlink::readScalar<uint32_t>(*tb[RTA_OIF]).value_or(0)) : 0;
+  return true;
+}
+
 // dev_valid_name() in net/core/dev.c, checked here so the error names the
 // problem instead of a bare EINVAL.
 Status validateIfname(const std::string& ifname) {
@@ -360,6 +392,10 @@ StatusOr<std::vector<AddrInfo>> dumpAddresses(RtnlSocket& rtnl, const std::strin
   return dump<ifaddrmsg, AddrInfo>(rtnl, RTM_GETADDR, what, parseAddr);
 }
 
+StatusOr<std::vector<RouteInfo>> dumpRoutes(RtnlSocket& rtnl, const std::string& what) {
+  return dump<rtmsg, RouteInfo>(rtnl, RTM_GETROUTE, what, parseRoute);
+}
+
 StatusOr<std::vector<LinkInfo>> dumpLinks(RtnlSocket& rtnl, const std::string& what) {
   return dump<ifinfomsg, LinkInfo>(rtnl, RTM_GETLINK, what, parseLink);
 }
@@ -438,62 +474,122 @@ StatusOr<std::set<ipvs::Address>> NetlinkHostNetwork::boundAddresses(const std::
   return out;
 }
 
-std::vector<Status> NetlinkHostNetwork::changeAddresses(bool add, const std::string& ifname,
-                                                        std::span<const ipvs::Address> addrs) {
+std::vector<Status> NetlinkHostNetwork::changeBatch(const std::string& ifname, std::span<const ipvs::Address> addrs,
+                                                    const DescribeFn& what, const BuildFn& build, int alreadyErrno) {
   std::vector<Status> out(addrs.size());
-  auto what = [&](size_t i) {
-    const ipvs::Address& a = addrs[i];
-    return std::string(add ? "bind " : "unbind ") + a.toString() + "/" + (a.isV4() ? "32" : "128") +
-           (add ? " to " : " from ") + ifname;
-  };
   if (addrs.empty()) return out;
   Status linkStatus = validateIfname(ifname);
   StatusOr<LinkInfo> link = linkStatus.isOk() ? getLink(*rtnl_, ifname) : StatusOr<LinkInfo>(linkStatus);
   if (!link.isOk()) {
-    for (size_t i = 0; i < addrs.size(); ++i) out[i] = link.status().withContext(what(i));
+    for (size_t i = 0; i < addrs.size(); ++i) out[i] = link.status().withContext(what(addrs[i]));
     return out;
   }
   // Acks of one chunk must fit the socket's receive queue (each is its own skb).
   constexpr size_t kChunk = 128;
   MessageWriter w;
+  std::vector<size_t> sent;  // indexes of addrs in this chunk that passed validation
   for (size_t begin = 0; begin < addrs.size(); begin += kChunk) {
     const size_t end = std::min(addrs.size(), begin + kChunk);
-    std::vector<size_t> sent;  // indexes of addrs in this chunk that passed validation
+    sent.clear();
     w.clear();
     const uint32_t firstSeq = rtnl_->reserveSeqs(end - begin);
     for (size_t i = begin; i < end; ++i) {
-      if (Status v = validateBindable(addrs[i], what(i)); !v.isOk()) {
-        out[i] = v;
+      if (Status v = validateBindable(addrs[i], what(addrs[i])); !v.isOk()) {
+        out[i] = std::move(v);
         continue;
       }
-      const ipvs::Address& addr = addrs[i];
-      w.beginMessage(add ? RTM_NEWADDR : RTM_DELADDR, kDoFlags | (add ? NLM_F_CREATE | NLM_F_EXCL : 0),
-                     firstSeq + static_cast<uint32_t>(sent.size()));
-      ifaddrmsg ifa{};
-      ifa.ifa_family = addr.isV4() ? AF_INET : AF_INET6;
-      ifa.ifa_prefixlen = addr.isV4() ? 32 : 128;
-      // Usable at once: duplicate address detection would keep a v6 VIP
-      // "tentative" (not bindable, not answering) for a second or more.
-      ifa.ifa_flags = addr.isV4() ? 0 : IFA_F_NODAD;
-      ifa.ifa_scope = RT_SCOPE_UNIVERSE;  // what `ip addr add` and kube-proxy use
-      ifa.ifa_index = static_cast<uint32_t>(link->index);
-      w.putRaw(&ifa, sizeof ifa);
-      w.putBytes(IFA_LOCAL, addr.bytes.data(), addr.size());
-      w.putBytes(IFA_ADDRESS, addr.bytes.data(), addr.size());
-      w.endMessage();
+      build(w, addrs[i], link->index, firstSeq + static_cast<uint32_t>(sent.size()));
       sent.push_back(i);
     }
     if (sent.empty()) continue;
     std::vector<Status> res =
-        rtnl_->exchangeBatch(w, firstSeq, sent.size(), [&](size_t j) { return what(sent[j]); });
+        rtnl_->exchangeBatch(w, firstSeq, sent.size(), [&](size_t j) { return what(addrs[sent[j]]); });
     for (size_t j = 0; j < sent.size(); ++j) {
       Status& s = res[j];
       // Idempotent: already there / already gone is the state asked for.
-      if (s.code() == Code::kKernel && s.errnum() == (add ? EEXIST : EADDRNOTAVAIL)) s = Status::ok();
+      if (s.code() == Code::kKernel && s.errnum() == alreadyErrno) s = Status::ok();
       out[sent[j]] = std::move(s);
     }
   }
   return out;
+}
+
+std::vector<Status> NetlinkHostNetwork::changeAddresses(bool add, const std::string& ifname,
+                                                        std::span<const ipvs::Address> addrs) {
+  auto what = [&](const ipvs::Address& a) {
+    return std::string(add ? "bind " : "unbind ") + a.toString() + "/" + (a.isV4() ? "32" : "128") +
+           (add ? " to " : " from ") + ifname;
+  };
+  auto build = [&](MessageWriter& w, const ipvs::Address& addr, int ifindex, uint32_t seq) {
+    w.beginMessage(add ? RTM_NEWADDR : RTM_DELADDR, kDoFlags | (add ? NLM_F_CREATE | NLM_F_EXCL : 0), seq);
+    ifaddrmsg ifa{};
+    ifa.ifa_family = addr.isV4() ? AF_INET : AF_INET6;
+    ifa.ifa_prefixlen = addr.isV4() ? 32 : 128;
+    // Usable at once: duplicate address detection would keep a v6 VIP
+    // "tentative" (not bindable, not answering) for a second or more.
+    ifa.ifa_flags = addr.isV4() ? 0 : IFA_F_NODAD;
+    ifa.ifa_scope = RT_SCOPE_UNIVERSE;  // what `ip addr add` and kube-proxy use
+    ifa.ifa_index = static_cast<uint32_t>(ifindex);
+    w.putRaw(&ifa, sizeof ifa);
+    w.putBytes(IFA_LOCAL, addr.bytes.data(), addr.size());
+    w.putBytes(IFA_ADDRESS, addr.bytes.data(), addr.size());
+    w.endMessage();
+  };
+  return changeBatch(ifname, addrs, what, build, add ? EEXIST : EADDRNOTAVAIL);
+}
+
+std::vector<Status> NetlinkHostNetwork::changeRoutes(bool add, const std::string& ifname,
+                                                     std::span<const ipvs::Address> addrs) {
+  auto what = [&](const ipvs::Address& a) {
+    return std::string(add ? "add" : "delete") + " local route " + a.toString() + "/" + (a.isV4() ? "32" : "128") +
+           " dev " + ifname;
+  };
+  auto build = [&](MessageWriter& w, const ipvs::Address& addr, int ifindex, uint32_t seq) {
+    // EXCL: an add never joins or replaces a route someone else made for the
+    // same address (EEXIST: the VIP is local already, which is what we want).
+    w.beginMessage(add ? RTM_NEWROUTE : RTM_DELROUTE, kDoFlags | (add ? NLM_F_CREATE | NLM_F_EXCL : 0), seq);
+    rtmsg rtm{};
+    rtm.rtm_family = addr.isV4() ? AF_INET : AF_INET6;
+    rtm.rtm_dst_len = addr.isV4() ? 32 : 128;
+    rtm.rtm_table = RT_TABLE_LOCAL;
+    // A delete names our protocol, so it can only remove our own route.
+    rtm.rtm_protocol = kRouteProtocol;
+    rtm.rtm_scope = add ? RT_SCOPE_HOST : RT_SCOPE_NOWHERE;  // NOWHERE: any scope, as `ip route del` sends
+    rtm.rtm_type = RTN_LOCAL;
+    w.putRaw(&rtm, sizeof rtm);
+    w.putBytes(RTA_DST, addr.bytes.data(), addr.size());
+    w.putU32(RTA_OIF, static_cast<uint32_t>(ifindex));
+    w.endMessage();
+  };
+  return changeBatch(ifname, addrs, what, build, add ? EEXIST : ESRCH);
+}
+
+StatusOr<std::set<ipvs::Address>> NetlinkHostNetwork::localRoutes(const std::string& ifname) {
+  const std::string what = "list local routes through " + ifname;
+  KIPVS_RETURN_IF_ERROR(validateIfname(ifname));
+  StatusOr<LinkInfo> link = getLink(*rtnl_, ifname);
+  if (!link.isOk()) return link.status().withContext("list local routes");
+  StatusOr<std::vector<RouteInfo>> all = dumpRoutes(*rtnl_, what);
+  if (!all.isOk()) return all.status();
+  std::set<ipvs::Address> out;
+  for (const RouteInfo& r : *all) {
+    const unsigned hostLen = r.dst.isV4() ? 32 : 128;
+    if (r.table == RT_TABLE_LOCAL && r.type == RTN_LOCAL && r.protocol == kRouteProtocol && r.oif == link->index &&
+        r.dstLen == hostLen) {
+      out.insert(r.dst);
+    }
+  }
+  return out;
+}
+
+std::vector<Status> NetlinkHostNetwork::addLocalRoutes(const std::string& ifname,
+                                                       std::span<const ipvs::Address> addrs) {
+  return changeRoutes(true, ifname, addrs);
+}
+
+std::vector<Status> NetlinkHostNetwork::deleteLocalRoutes(const std::string& ifname,
+                                                          std::span<const ipvs::Address> addrs) {
+  return changeRoutes(false, ifname, addrs);
 }
 
 Status NetlinkHostNetwork::bindAddress(const std::string& ifname, const ipvs::Address& addr) {

@@ -1,5 +1,5 @@
 #pragma once
-// HostNetwork on the real kernel: links and addresses over rtnetlink, sysctls
+// HostNetwork on the real kernel: links, addresses and routes over rtnetlink, sysctls
 // through /proc/sys. Errors carry the kernel's raw errno and name the
 // interface and address involved.
 //
@@ -9,9 +9,14 @@
 // (<netlink/socket.h>) collide with this repository's netlink/ directory
 // once -I<repo root> comes first on the include path.
 
+#include <functional>
 #include <memory>
 
 #include "controller/host.h"
+
+namespace kipvs::netlink {
+class MessageWriter;
+}
 
 namespace kipvs::controller {
 
@@ -35,6 +40,9 @@ class NetlinkHostNetwork : public HostNetwork {
   Status unbindAddress(const std::string& ifname, const ipvs::Address& addr) override;
   std::vector<Status> bindAddresses(const std::string& ifname, std::span<const ipvs::Address> addrs) override;
   std::vector<Status> unbindAddresses(const std::string& ifname, std::span<const ipvs::Address> addrs) override;
+  StatusOr<std::set<ipvs::Address>> localRoutes(const std::string& ifname) override;
+  std::vector<Status> addLocalRoutes(const std::string& ifname, std::span<const ipvs::Address> addrs) override;
+  std::vector<Status> deleteLocalRoutes(const std::string& ifname, std::span<const ipvs::Address> addrs) override;
   Status setSysctl(const std::string& path, const std::string& value) override;
   StatusOr<std::string> getSysctl(const std::string& path) override;
   StatusOr<std::vector<ipvs::Address>> nodeAddresses(const std::string& excludeIfname) override;
@@ -42,7 +50,14 @@ class NetlinkHostNetwork : public HostNetwork {
 
  private:
   NetlinkHostNetwork(std::unique_ptr<RtnlSocket> rtnl, Options options);
+  using DescribeFn = std::function<std::string(const ipvs::Address&)>;
+  using BuildFn = std::function<void(netlink::MessageWriter&, const ipvs::Address&, int ifindex, uint32_t seq)>;
+  // One request per address (built by `build`), pipelined in chunks; the
+  // kernel's alreadyErrno (EEXIST on add, ...) counts as success.
+  std::vector<Status> changeBatch(const std::string& ifname, std::span<const ipvs::Address> addrs,
+                                  const DescribeFn& what, const BuildFn& build, int alreadyErrno);
   std::vector<Status> changeAddresses(bool add, const std::string& ifname, std::span<const ipvs::Address> addrs);
+  std::vector<Status> changeRoutes(bool add, const std::string& ifname, std::span<const ipvs::Address> addrs);
 
   std::unique_ptr<RtnlSocket> rtnl_;
   Options options_;

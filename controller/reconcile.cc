@@ -2,6 +2,8 @@
 
 #include <glog/logging.h>
 
+#include <thread>
+
 #include "controller/render.h"
 
 namespace kipvs::controller {
@@ -94,8 +96,11 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   result.objectErrors = desired.errors;
   for (const auto& e : desired.errors) err << "error: " << e.toString() << "\n";
 
-  // What is bound on our dummy interface is ours: its VIPs' services may be deleted.
-  std::set<ipvs::Address> bound;
+  // What is local through our dummy interface is ours: its VIPs' services
+  // may be deleted. `mine` is made local the way opts.vipMode says; `other`
+  // the other way (left by a run in the other mode): all of it goes, the VIPs
+  // still wanted come back in the current form.
+  std::set<ipvs::Address> mine, other;
   if (!opts.dryRun) {
     if (Status s = host.ensureDummy(opts.dummyInterface); !s.isOk()) {
       result.fatal = s;
@@ -103,12 +108,18 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
       return result;
     }
   }
-  if (auto b = host.boundAddresses(opts.dummyInterface); b.isOk()) {
-    bound = std::move(*b);
-  } else if (!opts.dryRun) {
-    result.fatal = b.status();
-    err << "error: " << b.status().toString() << "\n";
-    return result;
+  {
+    auto addrs = host.boundAddresses(opts.dummyInterface);
+    auto routes = addrs.isOk() ? host.localRoutes(opts.dummyInterface) : StatusOr<std::set<ipvs::Address>>(addrs.status());
+    if (addrs.isOk() && routes.isOk()) {
+      const bool routeMode = opts.vipMode == VipMode::kRoute;
+      mine = std::move(routeMode ? *routes : *addrs);
+      other = std::move(routeMode ? *addrs : *routes);
+    } else if (!opts.dryRun) {  // a dry run before the dummy exists owns nothing yet
+      result.fatal = addrs.isOk() ? routes.status() : addrs.status();
+      err << "error: " << result.fatal.toString() << "\n";
+      return result;
+    }
   }
 
   // A dump is not a snapshot: an interrupted or overrun one is read again.
@@ -126,7 +137,8 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   ipvs::Table actual = std::move(*actualOr);
 
   Ownership own;
-  own.vips = bound;
+  own.vips = mine;
+  own.vips.insert(other.begin(), other.end());
   own.vips.insert(desired.vips.begin(), desired.vips.end());
   own.nodeIps.insert(node.nodeIps.begin(), node.nodeIps.end());
   own.nodePortMin = node.nodePortMin;
@@ -136,39 +148,81 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   result.plannedWrites = result.plan.opCount();
   PlanContext ctx{&desired, &actual};
 
-  std::vector<ipvs::Address> toBind, toUnbind;
+  // toConvert: wanted, but local the other way; removed before toBind adds
+  // them back in the current form. toUnbind / toUnbindOther: no longer
+  // wanted, removed after their services are gone.
+  std::vector<ipvs::Address> toBind, toUnbind, toConvert, toUnbindOther;
   for (const auto& v : desired.vips) {
-    if (!bound.count(v)) toBind.push_back(v);
+    if (!mine.count(v)) toBind.push_back(v);
   }
-  for (const auto& v : bound) {
+  for (const auto& v : mine) {
     if (!desired.vips.count(v)) toUnbind.push_back(v);
   }
+  for (const auto& v : other) (desired.vips.count(v) ? toConvert : toUnbindOther).push_back(v);
 
+  const VipMode otherMode = opts.vipMode == VipMode::kRoute ? VipMode::kAddress : VipMode::kRoute;
+  // Plan lines ("+ local route 10.96.0.10 dev kipvs0", "- unbind 10.96.0.10
+  // from kipvs0") and host changes ("added local route ...", "bound ...").
+  const std::string& ifname = opts.dummyInterface;
+  auto vipLine = [&](VipMode m, bool add, const ipvs::Address& v) {
+    if (m == VipMode::kRoute) return std::string(add ? "+" : "-") + " local route " + v.toString() + " dev " + ifname;
+    return std::string(add ? "+ bind " : "- unbind ") + v.toString() + (add ? " to " : " from ") + ifname;
+  };
+  auto vipChange = [&](VipMode m, bool add, const ipvs::Address& v) {
+    if (m == VipMode::kRoute) return std::string(add ? "added" : "deleted") + " local route " + v.toString() + " dev " + ifname;
+    return std::string(add ? "bound " : "unbound ") + v.toString() + (add ? " to " : " from ") + ifname;
+  };
   if (opts.output == OutputFormat::kText) {
     renderPlanText(result.plan, ctx, out);
-    for (const auto& v : toBind) out << "  + bind " << v.toString() << " to " << opts.dummyInterface << "\n";
-    for (const auto& v : toUnbind) out << "  - unbind " << v.toString() << " from " << opts.dummyInterface << "\n";
+    for (const auto& v : toConvert) out << "  " << vipLine(otherMode, false, v) << " (left by --vip-mode=" << vipModeName(otherMode) << ")\n";
+    for (const auto& v : toBind) out << "  " << vipLine(opts.vipMode, true, v) << "\n";
+    for (const auto& v : toUnbind) out << "  " << vipLine(opts.vipMode, false, v) << "\n";
+    for (const auto& v : toUnbindOther) out << "  " << vipLine(otherMode, false, v) << "\n";
   }
 
   if (!opts.dryRun) {
-    auto record = [&](const std::vector<Status>& results, const std::vector<ipvs::Address>& addrs, const char* did,
-                      const char* prep) {
+    // Results of host changes, in the order made; `errors` may be another
+    // thread's vector (see below).
+    auto record = [&](VipMode m, bool add, const std::vector<Status>& results, const std::vector<ipvs::Address>& addrs,
+                      std::vector<std::string>& changes, std::vector<Status>& errors) {
       for (size_t i = 0; i < addrs.size(); ++i) {
         if (results[i].isOk()) {
-          result.hostChanges.push_back(did + addrs[i].toString() + prep + opts.dummyInterface);
+          changes.push_back(vipChange(m, add, addrs[i]));
         } else {
-          result.hostErrors.push_back(results[i]);
+          errors.push_back(results[i]);
         }
       }
     };
-    if (opts.manageSysctls) {
-      auto rel = host.kernelRelease();
-      Status s = rel.isOk() ? prepareIpvsSysctls(host, *rel, &result.hostChanges) : rel.status();
-      if (!s.isOk()) result.hostErrors.push_back(s.withContext("sysctls"));
-    }
-    // VIPs first: once a virtual server exists, its address must be local.
-    record(host.bindAddresses(opts.dummyInterface, toBind), toBind, "bound ", " to ");
+    auto change = [&](VipMode m, bool add, const std::vector<ipvs::Address>& addrs) {
+      if (addrs.empty()) return std::vector<Status>{};
+      if (m == VipMode::kRoute) {
+        return add ? host.addLocalRoutes(opts.dummyInterface, addrs) : host.deleteLocalRoutes(opts.dummyInterface, addrs);
+      }
+      return add ? host.bindAddresses(opts.dummyInterface, addrs) : host.unbindAddresses(opts.dummyInterface, addrs);
+    };
+
+    // The host side (sysctls, VIPs) runs beside the IPVS writes: both are
+    // kernel work under different locks (rtnl, the IPVS mutex), so on a
+    // machine with two CPUs it costs no extra wall time. Order between the
+    // two does not matter for traffic: a virtual server whose VIP is not local
+    // yet sees no packets, as if it were not there; a VIP local before its
+    // virtual server is answered by the host's own stack, which is what
+    // happens to a Service before kipvs programs it either way.
+    std::vector<std::string> hostChanges;
+    std::vector<Status> hostErrors;
+    std::thread hostWork([&] {
+      if (opts.manageSysctls) {
+        auto rel = host.kernelRelease();
+        Status s = rel.isOk() ? prepareIpvsSysctls(host, *rel, &hostChanges) : rel.status();
+        if (!s.isOk()) hostErrors.push_back(s.withContext("sysctls"));
+      }
+      record(otherMode, false, change(otherMode, false, toConvert), toConvert, hostChanges, hostErrors);
+      record(opts.vipMode, true, change(opts.vipMode, true, toBind), toBind, hostChanges, hostErrors);
+    });
     merge(result.report, apply(result.plan, client));
+    hostWork.join();
+    result.hostChanges = std::move(hostChanges);
+    result.hostErrors = std::move(hostErrors);
 
     // Retry what a fresh look can fix: a dest op that met ESRCH saw a stale
     // table; ENOBUFS / EAGAIN / EINTR / a timeout lost answers. Re-dump just
@@ -200,7 +254,9 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     }
 
     // Unbind only after the services on those addresses are gone.
-    record(host.unbindAddresses(opts.dummyInterface, toUnbind), toUnbind, "unbound ", " from ");
+    record(opts.vipMode, false, change(opts.vipMode, false, toUnbind), toUnbind, result.hostChanges, result.hostErrors);
+    record(otherMode, false, change(otherMode, false, toUnbindOther), toUnbindOther, result.hostChanges,
+           result.hostErrors);
 
     // Drain: poll only the services with draining real servers, re-plan them, until they empty.
     std::set<ServiceKey> draining = drainingKeys(result.plan);
@@ -239,11 +295,22 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   if (opts.output == OutputFormat::kJson) {
     out << "{\"dryRun\":" << (opts.dryRun ? "true" : "false") << ",\"plan\":";
     renderPlanJson(result.plan, ctx, out);
-    out << ",\"bind\":[";
-    for (size_t i = 0; i < toBind.size(); ++i) out << (i ? "," : "") << "\"" << toBind[i].toString() << "\"";
-    out << "],\"unbind\":[";
-    for (size_t i = 0; i < toUnbind.size(); ++i) out << (i ? "," : "") << "\"" << toUnbind[i].toString() << "\"";
-    out << "],\"errors\":[";
+    auto list = [&](const char* key, std::initializer_list<const std::vector<ipvs::Address>*> parts) {
+      out << ",\"" << key << "\":[";
+      bool firstAddr = true;
+      for (const auto* part : parts) {
+        for (const auto& a : *part) {
+          out << (firstAddr ? "" : ",") << "\"" << a.toString() << "\"";
+          firstAddr = false;
+        }
+      }
+      out << "]";
+    };
+    out << ",\"vipMode\":\"" << vipModeName(opts.vipMode) << "\"";
+    list("bind", {&toBind});
+    list("unbind", {&toUnbind, &toUnbindOther});
+    list("convert", {&toConvert});
+    out << ",\"errors\":[";
     bool first = true;
     auto errJson = [&](const std::string& kind, const std::string& name, const std::string& msg, int errnum) {
       out << (first ? "" : ",") << "{\"kind\":\"" << jsonEscape(kind) << "\",\"name\":\"" << jsonEscape(name)

@@ -26,6 +26,7 @@ struct ReconcileOptions {
   NodeFacts node;
   bool nodeIpsFromHost = true;     // --node-ip not given: ask the host
   std::string dummyInterface = "kipvs0";
+  VipMode vipMode = VipMode::kRoute;  // how VIPs are made local (host.h)
   bool dryRun = false;
   bool manageSysctls = true;
   DrainMode drain = DrainMode::kSkip;

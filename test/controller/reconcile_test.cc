@@ -82,7 +82,9 @@ TEST_CASE("reconcile: programs the table, binds VIPs, and a second run writes no
   const auto& s = t.services.at(ServiceKey::tcp(A("10.96.0.10"), 80));
   CHECK(s.spec.scheduler == "rr");
   CHECK(s.dests.size() == 3);
-  CHECK(rig.host.addresses("kipvs0") == std::set<Address>{A("10.96.0.10")});
+  // The default --vip-mode=route: a local route, no address.
+  CHECK(rig.host.routes("kipvs0") == std::set<Address>{A("10.96.0.10")});
+  CHECK(rig.host.addresses("kipvs0").empty());
   CHECK(rig.host.sysctls().at("net/ipv4/vs/conntrack") == "1");
   CHECK(rig.out.str().find("+ service TCP 10.96.0.10:80") != std::string::npos);
 
@@ -106,7 +108,7 @@ TEST_CASE("reconcile: dry run prints the plan and changes nothing") {
   CHECK(rig.kernel.writeCount() == 0);
   CHECK(rig.host.writeCount() == 0);
   CHECK(rig.out.str().find("dry run: nothing was changed") != std::string::npos);
-  CHECK(rig.out.str().find("+ bind 10.96.0.10 to kipvs0") != std::string::npos);
+  CHECK(rig.out.str().find("+ local route 10.96.0.10 dev kipvs0") != std::string::npos);
 }
 
 TEST_CASE("reconcile: a foreign virtual server is left alone; a stale one of ours goes with its VIP") {
@@ -116,7 +118,7 @@ TEST_CASE("reconcile: a foreign virtual server is left alone; a stale one of our
   Cluster before = cluster({service("web", "10.96.0.10"), service("old", "10.96.0.20"),
                             slice("web", {{"10.244.0.1", kReady}}), slice("old", {{"10.244.0.9", kReady}})});
   REQUIRE(rig.run(before).exitCode() == 0);
-  CHECK(rig.host.addresses("kipvs0").size() == 2);
+  CHECK(rig.host.routes("kipvs0").size() == 2);
 
   Cluster after = cluster({service("web", "10.96.0.10"), slice("web", {{"10.244.0.1", kReady}})});
   ReconcileResult r = rig.run(after);
@@ -124,8 +126,68 @@ TEST_CASE("reconcile: a foreign virtual server is left alone; a stale one of our
   auto t = *rig.kernel.dumpTable();
   CHECK(t.services.count(foreign) == 1);
   CHECK(t.services.count(ServiceKey::tcp(A("10.96.0.20"), 80)) == 0);
-  CHECK(rig.host.addresses("kipvs0") == std::set<Address>{A("10.96.0.10")});
+  CHECK(rig.host.routes("kipvs0") == std::set<Address>{A("10.96.0.10")});
   CHECK(rig.out.str().find("left alone TCP 172.16.5.5:80") != std::string::npos);
+  CHECK(rig.out.str().find("deleted local route 10.96.0.20 dev kipvs0") != std::string::npos);
+}
+
+TEST_CASE("reconcile: --vip-mode=address binds VIPs as addresses, and a second run writes nothing") {
+  Rig rig;
+  rig.opts.vipMode = VipMode::kAddress;
+  Cluster c = cluster({service("web", "10.96.0.10"), slice("web", {{"10.244.0.1", kReady}})});
+  ReconcileResult r = rig.run(c);
+  CHECK(r.exitCode() == 0);
+  CHECK(rig.host.addresses("kipvs0") == std::set<Address>{A("10.96.0.10")});
+  CHECK(rig.host.routes("kipvs0").empty());
+  CHECK(rig.out.str().find("+ bind 10.96.0.10 to kipvs0") != std::string::npos);
+  CHECK(rig.out.str().find("host: bound 10.96.0.10 to kipvs0") != std::string::npos);
+  const uint64_t hostWrites = rig.host.writeCount();
+  CHECK(rig.run(c).exitCode() == 0);
+  CHECK(rig.host.writeCount() == hostWrites);
+}
+
+TEST_CASE("reconcile: switching --vip-mode converts the VIPs still wanted and removes the rest of the other form") {
+  Rig rig;
+  rig.opts.vipMode = VipMode::kAddress;
+  Cluster both = cluster({service("web", "10.96.0.10"), service("old", "10.96.0.20"),
+                          slice("web", {{"10.244.0.1", kReady}}), slice("old", {{"10.244.0.9", kReady}})});
+  REQUIRE(rig.run(both).exitCode() == 0);
+  REQUIRE(rig.host.addresses("kipvs0") == std::set<Address>{A("10.96.0.10"), A("10.96.0.20")});
+
+  // Route mode: 10.96.0.10 moves to a route; 10.96.0.20 (Service gone) is
+  // still ours, so its virtual server goes and its address with it.
+  rig.opts.vipMode = VipMode::kRoute;
+  Cluster web = cluster({service("web", "10.96.0.10"), slice("web", {{"10.244.0.1", kReady}})});
+  ReconcileResult r = rig.run(web);
+  CHECK(r.exitCode() == 0);
+  CHECK(rig.host.addresses("kipvs0").empty());
+  CHECK(rig.host.routes("kipvs0") == std::set<Address>{A("10.96.0.10")});
+  CHECK(rig.kernel.dumpTable()->services.count(ServiceKey::tcp(A("10.96.0.20"), 80)) == 0);
+  CHECK(rig.out.str().find("- unbind 10.96.0.10 from kipvs0 (left by --vip-mode=address)") != std::string::npos);
+  CHECK(rig.out.str().find("+ local route 10.96.0.10 dev kipvs0") != std::string::npos);
+  CHECK(rig.out.str().find("- unbind 10.96.0.20 from kipvs0") != std::string::npos);
+
+  // And back.
+  rig.opts.vipMode = VipMode::kAddress;
+  CHECK(rig.run(web).exitCode() == 0);
+  CHECK(rig.host.addresses("kipvs0") == std::set<Address>{A("10.96.0.10")});
+  CHECK(rig.host.routes("kipvs0").empty());
+}
+
+TEST_CASE("reconcile: a VIP that cannot be made local is an error; the IPVS table is still programmed") {
+  Rig rig;
+  rig.host.injectFailure(FakeHostNetwork::Op::kAddRoute, Status::kernel(ENOBUFS, "injected"), 1, "10.96.0.10");
+  Cluster c = cluster({service("web", "10.96.0.10"), service("api", "10.96.0.11"),
+                       slice("web", {{"10.244.0.1", kReady}}), slice("api", {{"10.244.0.2", kReady}})});
+  ReconcileResult r = rig.run(c);
+  CHECK(r.exitCode() == 1);
+  REQUIRE(r.hostErrors.size() == 1);
+  CHECK(r.hostErrors[0].toString().find("add local route 10.96.0.10 dev kipvs0") != std::string::npos);
+  CHECK(rig.host.routes("kipvs0") == std::set<Address>{A("10.96.0.11")});
+  CHECK(rig.kernel.dumpTable()->services.size() == 2);
+  // The next run finishes the job.
+  CHECK(rig.run(c).exitCode() == 0);
+  CHECK(rig.host.routes("kipvs0") == std::set<Address>{A("10.96.0.10"), A("10.96.0.11")});
 }
 
 TEST_CASE("reconcile: a terminating pod drains at weight 0, then goes (drain=wait)") {

@@ -26,9 +26,9 @@ step() { echo; echo "== $*"; }
 KT_HTTP_PORT=8080
 kt_init "ke$$"
 trap kt_teardown EXIT
-for i in 1 2 3; do kt_pod_add "pod-$i" "10.0.1.$i"; done
+for i in 1 2 3; do kt_pod_add "pod-$i" "10.0.1.$i" "fd00:1::$i"; done
 for i in 1 2 3; do kt_serve_udp "pod-$i" 5353; done
-kt_client_add cli 10.0.2.1
+kt_client_add cli 10.0.2.1 fd00:2::1
 kt_client_add cli2 10.0.2.2
 
 kipvs() { kt_node_exec "$KIPVS" reconcile --node-name node-a --node-ip 10.0.2.254 "$@"; }
@@ -66,11 +66,15 @@ kt_ipvsadm -Ln
 table > "$KT_DIR/table"
 sort $FIX/expected.ipvsadm > "$KT_DIR/expected"
 check "ipvsadm -Sn equals the expected table" diff "$KT_DIR/expected" "$KT_DIR/table"
-check "VIPs bound on kipvs0" [ "$(kt_node_exec ip -o -4 addr show dev kipvs0 | awk '{print $4}' | sort | tr '\n' ' ')" = \
-    "10.96.0.10/32 10.96.0.11/32 10.96.0.12/32 10.96.0.13/32 10.96.0.14/32 10.96.0.15/32 10.96.0.53/32 192.0.2.10/32 " ]
+# --vip-mode=route (the default): each VIP a local route through kipvs0, no address.
+vips() { kt_node_exec sh -c 'ip -o -4 route show table local proto 241 dev kipvs0; ip -o -6 route show table local proto 241 dev kipvs0' |
+    awk '{print $1, $2}' | sort | tr '\n' ' '; }
+all_vips="local 10.96.0.10 local 10.96.0.11 local 10.96.0.12 local 10.96.0.13 local 10.96.0.14 local 10.96.0.15 local 10.96.0.16 local 10.96.0.53 local 192.0.2.10 local fd00:96::16 "
+check "VIPs are local routes through kipvs0 ($(vips))" [ "$(vips)" = "$all_vips" ]
+check "and not addresses on it" [ -z "$(kt_node_exec ip -o addr show dev kipvs0 scope global)" ]
 check "ExternalName (even with a clusterIP) got no virtual server" lacks_rule 10.96.0.99
 check "headless got no virtual server (only the 8 VIPs' services, 2 NodePorts and the foreign one)" \
-    [ "$(kt_ipvsadm -Sn | grep -c '^-A')" = 11 ]
+    [ "$(kt_ipvsadm -Sn | grep -c '^-A')" = 13 ]
 check "sysctl net.ipv4.vs.conntrack=1" [ "$(kt_node_exec cat /proc/sys/net/ipv4/vs/conntrack)" = 1 ]
 check "sysctl net.ipv4.vs.expire_nodest_conn=1" [ "$(kt_node_exec cat /proc/sys/net/ipv4/vs/expire_nodest_conn)" = 1 ]
 
@@ -79,6 +83,14 @@ for vip in 10.96.0.10 10.96.0.11 10.96.0.12 10.96.0.13 10.96.0.14 192.0.2.10; do
     a=$(kt_http_get cli $vip 80 || true)
     check "$vip:80 answers ($a)" grep -qE '^pod-[123]$' <<<"$a"
 done
+a=$(get 6 cli fd00:96::16 80 | hist)
+check "dual-stack Service: [fd00:96::16]:80 spreads over the pods' v6 addresses ($a)" [ "$a" = "pod-1=2 pod-2=2 pod-3=2 " ]
+a=$(kt_http_get cli 10.96.0.16 80 || true)
+check "dual-stack Service: 10.96.0.16:80 answers ($a)" grep -qE '^pod-[123]$' <<<"$a"
+a=$(kt_http_get node 10.96.0.10 80 || true)
+check "from the node itself (hostNetwork clients): 10.96.0.10:80 answers ($a)" grep -qE '^pod-[123]$' <<<"$a"
+a=$(kt_http_get node fd00:96::16 80 || true)
+check "from the node itself: [fd00:96::16]:80 answers ($a)" grep -qE '^pod-[123]$' <<<"$a"
 for np in 30080 30081; do
     a=$(kt_http_get cli 10.0.2.254 $np || true)
     check "NodePort 10.0.2.254:$np answers ($a)" grep -qE '^pod-[123]$' <<<"$a"
@@ -189,6 +201,24 @@ out=$(kipvs -f "$KT_DIR/step2.json" -o json)
 echo "$out" | head -c 600; echo
 check "zero kernel writes (client write counter)" grep -q '"kernelWrites":0' <<<"$out"
 check "empty plan" grep -q '"writes":0' <<<"$out"
+
+step "--vip-mode=address converts every VIP to an address on kipvs0 (kube-proxy's way), and back"
+out=$(kipvs -f "$KT_DIR/step2.json" --vip-mode=address)
+echo "$out" | tail -3
+addrs() { kt_node_exec ip -o addr show dev kipvs0 scope global | awk '{print $4}' | sort | tr '\n' ' '; }
+check "VIPs are addresses now ($(addrs))" [ "$(addrs)" = \
+    "10.96.0.10/32 10.96.0.11/32 10.96.0.12/32 10.96.0.13/32 10.96.0.14/32 10.96.0.15/32 10.96.0.16/32 10.96.0.53/32 192.0.2.10/32 fd00:96::16/128 " ]
+check "and kipvs's local routes are gone" [ -z "$(vips)" ]
+a=$(kt_http_get cli 10.96.0.10 80 || true)
+check "address mode: 10.96.0.10:80 answers ($a)" grep -qE '^pod-[123]$' <<<"$a"
+a=$(kt_http_get cli fd00:96::16 80 || true)
+check "address mode: [fd00:96::16]:80 answers ($a)" grep -qE '^pod-[123]$' <<<"$a"
+out=$(kipvs -f "$KT_DIR/step2.json" -o json)
+check "back to route mode: routes again ($(vips))" [ "$(vips)" = "$all_vips" ]
+check "back to route mode: no addresses left" [ -z "$(addrs)" ]
+check "the IPVS table never changed while converting" grep -q '"kernelWrites":0' <<<"$out"
+a=$(kt_http_get cli 10.96.0.10 80 || true)
+check "route mode again: 10.96.0.10:80 answers ($a)" grep -qE '^pod-[123]$' <<<"$a"
 
 step "an invalid Service is named and skipped; the rest is applied"
 python3 - "$KT_DIR/step2.json" > "$KT_DIR/bad.json" <<'EOF'

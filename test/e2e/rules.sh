@@ -34,7 +34,8 @@ check "the duplicate VIP:port is named" grep -q 'rules/dup-b' "$tmp/err"
 ip netns exec "$ns" ipvsadm -Sn | sort > "$tmp/table"
 sort test/fixtures/rules/expected.ipvsadm > "$tmp/expected"
 check "ipvsadm -Sn equals test/fixtures/rules/expected.ipvsadm" diff "$tmp/expected" "$tmp/table"
-check "VIPs bound: ClusterIPs (v4+v6), externalIP, LB IP" [ "$(ip -n "$ns" -o addr show dev kipvs0 | grep -c 'scope global')" = 14 ]
+check "VIPs local: ClusterIPs (v4+v6), externalIP, LB IP, a route each" \
+    [ "$( (ip -n "$ns" -4 -o route show table local proto 241 dev kipvs0; ip -n "$ns" -6 -o route show table local proto 241 dev kipvs0) | grep -c '^local ')" = 14 ]
 
 set +e
 run -o json >"$tmp/again" 2>/dev/null

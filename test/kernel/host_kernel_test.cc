@@ -246,6 +246,76 @@ TEST_CASE("bindAddresses / unbindAddresses: 600 VIPs in a few syscalls, one stat
   CHECK(witnessBound(kDummy).empty());
 }
 
+// kipvs's local routes as iproute2 lists them: `ip route show table local
+// proto 241 dev X` for both families, destination of each line.
+std::set<ipvs::Address> witnessRoutes(const std::string& dev) {
+  Run r = sh("ip -4 -o route show table local proto 241 dev " + dev + "; ip -6 -o route show table local proto 241 dev " +
+             dev);
+  INFO(r.out);
+  REQUIRE(r.rc == 0);
+  std::set<ipvs::Address> out;
+  std::istringstream lines(r.out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream words(line);
+    std::string type, dst;
+    words >> type >> dst;
+    CHECK_MESSAGE(type == "local", line);
+    out.insert(ip(dst.substr(0, dst.find('/'))));
+  }
+  return out;
+}
+
+TEST_CASE("local routes: add, list and delete v4 and v6 in batches; idempotent; ours only; agrees with ip route") {
+  auto host = openHost();
+  ensureTestLink(*host);
+  std::vector<ipvs::Address> vips;
+  for (uint32_t i = 0; i < 300; ++i) vips.push_back(ipvs::Address::v4(0x0a610000u + i + 1));
+  for (uint32_t i = 0; i < 50; ++i) vips.push_back(ip(("fd00:10:98::" + std::to_string(i + 1)).c_str()));
+  vips.push_back(ip("0.0.0.0"));  // refused before sending; the others still go
+  std::vector<Status> r = host->addLocalRoutes(kDummy, vips);
+  REQUIRE(r.size() == vips.size());
+  for (size_t i = 0; i + 1 < vips.size(); ++i) CHECK_MESSAGE(r[i].isOk(), r[i].toString());
+  CHECK(r.back().code() == Code::kInvalid);
+  vips.pop_back();
+  r = host->addLocalRoutes(kDummy, vips);  // again: EEXIST folds to success
+  for (const auto& s : r) CHECK_MESSAGE(s.isOk(), s.toString());
+
+  auto listed = host->localRoutes(kDummy);
+  REQUIRE_MESSAGE(listed.isOk(), listed.status().toString());
+  CHECK(*listed == std::set<ipvs::Address>(vips.begin(), vips.end()));
+  CHECK(*listed == witnessRoutes(kDummy));
+  CHECK(host->boundAddresses(kDummy)->empty());  // routes, not addresses
+  // The kernel takes packets to them as its own.
+  Run get = sh("ip route get 10.97.0.5; ip -6 route get fd00:10:98::7");
+  CHECK_MESSAGE(get.out.rfind("local 10.97.0.5", 0) == 0, get.out);
+  CHECK_MESSAGE(get.out.find("\nlocal fd00:10:98::7") != std::string::npos, get.out);
+
+  // Someone else's local route (another protocol) is neither listed nor deleted.
+  mustSh(std::string("ip route add local 10.97.9.9 dev ") + kDummy + " table local proto static");
+  CHECK(host->deleteLocalRoutes(kDummy, std::vector<ipvs::Address>{ip("10.97.9.9")}).front().isOk());  // ESRCH
+  CHECK(host->localRoutes(kDummy)->count(ip("10.97.9.9")) == 0);
+  CHECK(sh("ip route show table local 10.97.9.9").out.find("proto static") != std::string::npos);
+  mustSh("ip route del local 10.97.9.9 table local");
+  // A VIP bound as an address is local already: adding our route is success, and not ours.
+  REQUIRE(host->bindAddress(kDummy, ip("10.97.8.8")).isOk());
+  CHECK(host->addLocalRoutes(kDummy, std::vector<ipvs::Address>{ip("10.97.8.8")}).front().isOk());
+  CHECK(host->localRoutes(kDummy)->count(ip("10.97.8.8")) == 0);
+  REQUIRE(host->unbindAddress(kDummy, ip("10.97.8.8")).isOk());
+
+  r = host->deleteLocalRoutes(kDummy, vips);
+  for (const auto& s : r) CHECK_MESSAGE(s.isOk(), s.toString());
+  r = host->deleteLocalRoutes(kDummy, vips);  // ESRCH folds to success
+  for (const auto& s : r) CHECK_MESSAGE(s.isOk(), s.toString());
+  CHECK(host->localRoutes(kDummy)->empty());
+  CHECK(witnessRoutes(kDummy).empty());
+
+  Status s = host->addLocalRoutes("nope0", std::vector<ipvs::Address>{ip("10.97.0.7")}).front();
+  CHECK(s.errnum() == ENODEV);
+  CHECK(s.message().find("add local route 10.97.0.7/32 dev nope0") != std::string::npos);
+  CHECK(host->localRoutes("nope0").status().errnum() == ENODEV);
+}
+
 TEST_CASE("errors carry the kernel's errno and name the interface and address") {
   auto host = openHost();
   Status s = host->bindAddress("nope0", ip("10.96.0.7"));
