@@ -29,6 +29,9 @@ k reconcile -f examples/cluster.json --node-name node-a --node-ip 198.51.100.10
 say "ipvsadm -Ln (the kernel's own view)"
 kt_ipvsadm -Ln
 
+say "the VIPs: local routes through kipvs0 (ip route show table local proto 241)"
+kt_node_exec ip route show table local proto 241
+
 say "traffic: 30 requests to web's ClusterIP 10.96.12.34:80 (rr over 3 ready pods)"
 split http 10.96.12.34 80 30
 say "traffic: 9 requests to web's metrics port 10.96.12.34:9090"
