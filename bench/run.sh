@@ -18,7 +18,7 @@
 # Output: DIR/report.md (the markdown section), DIR/vm/results.jsonl (one JSON line per measurement),
 #         DIR/native.txt, DIR/meta.json, DIR/load.txt (host load samples). Exit 1 when a correctness check failed
 #         (a table not equal to the reference, unexpected kernel write counts); targets missed are reported, not fatal.
-# Needs: the build (build/kipvs, build/bench/{kipvs_program,raw_netlink_loop,desired_bench,rusage_exec}),
+# Needs: the build (build/kipvs, build/bench/{kipvs_program,raw_netlink_loop,desired_bench,rusage_exec,dump_floor}),
 #        ipvsadm, python3, test/vm/run.sh (or a host with IPVS and root: test/vm/with-ipvs.sh decides).
 set -euo pipefail
 
@@ -47,7 +47,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-bins="kipvs bench/kipvs_program bench/raw_netlink_loop bench/desired_bench bench/rusage_exec"
+bins="kipvs bench/kipvs_program bench/raw_netlink_loop bench/desired_bench bench/rusage_exec bench/dump_floor"
 if [ -n "$rev" ]; then
     sha=$(git rev-parse --verify "$rev^{commit}")
     src=build/bench-src/$sha

@@ -38,6 +38,7 @@ class Suite:
             "raw": os.path.join(self.build, "bench/raw_netlink_loop"),
             "desired": os.path.join(self.build, "bench/desired_bench"),
             "rusage": os.path.join(self.build, "bench/rusage_exec"),
+            "floor": os.path.join(self.build, "bench/dump_floor"),
         }
         for k, p in self.exe.items():
             if not os.access(p, os.X_OK):
@@ -182,11 +183,14 @@ class Suite:
             ("dump: kipvs dump --output ipvsadm", [k, "dump", "--output", "ipvsadm"]),
             ("dump: ipvsadm -Sn", [self.ipvsadm, "-Sn"]),
             ("dump: kipvs_program dump phase", [self.exe["program"], "--services", "0", "--dests", "0"]),
+            # The kernel's share: the same dumps, replies counted and not decoded.
+            ("dump: dump_floor (kernel floor)", [self.exe["floor"]]),
         ]
         if r % 2 == 0:   # alternate who dumps first
             dumps = dumps[1:2] + dumps[0:1] + dumps[2:]
         for label, cmd in dumps:
-            self.measure(label, cmd, ns, stdout="/dev/null" if "program" not in label else None, run=r)
+            inner_json = "program" in label or "floor" in label
+            self.measure(label, cmd, ns, stdout=None if inner_json else "/dev/null", run=r)
         self.verify(ns, "kipvs_program", r)
         self.netns_del(ns)
 
@@ -228,6 +232,13 @@ class Suite:
         out4 = os.path.join(self.tmp, "bind.json")
         rec = self.measure("phase: reconcile, table present, VIPs unbound", rec_args, ns, stdout=out4, run=r)
         self.check_reconcile(out4, rec, expect_writes=0, run=r, expect_bind=self.N)
+        self.netns_del(ns)
+        # kube-proxy's way of making VIPs local, for comparison with the default local routes.
+        ns = self.netns_new("addr")
+        out5 = os.path.join(self.tmp, "addr.json")
+        rec = self.measure("phase: reconcile empty -> full, --vip-mode=address", rec_args + ["--vip-mode=address"], ns,
+                           stdout=out5, run=r)
+        self.check_reconcile(out5, rec, expect_writes=self.N * (self.M + 1), run=r)
         self.netns_del(ns)
         # parse + computeDesired in process (no kernel).
         self.measure("phase: desired_bench (parse + desired)", [self.exe["desired"], self.cluster, "1"], run=r)
@@ -271,10 +282,12 @@ class Suite:
         ("dropInvalid", "kipvs::controller::dropInvalid("),
         ("ensureDummy", "kipvs::controller::NetlinkHostNetwork::ensureDummy("),
         ("boundAddresses", "kipvs::controller::NetlinkHostNetwork::boundAddresses("),
+        ("localRoutes", "kipvs::controller::NetlinkHostNetwork::localRoutes("),
         ("dumpTable", "kipvs::ipvs::NetlinkIpvsClient::dumpTable("),
         ("plan", "kipvs::controller::plan("),
         ("sysctls", "kipvs::controller::prepareIpvsSysctls("),
-        ("bind VIPs", "kipvs::controller::NetlinkHostNetwork::bindAddresses("),
+        ("bind VIPs (address mode)", "kipvs::controller::NetlinkHostNetwork::bindAddresses("),
+        ("VIP routes (beside apply)", "kipvs::controller::NetlinkHostNetwork::addLocalRoutes("),
         ("apply", "kipvs::controller::apply("),
         ("render plan JSON", "kipvs::controller::renderPlanJson("),
         ("render ipvsadm", "kipvs::controller::renderIpvsadmRules("),
@@ -483,7 +496,8 @@ def report(args):
     tgt_ref = {t[1]: t for t in TARGETS}
     order = [
         "program: kipvs_program", "program: raw_netlink_loop", "program: ipvsadm -R",
-        "dump: kipvs dump --output ipvsadm", "dump: kipvs_program dump phase", "dump: ipvsadm -Sn",
+        "dump: kipvs dump --output ipvsadm", "dump: kipvs_program dump phase", "dump: dump_floor (kernel floor)",
+        "dump: ipvsadm -Sn",
         "reconcile: empty -> full", "reconcile: no-op", "dump: kipvs dump (reconciled table)",
     ]
     results = []
@@ -525,28 +539,37 @@ def report(args):
     ka = inner("program: kipvs_program", "apply")
     ra = inner("program: raw_netlink_loop", "apply")
     kd = inner("dump: kipvs_program dump phase", "dump")
+    fd = inner("dump: dump_floor (kernel floor)", "dump_floor")
     if ka or ra or kd:
         o.append("In-process timings (printed by the programs; no exec, no dynamic linking, no rendering):")
         o.append("")
         o.append("| what | median ms | runs (ms) | user ms | sys ms | syscalls |")
         o.append("|---|---:|---|---:|---:|---|")
         for label, phase, vals in [("kipvs_program apply", "apply", ka), ("raw_netlink_loop apply", "apply", ra),
-                                   ("kipvs_program dumpTable", "dump", kd)]:
+                                   ("kipvs_program dumpTable", "dump", kd), ("dump_floor (no decode)", "dump_floor", fd)]:
             if not vals:
                 continue
             src = {"kipvs_program apply": "program: kipvs_program", "raw_netlink_loop apply": "program: raw_netlink_loop",
-                   "kipvs_program dumpTable": "dump: kipvs_program dump phase"}[label]
-            us = inner(src, phase, "user_ms")
-            sy = inner(src, phase, "sys_ms")
+                   "kipvs_program dumpTable": "dump: kipvs_program dump phase",
+                   "dump_floor (no decode)": "dump: dump_floor (kernel floor)"}[label]
+            us = inner(src, phase, "user_ms") or inner(src, phase, "userMs")
+            sy = inner(src, phase, "sys_ms") or inner(src, phase, "sysMs")
             sends = inner(src, phase, "sends")
             recv = inner(src, phase, "receives")
-            sc = f"{int(statistics.median(sends))} sends" + (f", {int(statistics.median(recv))} receives" if recv else "")
+            sc = (f"{int(statistics.median(sends))} sends" if sends else "one per service") + \
+                (f", {int(statistics.median(recv))} receives" if recv else "")
             o.append(f"| {label} | {fmt(statistics.median(vals), 1)} | {', '.join(fmt(v, 1) for v in vals)} | "
                      f"{fmt(statistics.median(us), 1)} | {fmt(statistics.median(sy), 1)} | {sc} |")
         if ka and ra:
             o.append("")
             o.append(f"In-process apply ratio raw_netlink_loop / kipvs_program: "
                      f"{statistics.median(ra) / statistics.median(ka):.2f}×.")
+        if "dump: dump_floor (kernel floor)" in med and "dump: ipvsadm -Sn" in med:
+            o.append("")
+            o.append(f"Dump ceiling: `ipvsadm -Sn` / `dump_floor` (whole processes) = "
+                     f"{med['dump: ipvsadm -Sn'] / med['dump: dump_floor (kernel floor)']:.2f}× by medians "
+                     f"(runs {', '.join(f'{x:.2f}' for x in paired('dump: ipvsadm -Sn', 'dump: dump_floor (kernel floor)'))}): "
+                     f"no client that reads the table through GET_DEST dumps can beat `ipvsadm -Sn` by more.")
         o.append("")
     # Phases.
     ph = [k for k in timed if k.startswith("phase:")]
