@@ -2,6 +2,7 @@
 
 #include <glog/logging.h>
 
+#include <sstream>
 #include <thread>
 
 #include "controller/render.h"
@@ -172,13 +173,26 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     if (m == VipMode::kRoute) return std::string(add ? "added" : "deleted") + " local route " + v.toString() + " dev " + ifname;
     return std::string(add ? "bound " : "unbound ") + v.toString() + (add ? " to " : " from ") + ifname;
   };
-  if (opts.output == OutputFormat::kText) {
-    renderPlanText(result.plan, ctx, out);
-    for (const auto& v : toConvert) out << "  " << vipLine(otherMode, false, v) << " (left by --vip-mode=" << vipModeName(otherMode) << ")\n";
-    for (const auto& v : toBind) out << "  " << vipLine(opts.vipMode, true, v) << "\n";
-    for (const auto& v : toUnbind) out << "  " << vipLine(opts.vipMode, false, v) << "\n";
-    for (const auto& v : toUnbindOther) out << "  " << vipLine(otherMode, false, v) << "\n";
-  }
+  // The plan as printed (text: its lines and the VIP lines; json: the "plan"
+  // value). A real run renders it beside the kernel writes (see below) and
+  // prints it after them.
+  std::string planRendered;
+  auto renderPlanPart = [&] {
+    std::ostringstream os;
+    if (opts.output == OutputFormat::kText) {
+      renderPlanText(result.plan, ctx, os);
+      for (const auto& v : toConvert) {
+        os << "  " << vipLine(otherMode, false, v) << " (left by --vip-mode=" << vipModeName(otherMode) << ")\n";
+      }
+      for (const auto& v : toBind) os << "  " << vipLine(opts.vipMode, true, v) << "\n";
+      for (const auto& v : toUnbind) os << "  " << vipLine(opts.vipMode, false, v) << "\n";
+      for (const auto& v : toUnbindOther) os << "  " << vipLine(otherMode, false, v) << "\n";
+    } else {
+      renderPlanJson(result.plan, ctx, os);
+    }
+    planRendered = std::move(os).str();
+  };
+  if (opts.dryRun) renderPlanPart();
 
   if (!opts.dryRun) {
     // Results of host changes, in the order made; `errors` may be another
@@ -201,9 +215,10 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
       return add ? host.bindAddresses(opts.dummyInterface, addrs) : host.unbindAddresses(opts.dummyInterface, addrs);
     };
 
-    // The host side (sysctls, VIPs) runs beside the IPVS writes: both are
-    // kernel work under different locks (rtnl, the IPVS mutex), so on a
-    // machine with two CPUs it costs no extra wall time. Order between the
+    // The host side (sysctls, VIPs) and rendering the plan run beside the
+    // IPVS writes: the host changes are kernel work under another lock (rtnl,
+    // not the IPVS mutex), rendering is user time that only reads the plan,
+    // so on a machine with two CPUs neither adds wall time. Order between the
     // two does not matter for traffic: a virtual server whose VIP is not local
     // yet sees no packets, as if it were not there; a VIP local before its
     // virtual server is answered by the host's own stack, which is what
@@ -218,9 +233,14 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
       }
       record(otherMode, false, change(otherMode, false, toConvert), toConvert, hostChanges, hostErrors);
       record(opts.vipMode, true, change(opts.vipMode, true, toBind), toBind, hostChanges, hostErrors);
+      renderPlanPart();
     });
     merge(result.report, apply(result.plan, client));
     hostWork.join();
+    if (opts.output == OutputFormat::kText) {  // before any drain-progress lines
+      out << planRendered;
+      planRendered.clear();
+    }
     result.hostChanges = std::move(hostChanges);
     result.hostErrors = std::move(hostErrors);
 
@@ -293,8 +313,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   for (const auto& h : result.hostErrors) err << "error: " << h.toString() << "\n";
 
   if (opts.output == OutputFormat::kJson) {
-    out << "{\"dryRun\":" << (opts.dryRun ? "true" : "false") << ",\"plan\":";
-    renderPlanJson(result.plan, ctx, out);
+    out << "{\"dryRun\":" << (opts.dryRun ? "true" : "false") << ",\"plan\":" << planRendered;
     auto list = [&](const char* key, std::initializer_list<const std::vector<ipvs::Address>*> parts) {
       out << ",\"" << key << "\":[";
       bool firstAddr = true;
@@ -327,6 +346,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
         << ",\"stillDraining\":" << result.stillDraining
         << ",\"exitCode\":" << result.exitCode() << "}\n";
   } else {
+    out << planRendered;  // a dry run's; a real run printed it after the writes
     if (opts.dryRun) {
       out << "dry run: nothing was changed\n";
     } else {

@@ -219,6 +219,15 @@ TEST_CASE("reconcile: a terminating pod drains at weight 0, then goes (drain=wai
     CHECK(r.stillDraining == 0);
     CHECK(rig.sleeps == 3);
     CHECK(rig.kernel.dumpTable()->services.at(k).dests.count(leaving) == 0);
+    // The plan (rendered beside the writes) still comes first, then drain progress, then the summary.
+    const std::string o = rig.out.str();
+    const size_t planAt = o.find("draining at weight 0"), drainedAt = o.find("drained: removed"),
+                 summaryAt = o.find("Applied ");
+    REQUIRE(planAt != std::string::npos);
+    REQUIRE(drainedAt != std::string::npos);
+    REQUIRE(summaryAt != std::string::npos);
+    CHECK(planAt < drainedAt);
+    CHECK(drainedAt < summaryAt);
   }
 }
 
