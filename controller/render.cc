@@ -2,10 +2,13 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <charconv>
 #include <concepts>
 #include <cstdio>
+#include <cstring>
 #include <string_view>
+#include <vector>
 
 namespace kipvs::controller {
 
@@ -20,36 +23,37 @@ using ipvs::ServiceState;
 
 namespace {
 
-// Appends s with JSON escapes. Runs of bytes that need none (almost all of
-// them) are copied whole.
-void appendJsonEscaped(std::string_view s, std::string& out) {
+// Appends s with JSON escapes to `out` (a std::string or a Writer). Runs of
+// bytes that need none (almost all of them) are copied whole.
+template <typename Out>
+void appendJsonEscaped(std::string_view s, Out& out) {
   static constexpr char kHex[] = "0123456789abcdef";
   size_t run = 0;
   for (size_t i = 0; i < s.size(); ++i) {
     const auto c = static_cast<unsigned char>(s[i]);
     if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out.append(s.substr(run, i - run));
+    out.append(s.data() + run, i - run);
     run = i + 1;
     switch (c) {
       case '"':
-        out += "\\\"";
+        out.append("\\\"", 2);
         break;
       case '\\':
-        out += "\\\\";
+        out.append("\\\\", 2);
         break;
       case '\n':
-        out += "\\n";
+        out.append("\\n", 2);
         break;
       case '\t':
-        out += "\\t";
+        out.append("\\t", 2);
         break;
-      default:
-        out += "\\u00";
-        out += kHex[c >> 4];
-        out += kHex[c & 0xf];
+      default: {
+        const char u[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xf]};
+        out.append(u, sizeof(u));
+      }
     }
   }
-  out.append(s.substr(run));
+  out.append(s.data() + run, s.size() - run);
 }
 
 // A string the Writer quotes and escapes for JSON.
@@ -64,35 +68,42 @@ struct Bracketed {
 
 // Output goes into one buffer handed to the stream every 256 KiB: few stream
 // calls, no temporary string per value, and memory stays flat however large
-// the output. Call breakPoint() between records; the destructor writes the rest.
+// the output. The buffer is sized ahead and filled with memcpy, so appending
+// a literal compiles to a few moves rather than a call per piece. Call
+// breakPoint() between records; the destructor writes the rest.
 class Writer {
  public:
-  explicit Writer(std::ostream& out) : out_(out) { buf_.reserve(kFlushAt + 4096); }
+  explicit Writer(std::ostream& out) : out_(out), buf_(kFlushAt + 4096) {}
   ~Writer() { flush(); }
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
 
+  void append(const char* p, size_t n) {
+    std::memcpy(room(n), p, n);
+    len_ += n;
+  }
   Writer& operator<<(std::string_view s) {
-    buf_.append(s);
+    append(s.data(), s.size());
     return *this;
   }
   Writer& operator<<(char c) {
-    buf_ += c;
+    *room(1) = c;
+    ++len_;
     return *this;
   }
   template <std::integral T>
     requires(!std::same_as<T, bool> && !std::same_as<T, char>)
   Writer& operator<<(T v) {
-    char b[24];
-    buf_.append(b, std::to_chars(b, b + sizeof(b), v).ptr - b);  // (pointer, length): (first, last) goes through replace()
+    constexpr size_t kMax = 24;  // a 64-bit integer with its sign
+    char* p = room(kMax);
+    len_ = std::to_chars(p, p + kMax, v).ptr - buf_.data();
     return *this;
   }
 
   Writer& operator<<(Json j) {
-    buf_ += '"';
-    appendJsonEscaped(j.text, buf_);
-    buf_ += '"';
-    return *this;
+    *this << '"';
+    appendJsonEscaped(j.text, *this);
+    return *this << '"';
   }
   // The toString() forms, without the temporaries: "10.0.0.1", "fd00::1";
   // "TCP 10.0.0.1:80", "FWM 5 IPv4"; "10.0.1.1:8080", "[fd00::1]:8080".
@@ -108,18 +119,11 @@ class Writer {
   }
 
   // printf's %-Ns: what was written since mark(), padded to `width`.
-  size_t mark() const { return buf_.size(); }
-  Writer& padTo(size_t mark, size_t width) {
-    const size_t len = buf_.size() - mark;
-    if (len < width) buf_.append(width - len, ' ');
-    return *this;
-  }
+  size_t mark() const { return len_; }
+  std::string_view since(size_t mark) const { return std::string_view(buf_.data() + mark, len_ - mark); }
+  Writer& padTo(size_t mark, size_t width) { return pad(width - std::min(width, len_ - mark)); }
   // printf's %Ns and %Nd.
-  Writer& right(std::string_view s, size_t width) {
-    if (s.size() < width) buf_.append(width - s.size(), ' ');
-    buf_.append(s);
-    return *this;
-  }
+  Writer& right(std::string_view s, size_t width) { return pad(width - std::min(width, s.size())) << s; }
   template <std::integral T>
   Writer& right(T v, size_t width) {
     char b[24];
@@ -127,17 +131,32 @@ class Writer {
   }
 
   void breakPoint() {
-    if (buf_.size() >= kFlushAt) flush();
+    if (len_ >= kFlushAt) flush();
   }
   void flush() {
-    out_.write(buf_.data(), static_cast<std::streamsize>(buf_.size()));
-    buf_.clear();
+    out_.write(buf_.data(), static_cast<std::streamsize>(len_));
+    len_ = 0;
   }
 
  private:
   static constexpr size_t kFlushAt = 256 << 10;
+
+  // Where the next n bytes go. Inlined everywhere, so the rare growth (an
+  // outsized record) stays out of line.
+  [[gnu::always_inline]] char* room(size_t n) {
+    if (buf_.size() - len_ < n) [[unlikely]] grow(n);
+    return buf_.data() + len_;
+  }
+  [[gnu::noinline]] void grow(size_t n) { buf_.resize(std::max(buf_.size() * 2, len_ + n)); }
+  Writer& pad(size_t n) {
+    std::memset(room(n), ' ', n);
+    len_ += n;
+    return *this;
+  }
+
   std::ostream& out_;
-  std::string buf_;
+  std::vector<char> buf_;
+  size_t len_ = 0;  // bytes of buf_ in use
 };
 
 Writer& Writer::operator<<(const Address& a) {
@@ -147,13 +166,13 @@ Writer& Writer::operator<<(const Address& a) {
     return *this << (r ? std::string_view(r) : std::string_view("?"));
   }
   // Hand-rolled dotted quad: the hot path of every plan and table listing.
-  char b[16];
-  char* p = b;
+  char* const start = room(15);
+  char* p = start;
   for (int i = 0; i < 4; ++i) {
     if (i) *p++ = '.';
-    p = std::to_chars(p, b + sizeof(b), a.bytes[i]).ptr;
+    p = std::to_chars(p, start + 15, a.bytes[i]).ptr;
   }
-  buf_.append(b, p - b);
+  len_ += p - start;
   return *this;
 }
 
@@ -169,10 +188,14 @@ std::string jsonEscape(const std::string& s) {
 namespace {
 
 // ipvsadm's virtual-service argument.
-std::string ipvsadmService(const ServiceKey& k) {
-  if (k.isFwmark()) return "-f " + std::to_string(k.fwmark) + (k.family == ipvs::Family::kV6 ? " -6" : "");
-  const char* flag = k.protocol == ipvs::Protocol::kTcp ? "-t" : k.protocol == ipvs::Protocol::kUdp ? "-u" : "--sctp-service";
-  return std::string(flag) + " " + k.address.toBracketed() + ":" + std::to_string(k.port);
+void ipvsadmService(const ServiceKey& k, Writer& w) {
+  if (k.isFwmark()) {
+    w << "-f " << k.fwmark << (k.family == ipvs::Family::kV6 ? " -6" : "");
+    return;
+  }
+  const auto p = k.protocol;
+  w << (p == ipvs::Protocol::kTcp ? "-t " : p == ipvs::Protocol::kUdp ? "-u " : "--sctp-service ");
+  w << Bracketed{k.address} << ':' << k.port;
 }
 
 // The persistence netmask: dotted for IPv4, a prefix length for IPv6.
@@ -254,9 +277,14 @@ void destLine(std::string_view svc, const DestKey& d, const DestSpec& s, Writer&
 
 void renderIpvsadmRules(const ipvs::Table& table, std::ostream& out) {
   Writer w(out);
+  std::string svc;
   for (const auto& [k, s] : table.services) {
-    const std::string svc = ipvsadmService(k);
-    w << "-A " << svc << ' ';
+    w << "-A ";
+    // Written once, then copied into each real server's line.
+    const size_t at = w.mark();
+    ipvsadmService(k, w);
+    svc.assign(w.since(at));
+    w << ' ';
     specArgs(k, s.spec, w);
     w << '\n';
     for (const auto& [dk, d] : s.dests) {
