@@ -105,7 +105,9 @@ struct Scenario {
     for (const char* a : {"::ffff:10.1.2.3", "::10.1.2.3", "2001:db8:0:0:1:0:0:1", "1:2:3:4:5:6:7:8", "fe80::", "::"}) {
       want[v6].dests[D(a, 0)] = dest(FwdMethod::kMasq, 1);
     }
-    for (const char* a : {"0.0.0.0", "1.0.0.255", "100.10.1.0"}) want[web].dests[D(a, 65535)] = dest(FwdMethod::kMasq, 1);
+    for (const char* a : {"0.0.0.0", "1.0.0.255", "100.10.1.0"}) {
+      want[web].dests[D(a, 65535)] = dest(FwdMethod::kMasq, 1);
+    }
     desired.origins[v6] = {"default/sctp", "sctp-port", "ExternalIP"};
 
     // Created fwmark services: sh with every flag bit; IPv6 with the default /128.
@@ -238,4 +240,26 @@ TEST_CASE("render: jsonEscape") {
   CHECK(jsonEscape("a\"b\\c\nd\te\r\x01\x1f\x7f\xc3\xa9") ==
         "a\\\"b\\\\c\\nd\\te\\u000d\\u0001\\u001f\x7f\xc3\xa9");
   CHECK(jsonEscape(std::string("\0", 1)) == "\\u0000");
+}
+
+TEST_CASE("render: a record larger than the output buffer") {
+  std::string note;
+  for (int i = 0; note.size() < (1 << 20); ++i) note += "part " + std::to_string(i) + (i % 7 ? " " : "\"\\\n\x01");
+  Desired desired;
+  desired.notes = {note, "after"};
+  const Plan empty;
+  const PlanContext ctx{&desired, nullptr};
+  CHECK(capture([&](std::ostream& o) { renderPlanJson(empty, ctx, o); }) ==
+        "{\"writes\":0,\"draining\":0,\"services\":[\n],\"leftAlone\":[],\"notes\":[\"" + jsonEscape(note) +
+            "\",\"after\"]}\n");
+  CHECK(capture([&](std::ostream& o) { renderPlanText(empty, ctx, o); }) ==
+        "Plan: 0 virtual servers to add, 0 to update, 0 to delete; 0 real-server changes; 0 kernel writes\nnote: " +
+            note + "\nnote: after\n");
+
+  Table t;
+  auto k = ServiceKey::tcp(A("10.0.0.1"), 80);
+  t.services[k].spec = spec(std::string(300 << 10, 'x'));
+  t.services[k].dests[D("10.0.0.2", 80)] = dest(FwdMethod::kMasq, 1);
+  CHECK(capture([&](std::ostream& o) { renderIpvsadmRules(t, o); }) ==
+        "-A -t 10.0.0.1:80 -s " + std::string(300 << 10, 'x') + "\n-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1\n");
 }
