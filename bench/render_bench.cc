@@ -2,8 +2,8 @@
 // the plan `kipvs reconcile -o json|text` prints into an empty table, a
 // "mixed" plan against a perturbed copy of the table (updates, drains,
 // deletes, foreign services), and the table renderers.
-// usage: render_bench FILE [REPEAT] [--out DIR] [--only NAME]
-//   --out DIR: also write every output there, for cmp; --only: one output (e.g. plan.json, for perf)
+// usage: render_bench FILE [REPEAT] [--out DIR] [--only PREFIX]
+//   --out DIR: also write every output there, for cmp; --only PREFIX: only those outputs (plan, plan.json, ...)
 #include <time.h>
 
 #include <algorithm>
@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
   const std::string outDir = option("--out");
   const std::string only = option("--only");
   if (args.empty()) {
-    std::fprintf(stderr, "usage: %s FILE [REPEAT] [--out DIR] [--only NAME]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s FILE [REPEAT] [--out DIR] [--only PREFIX]\n", argv[0]);
     return 2;
   }
   const int repeat = args.size() > 1 ? std::max(1, std::atoi(args[1].c_str())) : 5;
@@ -118,7 +118,7 @@ int main(int argc, char** argv) {
   std::ofstream devNull("/dev/null");
   std::printf("%-14s %10s %16s %16s\n", "output", "bytes", "ostringstream ms", "/dev/null ms");
   for (const auto& cs : cases) {
-    if (!only.empty() && cs.name != only) continue;
+    if (cs.name.rfind(only, 0) != 0) continue;
     std::vector<double> mem, null;
     size_t bytes = 0;
     for (int r = 0; r < repeat; ++r) {
