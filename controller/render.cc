@@ -170,7 +170,15 @@ Writer& Writer::operator<<(const Address& a) {
   char* p = start;
   for (int i = 0; i < 4; ++i) {
     if (i) *p++ = '.';
-    p = std::to_chars(p, start + 15, a.bytes[i]).ptr;
+    unsigned v = a.bytes[i];
+    if (v >= 100) {
+      *p++ = static_cast<char>('0' + v / 100);
+      v %= 100;
+      *p++ = static_cast<char>('0' + v / 10);
+    } else if (v >= 10) {
+      *p++ = static_cast<char>('0' + v / 10);
+    }
+    *p++ = static_cast<char>('0' + v % 10);
   }
   len_ += p - start;
   return *this;
