@@ -2,11 +2,17 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+#include <charconv>
+#include <concepts>
 #include <cstdio>
-#include <sstream>
+#include <cstring>
+#include <string_view>
+#include <vector>
 
 namespace kipvs::controller {
 
+using ipvs::Address;
 using ipvs::DestKey;
 using ipvs::DestSpec;
 using ipvs::FwdMethod;
@@ -15,53 +21,198 @@ using ipvs::ServiceKey;
 using ipvs::ServiceSpec;
 using ipvs::ServiceState;
 
+namespace {
+
+// Appends s with JSON escapes to `out` (a std::string or a Writer). Runs of
+// bytes that need none (almost all of them) are copied whole.
+template <typename Out>
+void appendJsonEscaped(std::string_view s, Out& out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  size_t run = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(s.data() + run, i - run);
+    run = i + 1;
+    switch (c) {
+      case '"':
+        out.append("\\\"", 2);
+        break;
+      case '\\':
+        out.append("\\\\", 2);
+        break;
+      case '\n':
+        out.append("\\n", 2);
+        break;
+      case '\t':
+        out.append("\\t", 2);
+        break;
+      default: {
+        const char u[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xf]};
+        out.append(u, sizeof(u));
+      }
+    }
+  }
+  out.append(s.data() + run, s.size() - run);
+}
+
+// A string the Writer quotes and escapes for JSON.
+struct Json {
+  std::string_view text;
+};
+
+// An address as in host:port: "10.0.0.1", "[fd00::1]".
+struct Bracketed {
+  const Address& address;
+};
+
+// Output goes into one buffer handed to the stream every 256 KiB: few stream
+// calls, no temporary string per value, and memory stays flat however large
+// the output. The buffer is sized ahead and filled with memcpy, so appending
+// a literal compiles to a few moves rather than a call per piece. Call
+// breakPoint() between records; the destructor writes the rest.
+class Writer {
+ public:
+  explicit Writer(std::ostream& out) : out_(out), buf_(kFlushAt + 4096) {}
+  ~Writer() { flush(); }
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+
+  void append(const char* p, size_t n) {
+    std::memcpy(room(n), p, n);
+    len_ += n;
+  }
+  Writer& operator<<(std::string_view s) {
+    append(s.data(), s.size());
+    return *this;
+  }
+  Writer& operator<<(char c) {
+    *room(1) = c;
+    ++len_;
+    return *this;
+  }
+  template <std::integral T>
+    requires(!std::same_as<T, bool> && !std::same_as<T, char>)
+  Writer& operator<<(T v) {
+    constexpr size_t kMax = 24;  // a 64-bit integer with its sign
+    char* p = room(kMax);
+    len_ = std::to_chars(p, p + kMax, v).ptr - buf_.data();
+    return *this;
+  }
+
+  Writer& operator<<(Json j) {
+    *this << '"';
+    appendJsonEscaped(j.text, *this);
+    return *this << '"';
+  }
+  // The toString() forms, without the temporaries: "10.0.0.1", "fd00::1";
+  // "TCP 10.0.0.1:80", "FWM 5 IPv4"; "10.0.1.1:8080", "[fd00::1]:8080".
+  Writer& operator<<(const Address& a);
+  Writer& operator<<(const ServiceKey& k) {
+    if (k.isFwmark()) return *this << "FWM " << k.fwmark << (k.family == ipvs::Family::kV4 ? " IPv4" : " IPv6");
+    return *this << ipvs::protocolName(k.protocol) << ' ' << Bracketed{k.address} << ':' << k.port;
+  }
+  Writer& operator<<(const DestKey& d) { return *this << Bracketed{d.address} << ':' << d.port; }
+  Writer& operator<<(Bracketed b) {
+    if (b.address.isV4()) return *this << b.address;
+    return *this << '[' << b.address << ']';
+  }
+
+  // printf's %-Ns: what was written since mark(), padded to `width`.
+  size_t mark() const { return len_; }
+  std::string_view since(size_t mark) const { return std::string_view(buf_.data() + mark, len_ - mark); }
+  Writer& padTo(size_t mark, size_t width) { return pad(width - std::min(width, len_ - mark)); }
+  // printf's %Ns and %Nd.
+  Writer& right(std::string_view s, size_t width) { return pad(width - std::min(width, s.size())) << s; }
+  template <std::integral T>
+  Writer& right(T v, size_t width) {
+    char b[24];
+    return right(std::string_view(b, std::to_chars(b, b + sizeof(b), v).ptr), width);
+  }
+
+  void breakPoint() {
+    if (len_ >= kFlushAt) flush();
+  }
+  void flush() {
+    out_.write(buf_.data(), static_cast<std::streamsize>(len_));
+    len_ = 0;
+  }
+
+ private:
+  static constexpr size_t kFlushAt = 256 << 10;
+
+  // Where the next n bytes go. Inlined everywhere, so the rare growth (an
+  // outsized record) stays out of line.
+  [[gnu::always_inline]] char* room(size_t n) {
+    if (buf_.size() - len_ < n) [[unlikely]] grow(n);
+    return buf_.data() + len_;
+  }
+  [[gnu::noinline]] void grow(size_t n) { buf_.resize(std::max(buf_.size() * 2, len_ + n)); }
+  Writer& pad(size_t n) {
+    std::memset(room(n), ' ', n);
+    len_ += n;
+    return *this;
+  }
+
+  std::ostream& out_;
+  std::vector<char> buf_;
+  size_t len_ = 0;  // bytes of buf_ in use
+};
+
+Writer& Writer::operator<<(const Address& a) {
+  if (!a.isV4()) {
+    char b[INET6_ADDRSTRLEN];
+    const char* r = inet_ntop(AF_INET6, a.bytes.data(), b, sizeof(b));
+    return *this << (r ? std::string_view(r) : std::string_view("?"));
+  }
+  // Hand-rolled dotted quad: the hot path of every plan and table listing.
+  char* const start = room(15);
+  char* p = start;
+  for (int i = 0; i < 4; ++i) {
+    if (i) *p++ = '.';
+    unsigned v = a.bytes[i];
+    if (v >= 100) {
+      *p++ = static_cast<char>('0' + v / 100);
+      v %= 100;
+      *p++ = static_cast<char>('0' + v / 10);
+    } else if (v >= 10) {
+      *p++ = static_cast<char>('0' + v / 10);
+    }
+    *p++ = static_cast<char>('0' + v % 10);
+  }
+  len_ += p - start;
+  return *this;
+}
+
+}  // namespace
+
 std::string jsonEscape(const std::string& s) {
   std::string out;
   out.reserve(s.size() + 2);
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
+  appendJsonEscaped(s, out);
   return out;
 }
 
 namespace {
 
-std::string q(const std::string& s) { return "\"" + jsonEscape(s) + "\""; }
-
 // ipvsadm's virtual-service argument.
-std::string ipvsadmService(const ServiceKey& k) {
-  if (k.isFwmark()) return "-f " + std::to_string(k.fwmark) + (k.family == ipvs::Family::kV6 ? " -6" : "");
-  const char* flag = k.protocol == ipvs::Protocol::kTcp ? "-t" : k.protocol == ipvs::Protocol::kUdp ? "-u" : "--sctp-service";
-  return std::string(flag) + " " + k.address.toBracketed() + ":" + std::to_string(k.port);
+void ipvsadmService(const ServiceKey& k, Writer& w) {
+  if (k.isFwmark()) {
+    w << "-f " << k.fwmark << (k.family == ipvs::Family::kV6 ? " -6" : "");
+    return;
+  }
+  const auto p = k.protocol;
+  w << (p == ipvs::Protocol::kTcp ? "-t " : p == ipvs::Protocol::kUdp ? "-u " : "--sctp-service ");
+  w << Bracketed{k.address} << ':' << k.port;
 }
 
-std::string v4Mask(uint32_t hostOrder) {
-  in_addr a;
-  a.s_addr = htonl(hostOrder);
-  char buf[INET_ADDRSTRLEN];
-  inet_ntop(AF_INET, &a, buf, sizeof(buf));
-  return buf;
+// The persistence netmask: dotted for IPv4, a prefix length for IPv6.
+void netmask(const ServiceKey& k, const ServiceSpec& s, Writer& w) {
+  if (k.family == ipvs::Family::kV4) {
+    w << Address::v4(s.netmask);
+  } else {
+    w << s.netmask;
+  }
 }
 
 std::string schedFlags(const ServiceSpec& s) {
@@ -103,298 +254,352 @@ const char* tunCsumOpt(uint16_t flags) {
   return "--tun-nocsum";
 }
 
-std::string serviceLine(const ServiceKey& k, const ServiceSpec& s) {
-  std::string line = "-A " + ipvsadmService(k) + " -s " + s.scheduler;
+// A service rule without its "-A -t VIP:PORT" head: "-s rr -p 60".
+void specArgs(const ServiceKey& k, const ServiceSpec& s, Writer& w) {
+  w << "-s " << s.scheduler;
   if (s.flags & ipvs::kSvcFlagPersistent) {
-    line += " -p " + std::to_string(s.timeout);
-    if (k.family == ipvs::Family::kV4 && s.netmask != 0xffffffffu) line += " -M " + v4Mask(s.netmask);
-    if (k.family == ipvs::Family::kV6 && s.netmask != 128) line += " -M " + std::to_string(s.netmask);
+    w << " -p " << s.timeout;
+    if (k.family == ipvs::Family::kV4 && s.netmask != 0xffffffffu) w << " -M " << Address::v4(s.netmask);
+    if (k.family == ipvs::Family::kV6 && s.netmask != 128) w << " -M " << s.netmask;
   }
-  if (!s.pe.empty()) line += " --pe " + s.pe;
-  if (s.flags & ipvs::kSvcFlagOnePacket) line += " -o";
+  if (!s.pe.empty()) w << " --pe " << s.pe;
+  if (s.flags & ipvs::kSvcFlagOnePacket) w << " -o";
   std::string f = schedFlags(s);
-  if (!f.empty()) line += " -b " + f;
-  return line;
+  if (!f.empty()) w << " -b " << f;
 }
 
-// Appends one real-server rule; `svc` is ipvsadmService(k), computed once per service.
-void appendDestLine(const std::string& svc, const DestKey& d, const DestSpec& s, std::string& out) {
-  out += "-a ";
-  out += svc;
-  out += " -r ";
-  out += d.address.toBracketed();
-  out += ':';
-  out += std::to_string(d.port);
-  out += ' ';
-  out += fwdSwitch(s.fwd);
-  out += " -w ";
-  out += std::to_string(s.weight);
-  if (s.upperThreshold) out += " -x " + std::to_string(s.upperThreshold);
-  if (s.lowerThreshold) out += " -y " + std::to_string(s.lowerThreshold);
+// One real-server rule; `svc` is the service's ipvsadm argument, written once per service.
+void destLine(std::string_view svc, const DestKey& d, const DestSpec& s, Writer& w) {
+  w << "-a " << svc << " -r " << d << ' ' << fwdSwitch(s.fwd) << " -w " << s.weight;
+  if (s.upperThreshold) w << " -x " << s.upperThreshold;
+  if (s.lowerThreshold) w << " -y " << s.lowerThreshold;
   if (s.fwd == FwdMethod::kTunnel) {
-    out += std::string(" --tun-type ") + tunTypeName(s.tunType);
-    if (s.tunType == ipvs::TunnelType::kGue) out += " --tun-port " + std::to_string(s.tunPort);
-    if (s.tunType != ipvs::TunnelType::kIpip) out += std::string(" ") + tunCsumOpt(s.tunFlags);
+    w << " --tun-type " << tunTypeName(s.tunType);
+    if (s.tunType == ipvs::TunnelType::kGue) w << " --tun-port " << s.tunPort;
+    if (s.tunType != ipvs::TunnelType::kIpip) w << ' ' << tunCsumOpt(s.tunFlags);
   }
-  out += '\n';
+  w << '\n';
 }
 
 }  // namespace
 
 void renderIpvsadmRules(const ipvs::Table& table, std::ostream& out) {
-  // Lines go into a buffer written out every 256 KiB: few stream calls, and
-  // memory stays flat however large the table.
-  constexpr size_t kFlushAt = 256 << 10;
-  std::string buf;
-  buf.reserve(kFlushAt + 4096);
+  Writer w(out);
+  std::string svc;
   for (const auto& [k, s] : table.services) {
-    buf += serviceLine(k, s.spec);
-    buf += '\n';
-    const std::string svc = ipvsadmService(k);
+    w << "-A ";
+    // Written once, then copied into each real server's line.
+    const size_t at = w.mark();
+    ipvsadmService(k, w);
+    svc.assign(w.since(at));
+    w << ' ';
+    specArgs(k, s.spec, w);
+    w << '\n';
     for (const auto& [dk, d] : s.dests) {
-      appendDestLine(svc, dk, d.spec, buf);
-      if (buf.size() >= kFlushAt) {
-        out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
-        buf.clear();
-      }
+      destLine(svc, dk, d.spec, w);
+      w.breakPoint();
     }
+    w.breakPoint();
   }
-  out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
 }
 
 void renderTableText(const ipvs::Table& table, std::ostream& out) {
-  char buf[256];
-  std::snprintf(buf, sizeof(buf), "%-40s %-10s %-9s\n  %-38s %-7s %6s %10s %10s %7s\n", "Prot LocalAddress:Port",
+  Writer w(out);
+  char head[256];
+  std::snprintf(head, sizeof(head), "%-40s %-10s %-9s\n  %-38s %-7s %6s %10s %10s %7s\n", "Prot LocalAddress:Port",
                 "Scheduler", "Flags", "-> RemoteAddress:Port", "Forward", "Weight", "ActiveConn", "InActConn", "Share");
-  out << buf;
+  w << head;
   for (const auto& [k, s] : table.services) {
-    std::string flags;
-    if (s.spec.flags & ipvs::kSvcFlagPersistent) flags += "persistent " + std::to_string(s.spec.timeout);
-    if (s.spec.flags & ipvs::kSvcFlagOnePacket) flags += std::string(flags.empty() ? "" : " ") + "ops";
+    size_t at = w.mark();
+    w << k;
+    w.padTo(at, 40) << ' ';
+    at = w.mark();
+    w << s.spec.scheduler;
+    w.padTo(at, 10) << ' ';
+    bool any = false;
+    if (s.spec.flags & ipvs::kSvcFlagPersistent) {
+      w << "persistent " << s.spec.timeout;
+      any = true;
+    }
+    if (s.spec.flags & ipvs::kSvcFlagOnePacket) {
+      w << (any ? " " : "") << "ops";
+      any = true;
+    }
     std::string sf = schedFlags(s.spec);
-    if (!sf.empty()) flags += std::string(flags.empty() ? "" : " ") + sf;
-    std::snprintf(buf, sizeof(buf), "%-40s %-10s %s\n", k.toString().c_str(), s.spec.scheduler.c_str(), flags.c_str());
-    out << buf;
+    if (!sf.empty()) w << (any ? " " : "") << sf;
+    w << '\n';
     uint64_t total = 0;
     for (const auto& [dk, d] : s.dests) total += d.counters.activeConns + d.counters.inactiveConns;
     for (const auto& [dk, d] : s.dests) {
+      w << "  -> ";
+      at = w.mark();
+      w << dk;
+      w.padTo(at, 35) << ' ';
+      at = w.mark();
+      w << ipvs::fwdMethodName(d.spec.fwd);
+      w.padTo(at, 7) << ' ';
+      w.right(d.spec.weight, 6) << ' ';
+      w.right(d.counters.activeConns, 10) << ' ';
+      w.right(d.counters.inactiveConns, 10) << ' ';
       const uint64_t mine = d.counters.activeConns + d.counters.inactiveConns;
-      std::string share = total ? std::to_string((mine * 1000 / total + 5) / 10) + "%" : "-";
-      std::snprintf(buf, sizeof(buf), "  -> %-35s %-7s %6d %10u %10u %7s\n", dk.toString().c_str(),
-                    ipvs::fwdMethodName(d.spec.fwd), d.spec.weight, d.counters.activeConns, d.counters.inactiveConns,
-                    share.c_str());
-      out << buf;
+      if (total) {
+        char b[24];
+        char* p = std::to_chars(b, b + sizeof(b) - 1, (mine * 1000 / total + 5) / 10).ptr;
+        *p++ = '%';
+        w.right(std::string_view(b, p - b), 7);
+      } else {
+        w.right("-", 7);
+      }
+      w << '\n';
+      w.breakPoint();
     }
   }
 }
 
 namespace {
 
-void statsJson(const ipvs::Stats& s, std::ostream& out) {
-  out << "{\"conns\":" << s.conns << ",\"inPkts\":" << s.inPkts << ",\"outPkts\":" << s.outPkts
-      << ",\"inBytes\":" << s.inBytes << ",\"outBytes\":" << s.outBytes << ",\"cps\":" << s.cps
-      << ",\"inPps\":" << s.inPps << ",\"outPps\":" << s.outPps << ",\"inBps\":" << s.inBps
-      << ",\"outBps\":" << s.outBps << "}";
+void statsJson(const ipvs::Stats& s, Writer& w) {
+  w << "{\"conns\":" << s.conns << ",\"inPkts\":" << s.inPkts << ",\"outPkts\":" << s.outPkts
+    << ",\"inBytes\":" << s.inBytes << ",\"outBytes\":" << s.outBytes << ",\"cps\":" << s.cps
+    << ",\"inPps\":" << s.inPps << ",\"outPps\":" << s.outPps << ",\"inBps\":" << s.inBps << ",\"outBps\":" << s.outBps
+    << '}';
 }
 
-void keyJson(const ServiceKey& k, std::ostream& out) {
-  out << "{\"family\":" << (k.family == ipvs::Family::kV4 ? "\"IPv4\"" : "\"IPv6\"");
+void keyJson(const ServiceKey& k, Writer& w) {
+  w << "{\"family\":" << (k.family == ipvs::Family::kV4 ? "\"IPv4\"" : "\"IPv6\"");
   if (k.isFwmark()) {
-    out << ",\"fwmark\":" << k.fwmark;
+    w << ",\"fwmark\":" << k.fwmark;
   } else {
-    out << ",\"protocol\":" << q(ipvs::protocolName(k.protocol)) << ",\"address\":" << q(k.address.toString())
-        << ",\"port\":" << k.port;
+    w << ",\"protocol\":\"" << ipvs::protocolName(k.protocol) << "\",\"address\":\"" << k.address
+      << "\",\"port\":" << k.port;
   }
-  out << "}";
+  w << '}';
 }
 
-void serviceSpecJson(const ServiceKey& k, const ServiceSpec& s, std::ostream& out) {
-  out << "{\"scheduler\":" << q(s.scheduler) << ",\"flags\":" << s.flags
-      << ",\"persistent\":" << ((s.flags & ipvs::kSvcFlagPersistent) ? "true" : "false") << ",\"timeout\":" << s.timeout
-      << ",\"netmask\":" << q(k.family == ipvs::Family::kV4 ? v4Mask(s.netmask) : std::to_string(s.netmask));
-  if (!s.pe.empty()) out << ",\"pe\":" << q(s.pe);
+void serviceSpecJson(const ServiceKey& k, const ServiceSpec& s, Writer& w) {
+  w << "{\"scheduler\":" << Json{s.scheduler} << ",\"flags\":" << s.flags
+    << ",\"persistent\":" << ((s.flags & ipvs::kSvcFlagPersistent) ? "true" : "false") << ",\"timeout\":" << s.timeout
+    << ",\"netmask\":\"";
+  netmask(k, s, w);
+  w << '"';
+  if (!s.pe.empty()) w << ",\"pe\":" << Json{s.pe};
   std::string f = schedFlags(s);
-  if (!f.empty()) out << ",\"schedFlags\":" << q(f);
-  out << "}";
+  if (!f.empty()) w << ",\"schedFlags\":\"" << f << '"';
+  w << '}';
 }
 
-void destSpecJson(const DestSpec& d, std::ostream& out) {
-  out << "{\"forward\":" << q(ipvs::fwdMethodName(d.fwd)) << ",\"weight\":" << d.weight
-      << ",\"upperThreshold\":" << d.upperThreshold << ",\"lowerThreshold\":" << d.lowerThreshold;
+void destSpecJson(const DestSpec& d, Writer& w) {
+  w << "{\"forward\":\"" << ipvs::fwdMethodName(d.fwd) << "\",\"weight\":" << d.weight
+    << ",\"upperThreshold\":" << d.upperThreshold << ",\"lowerThreshold\":" << d.lowerThreshold;
   if (d.fwd == FwdMethod::kTunnel) {
-    out << ",\"tunnelType\":" << q(tunTypeName(d.tunType)) << ",\"tunnelPort\":" << d.tunPort
-        << ",\"tunnelFlags\":" << d.tunFlags;
+    w << ",\"tunnelType\":\"" << tunTypeName(d.tunType) << "\",\"tunnelPort\":" << d.tunPort
+      << ",\"tunnelFlags\":" << d.tunFlags;
   }
-  out << "}";
+  w << '}';
 }
 
 }  // namespace
 
 void renderTableJson(const ipvs::Table& table, std::ostream& out) {
-  out << "{\"services\":[";
+  Writer w(out);
+  w << "{\"services\":[";
   bool firstS = true;
   for (const auto& [k, s] : table.services) {
-    out << (firstS ? "" : ",") << "\n {\"key\":";
+    w << (firstS ? "" : ",") << "\n {\"key\":";
     firstS = false;
-    keyJson(k, out);
-    out << ",\"name\":" << q(k.toString()) << ",\"spec\":";
-    serviceSpecJson(k, s.spec, out);
-    out << ",\"stats\":";
-    statsJson(s.stats, out);
-    out << ",\"dests\":[";
+    keyJson(k, w);
+    w << ",\"name\":\"" << k << "\",\"spec\":";
+    serviceSpecJson(k, s.spec, w);
+    w << ",\"stats\":";
+    statsJson(s.stats, w);
+    w << ",\"dests\":[";
     bool firstD = true;
     for (const auto& [dk, d] : s.dests) {
-      out << (firstD ? "" : ",") << "\n  {\"address\":" << q(dk.address.toString()) << ",\"port\":" << dk.port
-          << ",\"spec\":";
+      w << (firstD ? "" : ",") << "\n  {\"address\":\"" << dk.address << "\",\"port\":" << dk.port
+        << ",\"spec\":";
       firstD = false;
-      destSpecJson(d.spec, out);
-      out << ",\"activeConns\":" << d.counters.activeConns << ",\"inactiveConns\":" << d.counters.inactiveConns
-          << ",\"persistentConns\":" << d.counters.persistentConns << ",\"stats\":";
-      statsJson(d.counters.stats, out);
-      out << "}";
+      destSpecJson(d.spec, w);
+      w << ",\"activeConns\":" << d.counters.activeConns << ",\"inactiveConns\":" << d.counters.inactiveConns
+        << ",\"persistentConns\":" << d.counters.persistentConns << ",\"stats\":";
+      statsJson(d.counters.stats, w);
+      w << '}';
+      w.breakPoint();
     }
-    out << "]}";
+    w << "]}";
   }
-  out << "\n]}\n";
+  w << "\n]}\n";
 }
 
 namespace {
 
-const ServiceState* lookup(const ipvs::Table* t, const ServiceKey& k) {
-  if (!t) return nullptr;
-  auto it = t->services.find(k);
-  return it == t->services.end() ? nullptr : &it->second;
+// Looks up a plan's services, which come in key order: each is usually the
+// entry after the previous one, so try that before searching the map.
+template <typename Map>
+class OrderedLookup {
+ public:
+  explicit OrderedLookup(const Map* map) : map_(map) {
+    if (map_) next_ = map_->begin();
+  }
+  const typename Map::mapped_type* find(const typename Map::key_type& key) {
+    if (!map_) return nullptr;
+    auto it = next_ != map_->end() && next_->first == key ? next_ : map_->find(key);
+    if (it == map_->end()) return nullptr;
+    next_ = std::next(it);
+    return &it->second;
+  }
+
+ private:
+  const Map* map_;
+  typename Map::const_iterator next_;
+};
+
+using ServiceLookup = OrderedLookup<std::map<ServiceKey, ServiceState>>;
+using OriginLookup = OrderedLookup<std::map<ServiceKey, VsOrigin>>;
+
+// "  (namespace/name:port Kind)" after a service line, if known.
+void originText(const VsOrigin* o, Writer& w) {
+  if (!o) return;
+  w << "  (" << o->service;
+  if (!o->portName.empty()) w << ':' << o->portName;
+  w << ' ' << o->kind << ')';
 }
 
-std::string originText(const PlanContext& ctx, const ServiceKey& k) {
-  if (!ctx.desired) return "";
-  auto it = ctx.desired->origins.find(k);
-  if (it == ctx.desired->origins.end()) return "";
-  const VsOrigin& o = it->second;
-  return "(" + o.service + (o.portName.empty() ? "" : ":" + o.portName) + " " + o.kind + ")";
-}
-
-// A service rule without its "-A -t VIP:PORT" head: "-s rr -p 60".
-std::string specText(const ServiceKey& k, const ServiceSpec& s) {
-  std::string line = serviceLine(k, s);
-  return line.substr(line.find(" -s ") + 1);
-}
-
-std::string opLine(const Op& op, const ServiceState* have) {
+void opLine(const Op& op, const ServiceState* have, Writer& w) {
   switch (op.kind) {
     case Op::Kind::kAddService:
-      return "  + service " + op.service.toString() + " " + specText(op.service, op.serviceSpec);
+      w << "  + service " << op.service << ' ';
+      specArgs(op.service, op.serviceSpec, w);
+      return;
     case Op::Kind::kUpdateService:
-      return "  ~ service " + op.service.toString() + " " +
-             (have ? specText(op.service, have->spec) + " => " : "") + specText(op.service, op.serviceSpec);
+      w << "  ~ service " << op.service << ' ';
+      if (have) {
+        specArgs(op.service, have->spec, w);
+        w << " => ";
+      }
+      specArgs(op.service, op.serviceSpec, w);
+      return;
     case Op::Kind::kDeleteService:
-      return "  - service " + op.service.toString();
+      w << "  - service " << op.service;
+      return;
     case Op::Kind::kAddDest:
-      return "      + " + op.dest.toString() + " " + ipvs::fwdMethodName(op.destSpec.fwd) + " weight " +
-             std::to_string(op.destSpec.weight);
+      w << "      + " << op.dest << ' ' << ipvs::fwdMethodName(op.destSpec.fwd) << " weight "
+        << op.destSpec.weight;
+      return;
     case Op::Kind::kUpdateDest: {
-      std::string from;
+      w << "      ~ " << op.dest << ' ' << ipvs::fwdMethodName(op.destSpec.fwd) << ' ';
       if (have) {
         auto it = have->dests.find(op.dest);
-        if (it != have->dests.end()) from = "weight " + std::to_string(it->second.spec.weight) + " => ";
+        if (it != have->dests.end()) w << "weight " << it->second.spec.weight << " => ";
       }
-      return "      ~ " + op.dest.toString() + " " + ipvs::fwdMethodName(op.destSpec.fwd) + " " + from + "weight " +
-             std::to_string(op.destSpec.weight);
+      w << "weight " << op.destSpec.weight;
+      return;
     }
     case Op::Kind::kDeleteDest:
-      return "      - " + op.dest.toString();
+      w << "      - " << op.dest;
+      return;
   }
-  return "";
 }
 
 }  // namespace
 
 void renderPlanText(const Plan& plan, const PlanContext& ctx, std::ostream& out) {
+  // A service's one service op, if any, comes first (plan.h): counting from
+  // the fronts spares a walk over every op before the first line is written.
   size_t creates = 0, updates = 0, deletes = 0, destOps = 0;
   for (const auto& sp : plan.services) {
-    for (const auto& op : sp.ops) {
-      if (op.kind == Op::Kind::kAddService) ++creates;
-      if (op.kind == Op::Kind::kUpdateService) ++updates;
-      if (op.kind == Op::Kind::kDeleteService) ++deletes;
-      if (!op.isServiceOp()) ++destOps;
-    }
+    destOps += sp.ops.size();
+    if (sp.ops.empty() || !sp.ops.front().isServiceOp()) continue;
+    --destOps;
+    const Op::Kind kind = sp.ops.front().kind;
+    if (kind == Op::Kind::kAddService) ++creates;
+    if (kind == Op::Kind::kUpdateService) ++updates;
+    if (kind == Op::Kind::kDeleteService) ++deletes;
   }
-  out << "Plan: " << creates << " virtual servers to add, " << updates << " to update, " << deletes
-      << " to delete; " << destOps << " real-server changes; " << plan.opCount() << " kernel writes";
-  if (plan.drainingCount()) out << "; " << plan.drainingCount() << " real servers draining";
-  out << "\n";
+  Writer w(out);
+  w << "Plan: " << creates << " virtual servers to add, " << updates << " to update, " << deletes << " to delete; "
+    << destOps << " real-server changes; " << plan.opCount() << " kernel writes";
+  if (plan.drainingCount()) w << "; " << plan.drainingCount() << " real servers draining";
+  w << '\n';
+  ServiceLookup actual(ctx.actual ? &ctx.actual->services : nullptr);
+  OriginLookup origins(ctx.desired ? &ctx.desired->origins : nullptr);
   for (const auto& sp : plan.services) {
-    const ServiceState* have = lookup(ctx.actual, sp.key);
-    std::string origin = originText(ctx, sp.key);
+    const ServiceState* have = actual.find(sp.key);
     if (!sp.ops.empty() && sp.ops.front().isServiceOp()) {
-      out << opLine(sp.ops.front(), have) << (origin.empty() ? "" : "  " + origin) << "\n";
+      opLine(sp.ops.front(), have, w);
     } else {
-      out << "  = service " << sp.key.toString() << (origin.empty() ? "" : "  " + origin) << "\n";
+      w << "  = service " << sp.key;
     }
+    originText(origins.find(sp.key), w);
+    w << '\n';
     for (const auto& op : sp.ops) {
-      if (!op.isServiceOp()) out << opLine(op, have) << "\n";
+      if (op.isServiceOp()) continue;
+      opLine(op, have, w);
+      w << '\n';
+      w.breakPoint();
     }
     for (const auto& d : sp.draining) {
-      out << "      ~ " << d.dest.toString() << " draining at weight 0: " << d.activeConns << " active, "
-          << d.inactiveConns << " inactive connections\n";
+      w << "      ~ " << d.dest << " draining at weight 0: " << d.activeConns << " active, "
+        << d.inactiveConns << " inactive connections\n";
     }
+    w.breakPoint();
   }
-  for (const auto& k : plan.leftAlone) out << "  . left alone " << k.toString() << " (not owned by kipvs)\n";
+  for (const auto& k : plan.leftAlone) w << "  . left alone " << k << " (not owned by kipvs)\n";
   if (ctx.desired) {
-    for (const auto& n : ctx.desired->notes) out << "note: " << n << "\n";
+    for (const auto& n : ctx.desired->notes) w << "note: " << n << '\n';
   }
 }
 
 void renderPlanJson(const Plan& plan, const PlanContext& ctx, std::ostream& out) {
-  out << "{\"writes\":" << plan.opCount() << ",\"draining\":" << plan.drainingCount() << ",\"services\":[";
+  Writer w(out);
+  w << "{\"writes\":" << plan.opCount() << ",\"draining\":" << plan.drainingCount() << ",\"services\":[";
+  OriginLookup origins(ctx.desired ? &ctx.desired->origins : nullptr);
   bool first = true;
   for (const auto& sp : plan.services) {
-    out << (first ? "" : ",") << "\n {\"service\":" << q(sp.key.toString()) << ",\"key\":";
+    w << (first ? "" : ",") << "\n {\"service\":\"" << sp.key << "\",\"key\":";
     first = false;
-    keyJson(sp.key, out);
+    keyJson(sp.key, w);
     static const char* actions[] = {"create", "update", "dests", "delete"};
-    out << ",\"action\":\"" << actions[static_cast<int>(sp.action)] << "\"";
-    if (ctx.desired) {
-      auto it = ctx.desired->origins.find(sp.key);
-      if (it != ctx.desired->origins.end()) {
-        out << ",\"origin\":{\"service\":" << q(it->second.service) << ",\"port\":" << q(it->second.portName)
-            << ",\"kind\":" << q(it->second.kind) << "}";
-      }
+    w << ",\"action\":\"" << actions[static_cast<int>(sp.action)] << '"';
+    if (const VsOrigin* o = origins.find(sp.key)) {
+      w << ",\"origin\":{\"service\":" << Json{o->service} << ",\"port\":" << Json{o->portName}
+        << ",\"kind\":" << Json{o->kind} << '}';
     }
-    out << ",\"ops\":[";
+    w << ",\"ops\":[";
     bool firstOp = true;
     for (const auto& op : sp.ops) {
-      out << (firstOp ? "" : ",") << "{\"op\":\"" << ipvs::opKindName(op.kind) << "\"";
+      w << (firstOp ? "" : ",") << "{\"op\":\"" << ipvs::opKindName(op.kind) << '"';
       firstOp = false;
       if (op.kind == Op::Kind::kAddService || op.kind == Op::Kind::kUpdateService) {
-        out << ",\"spec\":";
-        serviceSpecJson(op.service, op.serviceSpec, out);
+        w << ",\"spec\":";
+        serviceSpecJson(op.service, op.serviceSpec, w);
       }
       if (!op.isServiceOp()) {
-        out << ",\"dest\":" << q(op.dest.toString());
+        w << ",\"dest\":\"" << op.dest << '"';
         if (op.kind != Op::Kind::kDeleteDest) {
-          out << ",\"spec\":";
-          destSpecJson(op.destSpec, out);
+          w << ",\"spec\":";
+          destSpecJson(op.destSpec, w);
         }
       }
-      out << "}";
+      w << '}';
+      w.breakPoint();
     }
-    out << "],\"draining\":[";
+    w << "],\"draining\":[";
     bool firstD = true;
     for (const auto& d : sp.draining) {
-      out << (firstD ? "" : ",") << "{\"dest\":" << q(d.dest.toString()) << ",\"activeConns\":" << d.activeConns
-          << ",\"inactiveConns\":" << d.inactiveConns << "}";
+      w << (firstD ? "" : ",") << "{\"dest\":\"" << d.dest << "\",\"activeConns\":" << d.activeConns
+        << ",\"inactiveConns\":" << d.inactiveConns << '}';
       firstD = false;
     }
-    out << "]}";
+    w << "]}";
+    w.breakPoint();
   }
-  out << "\n],\"leftAlone\":[";
-  for (size_t i = 0; i < plan.leftAlone.size(); ++i) out << (i ? "," : "") << q(plan.leftAlone[i].toString());
-  out << "],\"notes\":[";
+  w << "\n],\"leftAlone\":[";
+  for (size_t i = 0; i < plan.leftAlone.size(); ++i) w << (i ? "," : "") << '"' << plan.leftAlone[i] << '"';
+  w << "],\"notes\":[";
   if (ctx.desired) {
-    for (size_t i = 0; i < ctx.desired->notes.size(); ++i) out << (i ? "," : "") << q(ctx.desired->notes[i]);
+    for (size_t i = 0; i < ctx.desired->notes.size(); ++i) w << (i ? "," : "") << Json{ctx.desired->notes[i]};
   }
-  out << "]}\n";
+  w << "]}\n";
 }
 
 }  // namespace kipvs::controller
