@@ -1,5 +1,6 @@
 // Times parseFile + computeDesired on a cluster dump (bench/gen_cluster.py).
 // usage: desired_bench FILE [REPEAT]
+//        desired_bench --dump FILE...   (canonical rendering of the Cluster and Desired: test/controller/cluster_dump.h)
 #include <time.h>
 
 #include <chrono>
@@ -9,6 +10,7 @@
 
 #include "controller/desired.h"
 #include "controller/k8s.h"
+#include "test/controller/cluster_dump.h"
 
 namespace {
 
@@ -28,8 +30,13 @@ double msSince(std::chrono::steady_clock::time_point t0) {
 int main(int argc, char** argv) {
   using namespace kipvs;
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s FILE [REPEAT]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s FILE [REPEAT] | --dump FILE...\n", argv[0]);
     return 2;
+  }
+  if (std::string(argv[1]) == "--dump") {
+    std::string out = controller::testing::dumpAll(controller::parseFiles({argv + 2, argv + argc}));
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    return 0;
   }
   int repeat = argc > 2 ? std::atoi(argv[2]) : 3;
   controller::NodeFacts node;
