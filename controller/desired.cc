@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -346,13 +347,19 @@ std::vector<const Cand*> localEndpoints(const std::vector<Cand>& cands) {
 // --- Per-Service work --------------------------------------------------------
 
 // A virtual server one Service wants; it may lose to another Service's claim.
+using DestMap = std::map<DestKey, DestState>;
+
 struct Claim {
   ServiceKey key;
   VsKind kind = VsKind::kClusterIP;
   const Service* svc = nullptr;
   size_t seq = 0;  // global order of production: Services sorted, then ports, then addresses
-  std::string portName;
-  ServiceState state;
+  std::string_view portName;  // in svc
+  ipvs::ServiceSpec spec;
+  // Shared by the claims of one port, family and policy (a ClusterIP and its
+  // NodePort, say): the last one left moves it into the table, the others
+  // copy. 100k destinations copied once more would be ~20 MB of fresh memory.
+  std::shared_ptr<DestMap> dests;
 };
 
 bool beats(const Claim& a, const Claim& b) {
@@ -542,11 +549,11 @@ class Builder {
       for (Family fam : {Family::kV4, Family::kV6}) {
         if (!hasFamily(fam)) continue;
         std::vector<Cand> cands = candidates(slices, fam, port.name, proto);
-        std::optional<std::map<DestKey, DestState>> clusterSet, localSet;
-        auto dests = [&](bool local) -> const std::map<DestKey, DestState>& {
+        std::shared_ptr<DestMap> clusterSet, localSet;
+        auto dests = [&](bool local) {
           auto& slot = local ? localSet : clusterSet;
-          if (!slot) slot = weigh(local ? localEndpoints(cands) : clusterEndpoints(cands, node_), v);
-          return *slot;
+          if (!slot) slot = std::make_shared<DestMap>(weigh(local ? localEndpoints(cands) : clusterEndpoints(cands, node_), v));
+          return slot;
         };
         auto claim = [&](VsKind kind, const Address& a, uint16_t p, bool local) {
           Claim c;
@@ -555,8 +562,8 @@ class Builder {
           c.svc = &svc;
           c.seq = claims_.size();
           c.portName = port.name;
-          c.state.spec = v.spec;
-          c.state.dests = dests(local);
+          c.spec = v.spec;
+          c.dests = dests(local);
           claims_.push_back(std::move(c));
           produced = true;
         };
@@ -644,8 +651,8 @@ class Builder {
     return out;
   }
 
-  std::map<DestKey, DestState> weigh(const std::vector<const Cand*>& chosen, const Validated& v) const {
-    std::map<DestKey, DestState> out;
+  DestMap weigh(const std::vector<const Cand*>& chosen, const Validated& v) const {
+    DestMap out;
     for (const Cand* c : chosen) {
       DestState ds;
       ds.spec.fwd = ipvs::FwdMethod::kMasq;
@@ -672,6 +679,7 @@ class Builder {
       Claim& c = claims_[i];
       const Claim& w = claims_[best[c.key]];
       if (&w != &c) {
+        c.dests.reset();
         if (w.svc == c.svc && w.kind == c.kind) continue;  // an address listed twice: same outcome, nothing to say
         std::string winner = w.svc == c.svc ? "its own " + std::string(vsKindName(w.kind)) + " virtual server"
                                             : "Service " + w.svc->meta.key() + " (" + vsKindName(w.kind) + ")";
@@ -682,9 +690,13 @@ class Builder {
       }
       std::string name = c.svc->meta.key();
       if (c.kind != VsKind::kNodePort) d_.vips.insert(c.key.address);
-      d_.origins[c.key] = VsOrigin{name, c.portName, vsKindName(c.kind)};
+      d_.origins[c.key] = VsOrigin{name, std::string(c.portName), vsKindName(c.kind)};
       d_.services.insert(std::move(name));
-      d_.table.services.emplace(c.key, std::move(c.state));
+      ServiceState state;
+      state.spec = std::move(c.spec);
+      state.dests = c.dests.use_count() == 1 ? std::move(*c.dests) : *c.dests;
+      c.dests.reset();
+      d_.table.services.emplace(c.key, std::move(state));
     }
   }
 
