@@ -218,14 +218,15 @@ SliceInfo indexSlice(const EndpointSlice& s, const NodeFacts& node, std::vector<
     const EndpointPort& p = s.ports[i];
     // kube-proxy skips nil names and nil/0 ports (endpointslicecache.go).
     if (!p.name || !p.port || *p.port == 0) continue;
-    std::string where = "ports[" + std::to_string(i) + "]";
+    // Built on failure only: this runs for every port and endpoint of the cluster.
+    auto where = [&] { return "ports[" + std::to_string(i) + "]"; };
     if (*p.port < 1 || *p.port > 65535) {
-      error(where + ".port " + std::to_string(*p.port) + " out of range 1..65535");
+      error(where() + ".port " + std::to_string(*p.port) + " out of range 1..65535");
       continue;
     }
     std::optional<Protocol> proto = k8sProtocol(p.protocol);
     if (!proto) {
-      error(where + ".protocol \"" + p.protocol + "\" unknown (want TCP, UDP or SCTP)");
+      error(where() + ".protocol \"" + p.protocol + "\" unknown (want TCP, UDP or SCTP)");
       continue;
     }
     info.ports.push_back({*p.name, *proto, static_cast<uint16_t>(*p.port)});
@@ -235,19 +236,19 @@ SliceInfo indexSlice(const EndpointSlice& s, const NodeFacts& node, std::vector<
     const Endpoint& e = s.endpoints[i];
     if (e.addresses.empty()) continue;  // kube-proxy ignores these too
     const std::string& text = e.addresses[0];
-    std::string where = "endpoints[" + std::to_string(i) + "].addresses[0] \"" + text + "\"";
+    auto where = [&] { return "endpoints[" + std::to_string(i) + "].addresses[0] \"" + text + "\""; };
     StatusOr<Address> a = Address::parse(text);
     if (!a) {
-      error(where + ": not an IP address");
+      error(where() + ": not an IP address");
       continue;
     }
     if (a->family != info.family) {
-      error(where + ": not an " + (info.family == Family::kV4 ? "IPv4" : "IPv6") + " address (addressType " +
+      error(where() + ": not an " + (info.family == Family::kV4 ? "IPv4" : "IPv6") + " address (addressType " +
             (info.family == Family::kV4 ? "IPv4" : "IPv6") + ")");
       continue;
     }
     if (!isUnicast(*a)) {
-      error(where + ": not a unicast address");
+      error(where() + ": not a unicast address");
       continue;
     }
     EpInfo ep;

@@ -18,15 +18,19 @@
 
 namespace kipvs::controller {
 
-const std::string* ObjectMeta::label(std::string_view k) const {
-  auto it = labels.find(k);
-  return it == labels.end() ? nullptr : &it->second;
+namespace {
+
+const std::string* find(const StringMap& m, std::string_view k) {
+  for (const auto& [key, value] : m) {
+    if (key == k) return &value;
+  }
+  return nullptr;
 }
 
-const std::string* ObjectMeta::annotation(std::string_view k) const {
-  auto it = annotations.find(k);
-  return it == annotations.end() ? nullptr : &it->second;
-}
+}  // namespace
+
+const std::string* ObjectMeta::label(std::string_view k) const { return find(labels, k); }
+const std::string* ObjectMeta::annotation(std::string_view k) const { return find(annotations, k); }
 
 std::string_view EndpointSlice::serviceName() const {
   const std::string* s = meta.label(kLabelServiceName);
@@ -182,9 +186,10 @@ class Reader {
     const Value* m = object(obj, name, p);
     if (!m) return;
     Path mp = p.member(name);
+    out.reserve(m->MemberCount());
     for (auto it = m->MemberBegin(); it != m->MemberEnd(); ++it) {
       if (!it->value.IsString()) return wrongType(mp.member(view(it->name)), "a string", it->value);
-      out.emplace(str(it->name), str(it->value));
+      if (!find(out, view(it->name))) out.emplace_back(str(it->name), str(it->value));
     }
   }
 

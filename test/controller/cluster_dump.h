@@ -5,6 +5,7 @@
 // comparing renderings proves the parser and computeDesired give the same
 // results. bench/desired_bench --dump prints it too (for the big clusters).
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -51,11 +52,19 @@ std::string opt(const Opt& o) {
   else return escaped(*o);
 }
 
-inline std::string dumpMeta(const ObjectMeta& m) {
-  std::string out = "  meta ns=" + escaped(m.ns) + " name=" + escaped(m.name) + "\n";
-  for (const auto& [k, v] : m.labels) out += "  label " + escaped(k) + "=" + escaped(v) + "\n";
-  for (const auto& [k, v] : m.annotations) out += "  annotation " + escaped(k) + "=" + escaped(v) + "\n";
+// Sorted by key: the rendering does not depend on how the model stores them.
+template <typename Map>
+std::string dumpMap(const char* what, const Map& m) {
+  std::vector<std::pair<std::string, std::string>> sorted(m.begin(), m.end());
+  std::sort(sorted.begin(), sorted.end());
+  std::string out;
+  for (const auto& [k, v] : sorted) out += std::string("  ") + what + " " + escaped(k) + "=" + escaped(v) + "\n";
   return out;
+}
+
+inline std::string dumpMeta(const ObjectMeta& m) {
+  return "  meta ns=" + escaped(m.ns) + " name=" + escaped(m.name) + "\n" + dumpMap("label", m.labels) +
+         dumpMap("annotation", m.annotations);
 }
 
 inline const char* policyName(TrafficPolicy p) { return p == TrafficPolicy::kLocal ? "Local" : "Cluster"; }
