@@ -599,6 +599,62 @@ class Input {
   size_t size_ = 0;
 };
 
+// Deeper nesting is refused: rapidjson's reader recurses once per level, and
+// ~100k levels overflow the stack (a crash, where an error is due). The API
+// server's own limit is the same; Kubernetes objects nest ~10 deep.
+constexpr int kMaxDepth = 10000;
+
+// Forwards a reader's events to a Document, refusing nesting beyond kMaxDepth.
+class DepthLimit {
+ public:
+  // depth: how deep in the input the value starts (an item of a List: 2).
+  DepthLimit(rapidjson::Document& doc, int depth) : doc_(doc), depth_(depth) {}
+  bool tooDeep() const { return tooDeep_; }
+
+  bool Null() { return doc_.Null(); }
+  bool Bool(bool b) { return doc_.Bool(b); }
+  bool Int(int i) { return doc_.Int(i); }
+  bool Uint(unsigned u) { return doc_.Uint(u); }
+  bool Int64(int64_t i) { return doc_.Int64(i); }
+  bool Uint64(uint64_t u) { return doc_.Uint64(u); }
+  bool Double(double d) { return doc_.Double(d); }
+  bool RawNumber(const char* s, rapidjson::SizeType n, bool copy) { return doc_.RawNumber(s, n, copy); }
+  bool String(const char* s, rapidjson::SizeType n, bool copy) { return doc_.String(s, n, copy); }
+  bool Key(const char* s, rapidjson::SizeType n, bool copy) { return doc_.Key(s, n, copy); }
+  bool StartObject() { return enter() && doc_.StartObject(); }
+  bool EndObject(rapidjson::SizeType n) { return --depth_, doc_.EndObject(n); }
+  bool StartArray() { return enter() && doc_.StartArray(); }
+  bool EndArray(rapidjson::SizeType n) { return --depth_, doc_.EndArray(n); }
+
+ private:
+  bool enter() {
+    if (++depth_ <= kMaxDepth) return true;
+    tooDeep_ = true;
+    return false;
+  }
+
+  rapidjson::Document& doc_;
+  int depth_;
+  bool tooDeep_ = false;
+};
+
+// One JSON value, `depth` levels deep in the input, from ss into doc
+// (unchanged on error). tooDeep: the error is kMaxDepth's, not a syntax error.
+template <unsigned kFlags>
+rapidjson::ParseResult parseValueInto(rapidjson::Document& doc, rapidjson::StringStream& ss, int depth,
+                                      bool& tooDeep) {
+  rapidjson::Reader reader;
+  rapidjson::ParseResult result;
+  DepthLimit limit(doc, depth);
+  auto generate = [&](rapidjson::Document&) {
+    result = reader.Parse<kFlags>(ss, limit);
+    return !result.IsError();
+  };
+  doc.Populate(generate);
+  tooDeep = limit.tooDeep();
+  return result;
+}
+
 // The whole input as one DOM: the reference behaviour, and the path for
 // everything the streaming parser below leaves to it (syntax errors, single
 // objects, odd top levels).
@@ -610,10 +666,11 @@ Status parseDocument(const Input& in, std::string_view source, Cluster& cluster)
     return parseError(text, source, at, "NUL byte in input");
   }
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseDefaultFlags>(in.data());
-  if (doc.HasParseError()) {
-    return parseError(text, source, doc.GetErrorOffset(), GetParseError_En(doc.GetParseError()));
-  }
+  rapidjson::StringStream ss(in.data());
+  bool tooDeep = false;
+  rapidjson::ParseResult r = parseValueInto<rapidjson::kParseDefaultFlags>(doc, ss, 0, tooDeep);
+  if (tooDeep) return parseError(text, source, r.Offset(), "nesting deeper than 10000 levels");
+  if (r.IsError()) return parseError(text, source, r.Offset(), GetParseError_En(r.Code()));
   if (!doc.IsObject()) {
     return Status::error(Code::kParse, std::string(source) + ": top-level JSON value is " + typeName(doc) +
                                            ", not a Kubernetes object or List");
@@ -668,7 +725,7 @@ class ListStreamer {
     for (;;) {
       skipSpace(p);
       if (first && *p == '}') break;
-      if (!parseValue(p) || !doc_.IsString()) return false;  // a key
+      if (!parseValue(p, 1) || !doc_.IsString()) return false;  // a key
       std::string key(doc_.GetString(), doc_.GetStringLength());
       skipSpace(p);
       if (*p != ':') return false;
@@ -684,7 +741,7 @@ class ListStreamer {
         if (kindKnown) itemKind = itemKindOf(kind);
         if (!items(p, kindKnown, itemKind, out, c.errors)) return false;
       } else {
-        if (!parseValue(p)) return false;
+        if (!parseValue(p, 1)) return false;
         if (key == "kind" && !sawKind) {
           sawKind = true;
           if (!doc_.IsString()) return false;  // "no kind": parseDocument says so
@@ -718,12 +775,12 @@ class ListStreamer {
     while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') ++p;
   }
 
-  // One JSON value at p into doc_; p moves past it.
-  bool parseValue(const char*& p) {
+  // One JSON value at p, depth levels deep, into doc_; p moves past it.
+  bool parseValue(const char*& p, int depth) {
     release();
     rapidjson::StringStream ss(p);
-    doc_.ParseStream<rapidjson::kParseStopWhenDoneFlag>(ss);
-    if (doc_.HasParseError()) return false;
+    bool tooDeep = false;
+    if (parseValueInto<rapidjson::kParseStopWhenDoneFlag>(doc_, ss, depth, tooDeep).IsError()) return false;
     p += ss.Tell();
     return true;
   }
@@ -744,7 +801,7 @@ class ListStreamer {
       return true;
     }
     for (int64_t i = 0;; ++i) {
-      if (!parseValue(p)) return false;
+      if (!parseValue(p, 2)) return false;
       // Its kind would come from the List's, which is not known yet.
       if (!kindKnown && doc_.IsObject() && !Reader::get(doc_, "kind")) return false;
       parseItem(doc_, itemKind, source_, i, out, errors);
