@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -217,14 +218,15 @@ SliceInfo indexSlice(const EndpointSlice& s, const NodeFacts& node, std::vector<
     const EndpointPort& p = s.ports[i];
     // kube-proxy skips nil names and nil/0 ports (endpointslicecache.go).
     if (!p.name || !p.port || *p.port == 0) continue;
-    std::string where = "ports[" + std::to_string(i) + "]";
+    // Built on failure only: this runs for every port and endpoint of the cluster.
+    auto where = [&] { return "ports[" + std::to_string(i) + "]"; };
     if (*p.port < 1 || *p.port > 65535) {
-      error(where + ".port " + std::to_string(*p.port) + " out of range 1..65535");
+      error(where() + ".port " + std::to_string(*p.port) + " out of range 1..65535");
       continue;
     }
     std::optional<Protocol> proto = k8sProtocol(p.protocol);
     if (!proto) {
-      error(where + ".protocol \"" + p.protocol + "\" unknown (want TCP, UDP or SCTP)");
+      error(where() + ".protocol \"" + p.protocol + "\" unknown (want TCP, UDP or SCTP)");
       continue;
     }
     info.ports.push_back({*p.name, *proto, static_cast<uint16_t>(*p.port)});
@@ -234,19 +236,19 @@ SliceInfo indexSlice(const EndpointSlice& s, const NodeFacts& node, std::vector<
     const Endpoint& e = s.endpoints[i];
     if (e.addresses.empty()) continue;  // kube-proxy ignores these too
     const std::string& text = e.addresses[0];
-    std::string where = "endpoints[" + std::to_string(i) + "].addresses[0] \"" + text + "\"";
+    auto where = [&] { return "endpoints[" + std::to_string(i) + "].addresses[0] \"" + text + "\""; };
     StatusOr<Address> a = Address::parse(text);
     if (!a) {
-      error(where + ": not an IP address");
+      error(where() + ": not an IP address");
       continue;
     }
     if (a->family != info.family) {
-      error(where + ": not an " + (info.family == Family::kV4 ? "IPv4" : "IPv6") + " address (addressType " +
+      error(where() + ": not an " + (info.family == Family::kV4 ? "IPv4" : "IPv6") + " address (addressType " +
             (info.family == Family::kV4 ? "IPv4" : "IPv6") + ")");
       continue;
     }
     if (!isUnicast(*a)) {
-      error(where + ": not a unicast address");
+      error(where() + ": not a unicast address");
       continue;
     }
     EpInfo ep;
@@ -346,13 +348,19 @@ std::vector<const Cand*> localEndpoints(const std::vector<Cand>& cands) {
 // --- Per-Service work --------------------------------------------------------
 
 // A virtual server one Service wants; it may lose to another Service's claim.
+using DestMap = std::map<DestKey, DestState>;
+
 struct Claim {
   ServiceKey key;
   VsKind kind = VsKind::kClusterIP;
   const Service* svc = nullptr;
   size_t seq = 0;  // global order of production: Services sorted, then ports, then addresses
-  std::string portName;
-  ServiceState state;
+  std::string_view portName;  // in svc
+  ipvs::ServiceSpec spec;
+  // Shared by the claims of one port, family and policy (a ClusterIP and its
+  // NodePort, say): the last one left moves it into the table, the others
+  // copy. 100k destinations copied once more would be ~20 MB of fresh memory.
+  std::shared_ptr<DestMap> dests;
 };
 
 bool beats(const Claim& a, const Claim& b) {
@@ -542,11 +550,11 @@ class Builder {
       for (Family fam : {Family::kV4, Family::kV6}) {
         if (!hasFamily(fam)) continue;
         std::vector<Cand> cands = candidates(slices, fam, port.name, proto);
-        std::optional<std::map<DestKey, DestState>> clusterSet, localSet;
-        auto dests = [&](bool local) -> const std::map<DestKey, DestState>& {
+        std::shared_ptr<DestMap> clusterSet, localSet;
+        auto dests = [&](bool local) {
           auto& slot = local ? localSet : clusterSet;
-          if (!slot) slot = weigh(local ? localEndpoints(cands) : clusterEndpoints(cands, node_), v);
-          return *slot;
+          if (!slot) slot = std::make_shared<DestMap>(weigh(local ? localEndpoints(cands) : clusterEndpoints(cands, node_), v));
+          return slot;
         };
         auto claim = [&](VsKind kind, const Address& a, uint16_t p, bool local) {
           Claim c;
@@ -555,8 +563,8 @@ class Builder {
           c.svc = &svc;
           c.seq = claims_.size();
           c.portName = port.name;
-          c.state.spec = v.spec;
-          c.state.dests = dests(local);
+          c.spec = v.spec;
+          c.dests = dests(local);
           claims_.push_back(std::move(c));
           produced = true;
         };
@@ -644,8 +652,8 @@ class Builder {
     return out;
   }
 
-  std::map<DestKey, DestState> weigh(const std::vector<const Cand*>& chosen, const Validated& v) const {
-    std::map<DestKey, DestState> out;
+  DestMap weigh(const std::vector<const Cand*>& chosen, const Validated& v) const {
+    DestMap out;
     for (const Cand* c : chosen) {
       DestState ds;
       ds.spec.fwd = ipvs::FwdMethod::kMasq;
@@ -672,6 +680,7 @@ class Builder {
       Claim& c = claims_[i];
       const Claim& w = claims_[best[c.key]];
       if (&w != &c) {
+        c.dests.reset();
         if (w.svc == c.svc && w.kind == c.kind) continue;  // an address listed twice: same outcome, nothing to say
         std::string winner = w.svc == c.svc ? "its own " + std::string(vsKindName(w.kind)) + " virtual server"
                                             : "Service " + w.svc->meta.key() + " (" + vsKindName(w.kind) + ")";
@@ -682,9 +691,13 @@ class Builder {
       }
       std::string name = c.svc->meta.key();
       if (c.kind != VsKind::kNodePort) d_.vips.insert(c.key.address);
-      d_.origins[c.key] = VsOrigin{name, c.portName, vsKindName(c.kind)};
+      d_.origins[c.key] = VsOrigin{name, std::string(c.portName), vsKindName(c.kind)};
       d_.services.insert(std::move(name));
-      d_.table.services.emplace(c.key, std::move(c.state));
+      ServiceState state;
+      state.spec = std::move(c.spec);
+      state.dests = c.dests.use_count() == 1 ? std::move(*c.dests) : *c.dests;
+      c.dests.reset();
+      d_.table.services.emplace(c.key, std::move(state));
     }
   }
 

@@ -1,6 +1,7 @@
 #include "controller/k8s.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,15 +18,19 @@
 
 namespace kipvs::controller {
 
-const std::string* ObjectMeta::label(std::string_view k) const {
-  auto it = labels.find(k);
-  return it == labels.end() ? nullptr : &it->second;
+namespace {
+
+const std::string* find(const StringMap& m, std::string_view k) {
+  for (const auto& [key, value] : m) {
+    if (key == k) return &value;
+  }
+  return nullptr;
 }
 
-const std::string* ObjectMeta::annotation(std::string_view k) const {
-  auto it = annotations.find(k);
-  return it == annotations.end() ? nullptr : &it->second;
-}
+}  // namespace
+
+const std::string* ObjectMeta::label(std::string_view k) const { return find(labels, k); }
+const std::string* ObjectMeta::annotation(std::string_view k) const { return find(annotations, k); }
 
 std::string_view EndpointSlice::serviceName() const {
   const std::string* s = meta.label(kLabelServiceName);
@@ -181,9 +186,10 @@ class Reader {
     const Value* m = object(obj, name, p);
     if (!m) return;
     Path mp = p.member(name);
+    out.reserve(m->MemberCount());
     for (auto it = m->MemberBegin(); it != m->MemberEnd(); ++it) {
       if (!it->value.IsString()) return wrongType(mp.member(view(it->name)), "a string", it->value);
-      out.emplace(str(it->name), str(it->value));
+      if (!find(out, view(it->name))) out.emplace_back(str(it->name), str(it->value));
     }
   }
 
@@ -480,32 +486,191 @@ Status parseError(std::string_view text, std::string_view source, size_t offset,
                                          std::to_string(end - lineStart + 1) + "): " + what);
 }
 
+bool isListKind(std::string_view kind) { return kind.size() >= 4 && kind.substr(kind.size() - 4) == "List"; }
+
 // "ServiceList" -> "Service"; "List" -> "" (items carry their kind).
 std::string_view itemKindOf(std::string_view listKind) {
   listKind.remove_suffix(4);
   return listKind;
 }
 
-// A NUL-terminated buffer of `size` bytes: rapidjson's NUL-terminated reader
-// is about three times faster than its (pointer, length) one.
-struct Buffer {
-  std::unique_ptr<char[]> data;  // new char[]: not zero-filled, unlike a resized std::string
-  size_t size = 0;
-  std::string_view view() const { return {data.get(), size}; }
+// The input, NUL-terminated: rapidjson's NUL-terminated reader is about three
+// times faster than its (pointer, length) one. A regular file is mapped, not
+// read: the page cache's pages are used as they are, where a read() into a
+// fresh buffer faults in and copies every page (~100 ms for 28 MB natively,
+// more under qemu). A file truncated while mapped would SIGBUS: inputs are
+// written once (kubectl > file, a ConfigMap's atomic swap), not rewritten in
+// place.
+class Input {
+ public:
+  Input() = default;
+  Input(Input&& o) noexcept { *this = std::move(o); }
+  Input& operator=(Input&& o) noexcept {
+    std::swap(heap_, o.heap_);
+    std::swap(map_, o.map_);
+    std::swap(mapSize_, o.mapSize_);
+    std::swap(data_, o.data_);
+    std::swap(size_, o.size_);
+    return *this;
+  }
+  ~Input() {
+    if (map_) ::munmap(map_, mapSize_);
+  }
+
+  static Input copyOf(std::string_view text) {
+    Input in;
+    in.heap_.reset(new char[text.size() + 1]);  // new char[]: not zero-filled, unlike a resized std::string
+    if (!text.empty()) std::memcpy(in.heap_.get(), text.data(), text.size());
+    in.heap_[text.size()] = '\0';
+    in.data_ = in.heap_.get();
+    in.size_ = text.size();
+    return in;
+  }
+
+  static StatusOr<Input> read(const std::string& path) {
+    int fd = path == "-" ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Status::error(Code::kIo, "cannot open " + path, errno);
+    Input in;
+    struct stat st;
+    bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
+    Status s = regular && in.map(fd, static_cast<size_t>(st.st_size)) ? Status::ok() : in.readAll(fd, path, regular ? static_cast<size_t>(st.st_size) : 0);
+    if (fd != STDIN_FILENO) ::close(fd);
+    if (!s.isOk()) return s;
+    return in;
+  }
+
+  const char* data() const { return data_; }
+  size_t size() const { return size_; }
+  std::string_view view() const { return {data_, size_}; }
+
+ private:
+  // The file's pages, then one zero page for the NUL: an anonymous mapping
+  // one page longer than the file, the file mapped over its start. false
+  // when the file system cannot map (the caller reads instead).
+  bool map(int fd, size_t size) {
+    size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    size_t total = (size / page + 1) * page;
+    void* area = ::mmap(nullptr, total, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (area == MAP_FAILED) return false;
+    // MAP_POPULATE: one call maps every page instead of one fault per 16 pages.
+    void* file = ::mmap(area, size, PROT_READ, MAP_PRIVATE | MAP_FIXED | MAP_POPULATE, fd, 0);
+    if (file == MAP_FAILED) {
+      ::munmap(area, total);
+      return false;
+    }
+    map_ = area;
+    mapSize_ = total;
+    data_ = static_cast<const char*>(area);
+    size_ = size;
+    return true;
+  }
+
+  // Pipes, stdin, and files that cannot be mapped: one buffer, its size from
+  // fstat when known (+1 for the NUL, +1 so that EOF is seen without
+  // growing), else growing by doubling.
+  Status readAll(int fd, const std::string& path, size_t sizeHint) {
+    size_t capacity = sizeHint ? sizeHint + 2 : size_t{1} << 16, size = 0;
+    heap_.reset(new char[capacity]);
+    for (;;) {
+      if (capacity - size < 2) {
+        std::unique_ptr<char[]> bigger(new char[capacity * 2]);
+        std::memcpy(bigger.get(), heap_.get(), size);
+        heap_ = std::move(bigger);
+        capacity *= 2;
+      }
+      ssize_t n = ::read(fd, heap_.get() + size, capacity - size - 1);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return Status::error(Code::kIo, "cannot read " + path, errno);
+      }
+      if (n == 0) break;
+      size += static_cast<size_t>(n);
+    }
+    heap_[size] = '\0';
+    data_ = heap_.get();
+    size_ = size;
+    return Status::ok();
+  }
+
+  std::unique_ptr<char[]> heap_;
+  void* map_ = nullptr;
+  size_t mapSize_ = 0;
+  const char* data_ = "";
+  size_t size_ = 0;
 };
 
-Status parseInto(const Buffer& buf, std::string_view source, Cluster& cluster) {
-  std::string_view text = buf.view();
+// Deeper nesting is refused: rapidjson's reader recurses once per level, and
+// ~100k levels overflow the stack (a crash, where an error is due). The API
+// server's own limit is the same; Kubernetes objects nest ~10 deep.
+constexpr int kMaxDepth = 10000;
+
+// Forwards a reader's events to a Document, refusing nesting beyond kMaxDepth.
+class DepthLimit {
+ public:
+  // depth: how deep in the input the value starts (an item of a List: 2).
+  DepthLimit(rapidjson::Document& doc, int depth) : doc_(doc), depth_(depth) {}
+  bool tooDeep() const { return tooDeep_; }
+
+  bool Null() { return doc_.Null(); }
+  bool Bool(bool b) { return doc_.Bool(b); }
+  bool Int(int i) { return doc_.Int(i); }
+  bool Uint(unsigned u) { return doc_.Uint(u); }
+  bool Int64(int64_t i) { return doc_.Int64(i); }
+  bool Uint64(uint64_t u) { return doc_.Uint64(u); }
+  bool Double(double d) { return doc_.Double(d); }
+  bool RawNumber(const char* s, rapidjson::SizeType n, bool copy) { return doc_.RawNumber(s, n, copy); }
+  bool String(const char* s, rapidjson::SizeType n, bool copy) { return doc_.String(s, n, copy); }
+  bool Key(const char* s, rapidjson::SizeType n, bool copy) { return doc_.Key(s, n, copy); }
+  bool StartObject() { return enter() && doc_.StartObject(); }
+  bool EndObject(rapidjson::SizeType n) { return --depth_, doc_.EndObject(n); }
+  bool StartArray() { return enter() && doc_.StartArray(); }
+  bool EndArray(rapidjson::SizeType n) { return --depth_, doc_.EndArray(n); }
+
+ private:
+  bool enter() {
+    if (++depth_ <= kMaxDepth) return true;
+    tooDeep_ = true;
+    return false;
+  }
+
+  rapidjson::Document& doc_;
+  int depth_;
+  bool tooDeep_ = false;
+};
+
+// One JSON value, `depth` levels deep in the input, from ss into doc
+// (unchanged on error). tooDeep: the error is kMaxDepth's, not a syntax error.
+template <unsigned kFlags>
+rapidjson::ParseResult parseValueInto(rapidjson::Document& doc, rapidjson::StringStream& ss, int depth,
+                                      bool& tooDeep) {
+  rapidjson::Reader reader;
+  rapidjson::ParseResult result;
+  DepthLimit limit(doc, depth);
+  auto generate = [&](rapidjson::Document&) {
+    result = reader.Parse<kFlags>(ss, limit);
+    return !result.IsError();
+  };
+  doc.Populate(generate);
+  tooDeep = limit.tooDeep();
+  return result;
+}
+
+// The whole input as one DOM: the reference behaviour, and the path for
+// everything the streaming parser below leaves to it (syntax errors, single
+// objects, odd top levels).
+Status parseDocument(const Input& in, std::string_view source, Cluster& cluster) {
+  std::string_view text = in.view();
   // A NUL inside would end the input early and hide what follows.
   if (const void* nul = std::memchr(text.data(), '\0', text.size())) {
     size_t at = static_cast<const char*>(nul) - text.data();
     return parseError(text, source, at, "NUL byte in input");
   }
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseDefaultFlags>(buf.data.get());
-  if (doc.HasParseError()) {
-    return parseError(text, source, doc.GetErrorOffset(), GetParseError_En(doc.GetParseError()));
-  }
+  rapidjson::StringStream ss(in.data());
+  bool tooDeep = false;
+  rapidjson::ParseResult r = parseValueInto<rapidjson::kParseDefaultFlags>(doc, ss, 0, tooDeep);
+  if (tooDeep) return parseError(text, source, r.Offset(), "nesting deeper than 10000 levels");
+  if (r.IsError()) return parseError(text, source, r.Offset(), GetParseError_En(r.Code()));
   if (!doc.IsObject()) {
     return Status::error(Code::kParse, std::string(source) + ": top-level JSON value is " + typeName(doc) +
                                            ", not a Kubernetes object or List");
@@ -514,7 +679,7 @@ Status parseInto(const Buffer& buf, std::string_view source, Cluster& cluster) {
   std::string_view kind;
   if (const Value* k = Reader::get(doc, "kind"); k && k->IsString()) kind = view(*k);
   if (kind.empty()) return Status::error(Code::kParse, std::string(source) + ": top-level object has no kind");
-  if (kind.size() >= 4 && kind.substr(kind.size() - 4) == "List") {
+  if (isListKind(kind)) {
     const Value* items = Reader::get(doc, "items");
     if (items && !items->IsArray()) {
       return Status::error(Code::kParse, std::string(source) + ": " + std::string(kind) + ".items is " +
@@ -531,41 +696,139 @@ Status parseInto(const Buffer& buf, std::string_view source, Cluster& cluster) {
   return Status::ok();
 }
 
-// Reallocates to `want` bytes, keeping the data.
-void grow(Buffer& b, size_t& capacity, size_t want) {
-  if (want <= capacity) return;
-  std::unique_ptr<char[]> bigger(new char[want]);
-  if (b.size) std::memcpy(bigger.get(), b.data.get(), b.size);
-  b.data = std::move(bigger);
-  capacity = want;
-}
+// A List, one item at a time: each item is parsed into a small DOM whose
+// memory is reused for the next, and read by the same code as in
+// parseDocument. A whole-input DOM of a 28 MB List is ~55 MB that is written
+// once and page-faulted in (most of the parse time, natively and under
+// qemu); one item's DOM stays in cache. The top level is walked here, by
+// hand (whitespace, braces, commas, colons); every value, keys included, is
+// parsed by rapidjson.
+//
+// Returns false, having added nothing, when the input needs parseDocument:
+// not an object, a syntax error (parseDocument reports it with rapidjson's
+// message and offset), a kind that is not a List, items that are not an
+// array, an item without kind before the List's kind is known.
+class ListStreamer {
+ public:
+  ListStreamer(const Input& in, std::string_view source)
+      : in_(in), source_(source), poolBuffer_(new char[kPoolBytes]), pool_(poolBuffer_.get(), kPoolBytes), doc_(&pool_) {}
 
-StatusOr<Buffer> readAll(const std::string& path) {
-  int fd = path == "-" ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::error(Code::kIo, "cannot open " + path, errno);
-  Buffer b;
-  size_t capacity = 0;
-  struct stat st;
-  // A regular file is read in place into one buffer: its size, +1 for the
-  // NUL, +1 so that EOF is seen without growing. A pipe grows by doubling.
-  size_t first = 1 << 16;
-  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) first = static_cast<size_t>(st.st_size) + 2;
-  grow(b, capacity, first);
-  for (;;) {
-    if (capacity - b.size < 2) grow(b, capacity, capacity * 2);
-    ssize_t n = ::read(fd, b.data.get() + b.size, capacity - b.size - 1);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      if (fd != STDIN_FILENO) ::close(fd);
-      return Status::error(Code::kIo, "cannot read " + path, e);
+  bool run(Cluster& cluster) {
+    Cluster c;
+    Collector out(c);
+    const char* p = in_.data();
+    skipSpace(p);
+    if (*p != '{') return false;
+    ++p;
+    bool first = true, sawKind = false, sawItems = false;
+    std::string kind;  // the first "kind", if a string
+    for (;;) {
+      skipSpace(p);
+      if (first && *p == '}') break;
+      if (!parseValue(p, 1) || !doc_.IsString()) return false;  // a key
+      std::string key(doc_.GetString(), doc_.GetStringLength());
+      skipSpace(p);
+      if (*p != ':') return false;
+      ++p;
+      if (key == "items" && !sawItems) {
+        sawItems = true;
+        skipSpace(p);
+        if (*p != '[') return false;  // null, or not an array: parseDocument's word
+        // The List's kind, if it came first (as in API server answers; kubectl sorts keys, items first).
+        std::string_view itemKind;
+        bool kindKnown = sawKind && isListKind(kind);
+        if (sawKind && !kindKnown) return false;
+        if (kindKnown) itemKind = itemKindOf(kind);
+        if (!items(p, kindKnown, itemKind, out, c.errors)) return false;
+      } else {
+        if (!parseValue(p, 1)) return false;
+        if (key == "kind" && !sawKind) {
+          sawKind = true;
+          if (!doc_.IsString()) return false;  // "no kind": parseDocument says so
+          kind.assign(doc_.GetString(), doc_.GetStringLength());
+        }
+      }
+      release();
+      first = false;
+      skipSpace(p);
+      if (*p == ',') {
+        ++p;
+        continue;
+      }
+      if (*p != '}') return false;
+      break;
     }
-    if (n == 0) break;
-    b.size += static_cast<size_t>(n);
+    ++p;
+    skipSpace(p);
+    // The end of the input, not an early NUL.
+    if (p != in_.data() + in_.size()) return false;
+    if (!sawKind || !isListKind(kind)) return false;
+    cluster = std::move(c);
+    return true;
   }
-  if (fd != STDIN_FILENO) ::close(fd);
-  b.data[b.size] = '\0';
-  return b;
+
+ private:
+  // Enough for a typical object's DOM; bigger ones get 64 KiB chunks, freed after the object.
+  static constexpr size_t kPoolBytes = 256 * 1024;
+
+  static void skipSpace(const char*& p) {
+    while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') ++p;
+  }
+
+  // One JSON value at p, depth levels deep, into doc_; p moves past it.
+  bool parseValue(const char*& p, int depth) {
+    release();
+    rapidjson::StringStream ss(p);
+    bool tooDeep = false;
+    if (parseValueInto<rapidjson::kParseStopWhenDoneFlag>(doc_, ss, depth, tooDeep).IsError()) return false;
+    p += ss.Tell();
+    return true;
+  }
+
+  // Drops doc_'s value and gives its memory back to the pool.
+  void release() {
+    doc_.SetNull();
+    pool_.Clear();
+  }
+
+  // The items array, p at its '['.
+  bool items(const char*& p, bool kindKnown, std::string_view itemKind, Collector& out,
+             std::vector<ObjectError>& errors) {
+    ++p;
+    skipSpace(p);
+    if (*p == ']') {
+      ++p;
+      return true;
+    }
+    for (int64_t i = 0;; ++i) {
+      if (!parseValue(p, 2)) return false;
+      // Its kind would come from the List's, which is not known yet.
+      if (!kindKnown && doc_.IsObject() && !Reader::get(doc_, "kind")) return false;
+      parseItem(doc_, itemKind, source_, i, out, errors);
+      release();
+      skipSpace(p);
+      if (*p == ',') {
+        ++p;
+        continue;
+      }
+      if (*p != ']') return false;
+      ++p;
+      return true;
+    }
+  }
+
+  const Input& in_;
+  std::string_view source_;
+  std::unique_ptr<char[]> poolBuffer_;
+  rapidjson::MemoryPoolAllocator<> pool_;
+  rapidjson::Document doc_;
+};
+
+StatusOr<Cluster> parseInput(const Input& in, std::string_view source) {
+  Cluster c;
+  if (ListStreamer(in, source).run(c)) return c;
+  KIPVS_RETURN_IF_ERROR(parseDocument(in, source, c));
+  return c;
 }
 
 }  // namespace
@@ -580,23 +843,14 @@ void Cluster::merge(Cluster&& other) {
 }
 
 StatusOr<Cluster> parseJson(std::string_view text, std::string_view sourceName) {
-  Cluster c;
   // A string_view need not be NUL-terminated; the copy costs less than the slower reader.
-  Buffer b;
-  b.data.reset(new char[text.size() + 1]);
-  if (!text.empty()) std::memcpy(b.data.get(), text.data(), text.size());
-  b.data[text.size()] = '\0';
-  b.size = text.size();
-  KIPVS_RETURN_IF_ERROR(parseInto(b, sourceName, c));
-  return c;
+  return parseInput(Input::copyOf(text), sourceName);
 }
 
 StatusOr<Cluster> parseFile(const std::string& path) {
-  StatusOr<Buffer> data = readAll(path);
-  if (!data) return data.status();
-  Cluster c;
-  KIPVS_RETURN_IF_ERROR(parseInto(*data, path == "-" ? std::string_view("<stdin>") : std::string_view(path), c));
-  return c;
+  StatusOr<Input> in = Input::read(path);
+  if (!in) return in.status();
+  return parseInput(*in, path == "-" ? std::string_view("<stdin>") : std::string_view(path));
 }
 
 StatusOr<Cluster> parseFiles(const std::vector<std::string>& paths) {

@@ -11,7 +11,6 @@
 // rest of the input goes on.
 
 #include <cstdint>
-#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,8 +29,10 @@ struct ObjectError {
   auto operator<=>(const ObjectError&) const = default;
 };
 
-// std::less<> so lookups by string_view / literal do not allocate.
-using StringMap = std::map<std::string, std::string, std::less<>>;
+// Labels or annotations: each key once (the first, as a JSON reader's lookup
+// would find it), in input order. A flat vector: objects carry a handful, and
+// desired() looks up a few by name; a std::map costs a node per entry.
+using StringMap = std::vector<std::pair<std::string, std::string>>;
 
 struct ObjectMeta {
   std::string ns;  // metadata.namespace ("namespace" is a C++ keyword)

@@ -360,6 +360,89 @@ TEST_CASE("parse: \"-\" reads stdin, from a file or a pipe of any size") {
         "<stdin>: invalid JSON at byte 1 (line 1, column 2): Missing a name for object member.");
 }
 
+// A file in a fresh temporary directory, removed with it.
+struct TempFile {
+  std::string path;
+  explicit TempFile(const std::string& content) {
+    char dir[] = "/tmp/kipvs-k8s-test-XXXXXX";
+    REQUIRE(::mkdtemp(dir) != nullptr);
+    path = std::string(dir) + "/in.json";
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    REQUIRE(fd >= 0);
+    REQUIRE(::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()));
+    ::close(fd);
+  }
+  ~TempFile() {
+    ::unlink(path.c_str());
+    ::rmdir(path.substr(0, path.rfind('/')).c_str());
+  }
+};
+
+// parseFile maps the file and reads up to its end: sizes at a page boundary
+// (no zero bytes after the data in the file's last page) must neither read
+// past it nor miss a truncation there.
+TEST_CASE("parse: files whose size is a multiple of the page size") {
+  size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  std::string base = testing::list({testing::service("ns/a", R"("clusterIP":"10.96.0.1","ports":[{"port":80}])")});
+  REQUIRE(base.size() < page);
+  std::string good = base + std::string(2 * page - base.size(), ' ');  // trailing whitespace up to the boundary
+  REQUIRE(good.size() % page == 0);
+  {
+    TempFile f(good);
+    StatusOr<Cluster> c = parseFile(f.path);
+    REQUIRE_MESSAGE(c.isOk(), c.status().toString());
+    CHECK(c->services.size() == 1);
+  }
+  // Cut one byte short of the closing brace, at the boundary.
+  std::string cut = std::string(2 * page - base.size() + 1, ' ') + base.substr(0, base.size() - 1);
+  REQUIRE(cut.size() % page == 0);
+  {
+    TempFile f(cut);
+    StatusOr<Cluster> c = parseFile(f.path);
+    REQUIRE(!c.isOk());
+    CHECK(c.status().message() == f.path + ": invalid JSON at byte " + std::to_string(cut.size()) +
+                                      " (line 1, column " + std::to_string(cut.size() + 1) +
+                                      "): Missing a comma or '}' after an object member.");
+    CHECK(c.status().message() == parseJson(cut, f.path).status().message());
+  }
+}
+
+TEST_CASE("parse: a file and the same text parse alike, in kubectl's key order too") {
+  // kubectl sorts keys: items before the List's kind, endpoints before the slice's kind.
+  std::string sorted = R"({"apiVersion":"v1","items":[)"
+                       R"({"addressType":"IPv4","endpoints":[{"addresses":["10.244.0.1"]}],"kind":"EndpointSlice",)"
+                       R"("metadata":{"labels":{"kubernetes.io/service-name":"a"},"name":"a-1","namespace":"ns"},"ports":[{"name":"","port":80}]},)"
+                       R"({"kind":"Service","metadata":{"name":"a","namespace":"ns"},"spec":{"clusterIP":"10.96.0.1","ports":[{"port":80}]}})"
+                       R"(],"kind":"List","metadata":{"resourceVersion":""}})";
+  TempFile f(sorted);
+  StatusOr<Cluster> fromFile = parseFile(f.path);
+  REQUIRE(fromFile.isOk());
+  REQUIRE(fromFile->services.size() == 1);
+  REQUIRE(fromFile->slices.size() == 1);
+  CHECK(fromFile->slices[0].endpoints[0].addresses[0] == "10.244.0.1");
+  Cluster fromText = parseOk(sorted);
+  CHECK(fromText.services[0].meta.key() == "ns/a");
+  CHECK(fromText.slices[0].meta.key() == "ns/a-1");
+}
+
+TEST_CASE("parse: nesting deeper than 10000 levels is an error, not a stack overflow") {
+  auto nested = [](int depth) {
+    return R"({"kind":"List","items":[{"kind":"Pod","x":)" + std::string(depth, '[') + std::string(depth, ']') + "}]}";
+  };
+  // 10000 levels in all: the List, items, the item, then 9997 arrays.
+  Cluster ok = parseOk(nested(9997));
+  CHECK(ok.services.empty());
+  StatusOr<Cluster> deep = parseJson(nested(9998), "deep.json");
+  REQUIRE(!deep.isOk());
+  CHECK(deep.status().code() == Code::kParse);
+  CHECK(deep.status().message() == "deep.json: invalid JSON at byte 10040 (line 1, column 10041): nesting deeper than 10000 levels");
+  // Far deeper (the old reader crashed here), in a file.
+  TempFile f(nested(500000));
+  StatusOr<Cluster> far = parseFile(f.path);
+  REQUIRE(!far.isOk());
+  CHECK(far.status().message().find("nesting deeper than 10000 levels") != std::string::npos);
+}
+
 TEST_CASE("parse: the bundled example cluster") {
   StatusOr<Cluster> c = parseFile(sourcePath("examples/cluster.json"));
   REQUIRE(c.isOk());
