@@ -1,7 +1,6 @@
 #include "controller/k8s.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -495,26 +494,18 @@ std::string_view itemKindOf(std::string_view listKind) {
 }
 
 // The input, NUL-terminated: rapidjson's NUL-terminated reader is about three
-// times faster than its (pointer, length) one. A regular file is mapped, not
-// read: the page cache's pages are used as they are, where a read() into a
-// fresh buffer faults in and copies every page (~100 ms for 28 MB natively,
-// more under qemu). A file truncated while mapped would SIGBUS: inputs are
-// written once (kubectl > file, a ConfigMap's atomic swap), not rewritten in
-// place.
+// times faster than its (pointer, length) one. Read, not mmapped: a mapped
+// file truncated while we parse would kill the process with SIGBUS instead of
+// giving an error, and the copy costs little next to the parse.
 class Input {
  public:
   Input() = default;
   Input(Input&& o) noexcept { *this = std::move(o); }
   Input& operator=(Input&& o) noexcept {
     std::swap(heap_, o.heap_);
-    std::swap(map_, o.map_);
-    std::swap(mapSize_, o.mapSize_);
     std::swap(data_, o.data_);
     std::swap(size_, o.size_);
     return *this;
-  }
-  ~Input() {
-    if (map_) ::munmap(map_, mapSize_);
   }
 
   static Input copyOf(std::string_view text) {
@@ -533,7 +524,7 @@ class Input {
     Input in;
     struct stat st;
     bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
-    Status s = regular && in.map(fd, static_cast<size_t>(st.st_size)) ? Status::ok() : in.readAll(fd, path, regular ? static_cast<size_t>(st.st_size) : 0);
+    Status s = in.readAll(fd, path, regular ? static_cast<size_t>(st.st_size) : 0);
     if (fd != STDIN_FILENO) ::close(fd);
     if (!s.isOk()) return s;
     return in;
@@ -544,30 +535,8 @@ class Input {
   std::string_view view() const { return {data_, size_}; }
 
  private:
-  // The file's pages, then one zero page for the NUL: an anonymous mapping
-  // one page longer than the file, the file mapped over its start. false
-  // when the file system cannot map (the caller reads instead).
-  bool map(int fd, size_t size) {
-    size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-    size_t total = (size / page + 1) * page;
-    void* area = ::mmap(nullptr, total, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (area == MAP_FAILED) return false;
-    // MAP_POPULATE: one call maps every page instead of one fault per 16 pages.
-    void* file = ::mmap(area, size, PROT_READ, MAP_PRIVATE | MAP_FIXED | MAP_POPULATE, fd, 0);
-    if (file == MAP_FAILED) {
-      ::munmap(area, total);
-      return false;
-    }
-    map_ = area;
-    mapSize_ = total;
-    data_ = static_cast<const char*>(area);
-    size_ = size;
-    return true;
-  }
-
-  // Pipes, stdin, and files that cannot be mapped: one buffer, its size from
-  // fstat when known (+1 for the NUL, +1 so that EOF is seen without
-  // growing), else growing by doubling.
+  // One buffer, its size from fstat when known (+1 for the NUL, +1 so that
+  // EOF is seen without growing), else growing by doubling.
   Status readAll(int fd, const std::string& path, size_t sizeHint) {
     size_t capacity = sizeHint ? sizeHint + 2 : size_t{1} << 16, size = 0;
     heap_.reset(new char[capacity]);
@@ -593,8 +562,6 @@ class Input {
   }
 
   std::unique_ptr<char[]> heap_;
-  void* map_ = nullptr;
-  size_t mapSize_ = 0;
   const char* data_ = "";
   size_t size_ = 0;
 };
