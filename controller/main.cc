@@ -278,18 +278,18 @@ int cmdReconcile(Args& a) {
   }
   opts.nodeIpsFromHost = nodeIps.empty();
 
-  // Read the live table while the input parses: the dump is kernel time, the
-  // parse user time, and a node has more than one CPU. Nothing is written
-  // before the whole input has parsed: a bad file changes nothing.
+  // Read the live table while the input parses and the desired state is
+  // computed: the dump is kernel time, those are user time, and a node has
+  // more than one CPU. Nothing is written before the whole input has parsed:
+  // a bad file changes nothing.
   auto client = openKernel();
   std::future<StatusOr<ipvs::Table>> dump;
   if (client.isOk()) {
     dump = std::async(std::launch::async, [&kernel = **client] { return kernel.dumpTable(); });
   }
   auto cluster = parseFiles(files);
-  std::optional<StatusOr<ipvs::Table>> actual;
-  if (dump.valid()) actual = dump.get();
   if (!cluster.isOk()) {
+    if (dump.valid()) dump.wait();
     std::cerr << "kipvs: " << cluster.status().toString() << "\nnothing was changed\n";
     return 2;
   }
@@ -303,9 +303,10 @@ int cmdReconcile(Args& a) {
     std::cerr << "kipvs: " << hostNet.status().toString() << "\n";
     return 2;
   }
+  // The desired state is computed while the dump may still be running.
   ReconcileResult r = reconcile(*cluster, opts, kernel, **hostNet, std::cout, std::cerr,
                                 [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); },
-                                std::move(actual));
+                                [&dump] { return dump.get(); });
   VLOG(1) << "kernel writes: " << (*client)->writeCount();
   exitNow(r.exitCode());
 }

@@ -78,9 +78,8 @@ std::set<ServiceKey> drainingKeys(const Plan& p) {
 
 ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, ipvs::IpvsClient& client,
                           HostNetwork& host, std::ostream& out, std::ostream& err, const Sleeper& sleep,
-                          std::optional<StatusOr<ipvs::Table>> prefetched) {
+                          const TableSource& firstRead) {
   ReconcileResult result;
-  const uint64_t writesBefore = client.writeCount();
   NodeFacts node = opts.node;
   if (opts.nodeIpsFromHost) {
     auto ips = host.nodeAddresses(opts.dummyInterface);
@@ -124,7 +123,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   }
 
   // A dump is not a snapshot: an interrupted or overrun one is read again.
-  StatusOr<ipvs::Table> actualOr = prefetched ? std::move(*prefetched) : client.dumpTable();
+  StatusOr<ipvs::Table> actualOr = firstRead ? firstRead() : client.dumpTable();
   for (int attempt = 1; !actualOr.isOk() && isTransient(actualOr.status()) && attempt <= 3; ++attempt) {
     LOG(WARNING) << "reading the IPVS table: " << actualOr.status().toString() << "; reading it again";
     sleep(std::chrono::milliseconds(100 << attempt));
@@ -136,6 +135,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     return result;
   }
   ipvs::Table actual = std::move(*actualOr);
+  const uint64_t writesBefore = client.writeCount();  // the client is ours from here (see TableSource)
 
   Ownership own;
   own.vips = mine;

@@ -53,12 +53,16 @@ struct ReconcileResult {
 // Sleeps between drain polls; injectable so tests do not wait.
 using Sleeper = std::function<void(std::chrono::milliseconds)>;
 
+// Gives the first read of the live table; nullptr means client.dumpTable().
+// kipvs reconcile hands in the dump it started while the input parsed: the
+// pass computes the desired state and reads the host before it waits for it,
+// and uses `client` only after.
+using TableSource = std::function<StatusOr<ipvs::Table>()>;
+
 // The plan and summary go to `out`; every error, named, also goes to `err`.
-// `prefetched`, when given, is a dumpTable() the caller already ran (e.g. in
-// parallel with parsing); it stands for the first read of the live table.
 ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, ipvs::IpvsClient& client,
                           HostNetwork& host, std::ostream& out, std::ostream& err, const Sleeper& sleep,
-                          std::optional<StatusOr<ipvs::Table>> prefetched = std::nullopt);
+                          const TableSource& firstRead = nullptr);
 
 // Drops, with an error each, desired virtual servers and real servers that
 // the kernel would refuse (ipvs::validate*), so one bad object cannot fail a

@@ -59,13 +59,16 @@ struct Rig {
     opts.node.nodeIps = {A("192.168.1.10")};
     opts.nodeIpsFromHost = false;
   }
-  ReconcileResult run(const Cluster& c) {
+  ReconcileResult run(const Cluster& c, const TableSource& firstRead = nullptr) {
     out.str("");
     err.str("");
-    return reconcile(c, opts, kernel, host, out, err, [this](std::chrono::milliseconds) {
-      ++sleeps;
-      if (onSleep) onSleep();
-    });
+    return reconcile(
+        c, opts, kernel, host, out, err,
+        [this](std::chrono::milliseconds) {
+          ++sleeps;
+          if (onSleep) onSleep();
+        },
+        firstRead);
   }
 };
 
@@ -129,6 +132,34 @@ TEST_CASE("reconcile: a foreign virtual server is left alone; a stale one of our
   CHECK(rig.host.routes("kipvs0") == std::set<Address>{A("10.96.0.10")});
   CHECK(rig.out.str().find("left alone TCP 172.16.5.5:80") != std::string::npos);
   CHECK(rig.out.str().find("deleted local route 10.96.0.20 dev kipvs0") != std::string::npos);
+}
+
+TEST_CASE("reconcile: the first read of the table comes from the caller's source, once; a transient failure reads again") {
+  Rig rig;
+  Cluster c = cluster({service("web", "10.96.0.10"), slice("web", {{"10.244.0.1", kReady}})});
+  REQUIRE(rig.run(c).exitCode() == 0);
+  const Table converged = *rig.kernel.dumpTable();
+  const uint64_t writes = rig.kernel.writeCount();
+
+  // The source's table is what the plan is made against: it says converged.
+  int calls = 0;
+  ReconcileResult r = rig.run(c, [&] {
+    ++calls;
+    return StatusOr<Table>(converged);
+  });
+  CHECK(calls == 1);
+  CHECK(r.plan.empty());
+  CHECK(rig.kernel.writeCount() == writes);
+
+  // A lost answer from the source: the pass reads the kernel itself.
+  calls = 0;
+  r = rig.run(c, [&] {
+    ++calls;
+    return StatusOr<Table>(Status::kernel(ENOBUFS, "injected"));
+  });
+  CHECK(calls == 1);
+  CHECK(r.exitCode() == 0);
+  CHECK(r.plan.empty());
 }
 
 TEST_CASE("reconcile: --vip-mode=address binds VIPs as addresses, and a second run writes nothing") {
