@@ -220,6 +220,18 @@ check "the IPVS table never changed while converting" grep -q '"kernelWrites":0'
 a=$(kt_http_get cli 10.96.0.10 80 || true)
 check "route mode again: 10.96.0.10:80 answers ($a)" grep -qE '^pod-[123]$' <<<"$a"
 
+step "kipvs0 set down: the kernel drops its IPv6 routes; the next reconcile brings it up and restores them"
+kt_node_exec ip link set kipvs0 down
+check "while down: the v4 routes stay, the v6 one is gone ($(vips))" [ "$(vips)" = "${all_vips%local fd00:96::16 }" ]
+out=$(kipvs -f "$KT_DIR/step2.json" -o json)
+check "kipvs0 up again" kt_node_exec sh -c 'ip -o link show kipvs0 | grep -q "[<,]UP[,>]"'
+check "every VIP route restored ($(vips))" [ "$(vips)" = "$all_vips" ]
+check "the IPVS table needed no write" grep -q '"kernelWrites":0' <<<"$out"
+a=$(kt_http_get cli 10.96.0.10 80 || true)
+check "10.96.0.10:80 answers again ($a)" grep -qE '^pod-[123]$' <<<"$a"
+a=$(kt_http_get cli fd00:96::16 80 || true)
+check "[fd00:96::16]:80 answers again ($a)" grep -qE '^pod-[123]$' <<<"$a"
+
 step "an invalid Service is named and skipped; the rest is applied"
 python3 - "$KT_DIR/step2.json" > "$KT_DIR/bad.json" <<'EOF'
 import json, sys
