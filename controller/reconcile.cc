@@ -2,7 +2,6 @@
 
 #include <glog/logging.h>
 
-#include <sstream>
 #include <thread>
 
 #include "controller/render.h"
@@ -173,26 +172,26 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     if (m == VipMode::kRoute) return std::string(add ? "added" : "deleted") + " local route " + v.toString() + " dev " + ifname;
     return std::string(add ? "bound " : "unbound ") + v.toString() + (add ? " to " : " from ") + ifname;
   };
-  // The plan as printed (text: its lines and the VIP lines; json: the "plan"
-  // value). A real run renders it beside the kernel writes (see below) and
-  // prints it after them.
-  std::string planRendered;
-  auto renderPlanPart = [&] {
-    std::ostringstream os;
+  // The head of the output: the plan (text: its lines and the VIP lines;
+  // json: the object's opening up to the "plan" value). A real run writes it
+  // from the second thread while the kernel writes go on (see below): nothing
+  // else writes to `out` before that thread is joined, and the plan is not
+  // held in memory twice.
+  auto writePlan = [&] {
     if (opts.output == OutputFormat::kText) {
-      renderPlanText(result.plan, ctx, os);
+      renderPlanText(result.plan, ctx, out);
       for (const auto& v : toConvert) {
-        os << "  " << vipLine(otherMode, false, v) << " (left by --vip-mode=" << vipModeName(otherMode) << ")\n";
+        out << "  " << vipLine(otherMode, false, v) << " (left by --vip-mode=" << vipModeName(otherMode) << ")\n";
       }
-      for (const auto& v : toBind) os << "  " << vipLine(opts.vipMode, true, v) << "\n";
-      for (const auto& v : toUnbind) os << "  " << vipLine(opts.vipMode, false, v) << "\n";
-      for (const auto& v : toUnbindOther) os << "  " << vipLine(otherMode, false, v) << "\n";
+      for (const auto& v : toBind) out << "  " << vipLine(opts.vipMode, true, v) << "\n";
+      for (const auto& v : toUnbind) out << "  " << vipLine(opts.vipMode, false, v) << "\n";
+      for (const auto& v : toUnbindOther) out << "  " << vipLine(otherMode, false, v) << "\n";
     } else {
-      renderPlanJson(result.plan, ctx, os);
+      out << "{\"dryRun\":" << (opts.dryRun ? "true" : "false") << ",\"plan\":";
+      renderPlanJson(result.plan, ctx, out);
     }
-    planRendered = std::move(os).str();
   };
-  if (opts.dryRun) renderPlanPart();
+  if (opts.dryRun) writePlan();
 
   if (!opts.dryRun) {
     // Results of host changes, in the order made; `errors` may be another
@@ -215,7 +214,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
       return add ? host.bindAddresses(opts.dummyInterface, addrs) : host.unbindAddresses(opts.dummyInterface, addrs);
     };
 
-    // The host side (sysctls, VIPs) and rendering the plan run beside the
+    // The host side (sysctls, VIPs) and writing out the plan run beside the
     // IPVS writes: the host changes are kernel work under another lock (rtnl,
     // not the IPVS mutex), rendering is user time that only reads the plan,
     // so on a machine with two CPUs neither adds wall time. Order between the
@@ -233,14 +232,10 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
       }
       record(otherMode, false, change(otherMode, false, toConvert), toConvert, hostChanges, hostErrors);
       record(opts.vipMode, true, change(opts.vipMode, true, toBind), toBind, hostChanges, hostErrors);
-      renderPlanPart();
+      writePlan();
     });
     merge(result.report, apply(result.plan, client));
     hostWork.join();
-    if (opts.output == OutputFormat::kText) {  // before any drain-progress lines
-      out << planRendered;
-      planRendered.clear();
-    }
     result.hostChanges = std::move(hostChanges);
     result.hostErrors = std::move(hostErrors);
 
@@ -313,7 +308,6 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   for (const auto& h : result.hostErrors) err << "error: " << h.toString() << "\n";
 
   if (opts.output == OutputFormat::kJson) {
-    out << "{\"dryRun\":" << (opts.dryRun ? "true" : "false") << ",\"plan\":" << planRendered;
     auto list = [&](const char* key, std::initializer_list<const std::vector<ipvs::Address>*> parts) {
       out << ",\"" << key << "\":[";
       bool firstAddr = true;
@@ -346,7 +340,6 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
         << ",\"stillDraining\":" << result.stillDraining
         << ",\"exitCode\":" << result.exitCode() << "}\n";
   } else {
-    out << planRendered;  // a dry run's; a real run printed it after the writes
     if (opts.dryRun) {
       out << "dry run: nothing was changed\n";
     } else {
