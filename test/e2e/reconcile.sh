@@ -101,8 +101,19 @@ a=$(get 4 cli 192.0.2.10 80 | hist)
 check "externalTrafficPolicy Local: LB IP only reaches node-a's endpoint ($a)" [ "$a" = "pod-1=4 " ]
 
 step "rr: 30 requests over 3 ready pods land 10/10/10"
+# The kernel's per-real-server connection totals, to tell on failure whether rr itself was uneven or another
+# connection (or a reused one that skipped scheduling) got in between (seen once on a heavily loaded host).
+rr_conns() { kt_ipvsadm -Ln --stats -t 10.96.0.10:80 | awk '$1 == "->" {print $2 "=" $3}' | tr '\n' ' '; }
+before=$(rr_conns)
 a=$(get 30 cli 10.96.0.10 80 | hist)
-check "rr split is 10/10/10 ($a)" [ "$a" = "pod-1=10 pod-2=10 pod-3=10 " ]
+if [ "$a" = "pod-1=10 pod-2=10 pod-3=10 " ]; then
+    ok "rr split is 10/10/10 ($a)"
+else
+    fail "rr split is 10/10/10 ($a)"
+    echo "  kernel connection totals before: $before"
+    echo "  kernel connection totals after:  $(rr_conns)"
+    kt_ipvsadm -Lnc | grep -F 10.96.0.10:80 | sed 's/^/  /' || true
+fi
 
 step "sh keeps one client on one pod"
 a=$(get 10 cli 10.96.0.11 80 | hist)
