@@ -109,7 +109,8 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   }
   {
     auto addrs = host.boundAddresses(opts.dummyInterface);
-    auto routes = addrs.isOk() ? host.localRoutes(opts.dummyInterface) : StatusOr<std::set<ipvs::Address>>(addrs.status());
+    auto routes =
+        addrs.isOk() ? host.localRoutes(opts.dummyInterface) : StatusOr<std::set<ipvs::Address>>(addrs.status());
     if (addrs.isOk() && routes.isOk()) {
       const bool routeMode = opts.vipMode == VipMode::kRoute;
       mine = std::move(routeMode ? *routes : *addrs);
@@ -151,9 +152,14 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   // toConvert: wanted, but local the other way; removed before toBind adds
   // them back in the current form. toUnbind / toUnbindOther: no longer
   // wanted, removed after their services are gone.
+  // In route mode a VIP that is one of this node's addresses (an externalIP
+  // naming the node, say) is local already: the kernel would answer our add
+  // with EEXIST on every run, and the route would never be listed as ours.
   std::vector<ipvs::Address> toBind, toUnbind, toConvert, toUnbindOther;
+  const std::set<ipvs::Address> nodeIps(node.nodeIps.begin(), node.nodeIps.end());
   for (const auto& v : desired.vips) {
-    if (!mine.count(v)) toBind.push_back(v);
+    if (mine.count(v) || (opts.vipMode == VipMode::kRoute && nodeIps.count(v))) continue;
+    toBind.push_back(v);
   }
   for (const auto& v : mine) {
     if (!desired.vips.count(v)) toUnbind.push_back(v);
@@ -169,7 +175,9 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     return std::string(add ? "+ bind " : "- unbind ") + v.toString() + (add ? " to " : " from ") + ifname;
   };
   auto vipChange = [&](VipMode m, bool add, const ipvs::Address& v) {
-    if (m == VipMode::kRoute) return std::string(add ? "added" : "deleted") + " local route " + v.toString() + " dev " + ifname;
+    if (m == VipMode::kRoute) {
+      return std::string(add ? "added" : "deleted") + " local route " + v.toString() + " dev " + ifname;
+    }
     return std::string(add ? "bound " : "unbound ") + v.toString() + (add ? " to " : " from ") + ifname;
   };
   // The head of the output: the plan (text: its lines and the VIP lines;
@@ -209,9 +217,9 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     auto change = [&](VipMode m, bool add, const std::vector<ipvs::Address>& addrs) {
       if (addrs.empty()) return std::vector<Status>{};
       if (m == VipMode::kRoute) {
-        return add ? host.addLocalRoutes(opts.dummyInterface, addrs) : host.deleteLocalRoutes(opts.dummyInterface, addrs);
+        return add ? host.addLocalRoutes(ifname, addrs) : host.deleteLocalRoutes(ifname, addrs);
       }
-      return add ? host.bindAddresses(opts.dummyInterface, addrs) : host.unbindAddresses(opts.dummyInterface, addrs);
+      return add ? host.bindAddresses(ifname, addrs) : host.unbindAddresses(ifname, addrs);
     };
 
     // The host side (sysctls, VIPs) and writing out the plan run beside the

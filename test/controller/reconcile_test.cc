@@ -162,6 +162,25 @@ TEST_CASE("reconcile: the first read of the table comes from the caller's source
   CHECK(r.plan.empty());
 }
 
+TEST_CASE("reconcile: route mode leaves a VIP that is a node address alone, and a second run changes nothing") {
+  Rig rig;
+  rig.host.addLinkAddress("eth0", A("192.168.1.10"));  // the node's address, also a Service's externalIP
+  Cluster c = cluster({service("web", "10.96.0.10", R"(,"externalIPs":["192.168.1.10"])"),
+                       slice("web", {{"10.244.0.1", kReady}})});
+  ReconcileResult r = rig.run(c);
+  CHECK(r.exitCode() == 0);
+  CHECK(rig.host.routes("kipvs0") == std::set<Address>{A("10.96.0.10")});
+  CHECK(rig.kernel.dumpTable()->services.count(ServiceKey::tcp(A("192.168.1.10"), 80)) == 1);
+  CHECK(rig.out.str().find("192.168.1.10 dev kipvs0") == std::string::npos);
+  const uint64_t hostWrites = rig.host.writeCount();
+  const int routeCalls = rig.host.calls(FakeHostNetwork::Op::kAddRoute);
+  ReconcileResult again = rig.run(c);
+  CHECK(again.exitCode() == 0);
+  CHECK(again.hostChanges.empty());
+  CHECK(rig.host.writeCount() == hostWrites);
+  CHECK(rig.host.calls(FakeHostNetwork::Op::kAddRoute) == routeCalls);
+}
+
 TEST_CASE("reconcile: --vip-mode=address binds VIPs as addresses, and a second run writes nothing") {
   Rig rig;
   rig.opts.vipMode = VipMode::kAddress;
