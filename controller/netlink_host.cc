@@ -17,6 +17,8 @@
 #include <functional>
 #include <set>
 
+#include <glog/logging.h>
+
 #include "netlink/message.h"
 
 #ifndef SOL_NETLINK
@@ -60,6 +62,16 @@ class RtnlSocket {
   }
 
   uint32_t nextSeq() { return ++seq_; }
+
+  // NETLINK_GET_STRICT_CHK (4.20+): the kernel checks dump requests strictly
+  // and honours the filters in them (table, protocol, type, device for
+  // routes). Only route dumps turn it on, for their own request: the other
+  // requests stay as every kernel accepts them. False where unsupported.
+  bool setStrictDump(bool on) {
+    if (fd_ < 0 && !openFd().isOk()) return false;
+    const int v = on ? 1 : 0;
+    return ::setsockopt(fd_, SOL_NETLINK, NETLINK_GET_STRICT_CHK, &v, sizeof v) == 0;
+  }
 
   // Sends the one message in `w` (sequence `seq`) and reads its answer,
   // handing each reply (not acks/errors/done) to onReply. Ok, the kernel's
@@ -396,6 +408,52 @@ StatusOr<std::vector<RouteInfo>> dumpRoutes(RtnlSocket& rtnl, const std::string&
   return dump<rtmsg, RouteInfo>(rtnl, RTM_GETROUTE, what, parseRoute);
 }
 
+// One dump per family of kipvs's local routes through ifindex, the kernel
+// filtering them (table local, our protocol, type local, the device).
+Status dumpOurRoutesOnce(RtnlSocket& rtnl, int ifindex, const std::string& what, std::vector<RouteInfo>& out) {
+  for (uint8_t family : {uint8_t{AF_INET}, uint8_t{AF_INET6}}) {
+    MessageWriter w;
+    const uint32_t seq = rtnl.nextSeq();
+    w.beginMessage(RTM_GETROUTE, kDumpFlags, seq);
+    rtmsg rtm{};
+    rtm.rtm_family = family;
+    rtm.rtm_table = RT_TABLE_LOCAL;
+    rtm.rtm_protocol = kRouteProtocol;
+    rtm.rtm_type = RTN_LOCAL;
+    w.putRaw(&rtm, sizeof rtm);
+    w.putU32(RTA_OIF, static_cast<uint32_t>(ifindex));
+    w.endMessage();
+    Status s = rtnl.exchange(w, seq, what, [&](const Message& m) {
+      RouteInfo r;
+      if (parseRoute(m, &r)) out.push_back(r);
+    });
+    // No IPv6 in this kernel (ipv6.disable=1): nothing of that family to list.
+    if (!s.isOk() && !(family == AF_INET6 && s.errnum() == EAFNOSUPPORT)) return s;
+  }
+  return Status::ok();
+}
+
+// kipvs's local routes through ifindex. With strict dump checking the kernel
+// sends only those, so a host with a large routing table (a BGP speaker)
+// costs what kipvs owns, not what the host has. A kernel that cannot filter
+// (before 4.20) sends every route and the caller's own filter does the work;
+// one that refuses the filtered request gets the plain dump.
+StatusOr<std::vector<RouteInfo>> dumpOurRoutes(RtnlSocket& rtnl, int ifindex, const std::string& what) {
+  std::vector<RouteInfo> out;
+  const bool strict = rtnl.setStrictDump(true);
+  Status s;
+  for (int attempt = 0; attempt < 3; ++attempt) {  // a dump interrupted by a concurrent change is read again
+    out.clear();
+    s = dumpOurRoutesOnce(rtnl, ifindex, what, out);
+    if (!(s.code() == Code::kIo && s.errnum() == EINTR)) break;
+  }
+  if (strict) rtnl.setStrictDump(false);
+  if (s.isOk()) return out;
+  if (s.code() != Code::kKernel) return s;  // lost answers, timeouts: not the filter's fault
+  LOG(WARNING) << what << ": filtered route dump refused (" << s.toString() << "); reading every route";
+  return dumpRoutes(rtnl, what);
+}
+
 StatusOr<std::vector<LinkInfo>> dumpLinks(RtnlSocket& rtnl, const std::string& what) {
   return dump<ifinfomsg, LinkInfo>(rtnl, RTM_GETLINK, what, parseLink);
 }
@@ -569,8 +627,9 @@ StatusOr<std::set<ipvs::Address>> NetlinkHostNetwork::localRoutes(const std::str
   KIPVS_RETURN_IF_ERROR(validateIfname(ifname));
   StatusOr<LinkInfo> link = getLink(*rtnl_, ifname);
   if (!link.isOk()) return link.status().withContext("list local routes");
-  StatusOr<std::vector<RouteInfo>> all = dumpRoutes(*rtnl_, what);
+  StatusOr<std::vector<RouteInfo>> all = dumpOurRoutes(*rtnl_, link->index, what);
   if (!all.isOk()) return all.status();
+  routesRead_ += all->size();
   std::set<ipvs::Address> out;
   for (const RouteInfo& r : *all) {
     const unsigned hostLen = r.dst.isV4() ? 32 : 128;

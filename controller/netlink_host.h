@@ -48,6 +48,10 @@ class NetlinkHostNetwork : public HostNetwork {
   StatusOr<std::vector<ipvs::Address>> nodeAddresses(const std::string& excludeIfname) override;
   StatusOr<std::string> kernelRelease() override;
 
+  // Route entries the kernel sent to localRoutes() so far (the kernel filters
+  // the dump where it can: see dumpOurRoutes in the .cc).
+  uint64_t routesRead() const { return routesRead_; }
+
  private:
   NetlinkHostNetwork(std::unique_ptr<RtnlSocket> rtnl, Options options);
   using DescribeFn = std::function<std::string(const ipvs::Address&)>;
@@ -61,6 +65,7 @@ class NetlinkHostNetwork : public HostNetwork {
 
   std::unique_ptr<RtnlSocket> rtnl_;
   Options options_;
+  uint64_t routesRead_ = 0;
 };
 
 }  // namespace kipvs::controller

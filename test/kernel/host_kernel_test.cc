@@ -281,10 +281,28 @@ TEST_CASE("local routes: add, list and delete v4 and v6 in batches; idempotent; 
   r = host->addLocalRoutes(kDummy, vips);  // again: EEXIST folds to success
   for (const auto& s : r) CHECK_MESSAGE(s.isOk(), s.toString());
 
+  // 1,000 routes that are not ours, through the same device and elsewhere:
+  // the kernel filters the dump, so listing reads only ours.
+  {
+    std::string batch;
+    for (int i = 0; i < 500; ++i) {
+      batch += "route add 10.201." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1) + "/32 dev " +
+               kDummy + "\n";
+      batch += "route add local 10.202." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1) +
+               "/32 dev lo table local proto static\n";
+    }
+    FILE* f = std::fopen("/tmp/kipvs-host-routes.batch", "w");
+    REQUIRE(f != nullptr);
+    std::fputs(batch.c_str(), f);
+    std::fclose(f);
+    mustSh("ip -batch /tmp/kipvs-host-routes.batch");
+  }
+  const uint64_t readBefore = host->routesRead();
   auto listed = host->localRoutes(kDummy);
   REQUIRE_MESSAGE(listed.isOk(), listed.status().toString());
   CHECK(*listed == std::set<ipvs::Address>(vips.begin(), vips.end()));
   CHECK(*listed == witnessRoutes(kDummy));
+  CHECK(host->routesRead() - readBefore == vips.size());  // 6.1 filters (4.20+): none of the 1,000 others
   CHECK(host->boundAddresses(kDummy)->empty());  // routes, not addresses
   // The kernel takes packets to them as its own.
   Run get = sh("ip route get 10.97.0.5; ip -6 route get fd00:10:98::7");
