@@ -4,9 +4,10 @@
 // dumps over T sockets on T threads (the kernel serializes IPVS requests on
 // genl_mutex; this measures how much of a dump is outside it).
 //
-// Usage: dump_floor [--threads T] [--decode]   (prints one JSON line)
+// Usage: dump_floor [--threads T] [--decode [--no-stats]]   (prints one JSON line)
 // --decode also decodes every destination (codec only, no Table), to split
-// decode from Table building in dumpTable's user time.
+// decode from Table building in dumpTable's user time; --no-stats decodes as
+// reconcile does (codec::WithStats::kNo).
 #include <linux/genetlink.h>
 #include <linux/ip_vs.h>
 
@@ -53,6 +54,8 @@ Status dumpOnce(netlink::GenlSocket& sock, netlink::MessageWriter& w, uint8_t cm
 int main(int argc, char** argv) {
   const long threads = std::max(1L, kipvs::bench::flagValue(argc, argv, "--threads", 1));
   const bool decode = kipvs::bench::hasFlag(argc, argv, "--decode");
+  const auto withStats =
+      kipvs::bench::hasFlag(argc, argv, "--no-stats") ? ipvs::codec::WithStats::kNo : ipvs::codec::WithStats::kYes;
   std::vector<std::unique_ptr<netlink::GenlSocket>> socks;
   for (long t = 0; t < threads; ++t) {
     auto s = netlink::GenlSocket::open("IPVS", netlink::SocketOptions{});
@@ -87,7 +90,7 @@ int main(int argc, char** argv) {
         ++n;
         if (decode) {
           auto g = netlink::parseGenl(m);
-          if (g) (void)ipvs::codec::decodeDestMessage(g->attrs, keys[i].family);
+          if (g) (void)ipvs::codec::decodeDestMessage(g->attrs, keys[i].family, withStats);
         }
       });
       if (!r.isOk()) {
@@ -104,9 +107,9 @@ int main(int argc, char** argv) {
   for (auto& th : pool) th.join();
   const auto cpu1 = kipvs::bench::cpuNow();
   std::printf(
-      "{\"phase\":\"dump_floor\",\"threads\":%ld,\"decode\":%s,\"services\":%zu,\"dests\":%llu,\"ms\":%.1f,"
+      "{\"phase\":\"dump_floor\",\"threads\":%ld,\"decode\":%s,\"stats\":%s,\"services\":%zu,\"dests\":%llu,\"ms\":%.1f,"
       "\"servicesMs\":%.1f,\"userMs\":%.1f,\"sysMs\":%.1f}\n",
-      threads, decode ? "true" : "false", keys.size(), static_cast<unsigned long long>(messages.load()), msSince(t0),
+      threads, decode ? "true" : "false", withStats == ipvs::codec::WithStats::kYes ? "true" : "false", keys.size(), static_cast<unsigned long long>(messages.load()), msSince(t0),
       servicesMs, cpu1.user - cpu0.user, cpu1.sys - cpu0.sys);
   return failed ? 1 : 0;
 }

@@ -127,8 +127,12 @@ int usageError(const std::string& msg) {
   return 2;
 }
 
-StatusOr<std::unique_ptr<ipvs::NetlinkIpvsClient>> openKernel() {
-  auto c = ipvs::NetlinkIpvsClient::create();
+// readStats: decode traffic counters in dumps; only `dump --output json`
+// shows them (connection counts are read either way).
+StatusOr<std::unique_ptr<ipvs::NetlinkIpvsClient>> openKernel(bool readStats = true) {
+  ipvs::NetlinkIpvsClient::Options options;
+  options.readStats = readStats;
+  auto c = ipvs::NetlinkIpvsClient::create(options);
   if (!c.isOk()) return c.status().withContext("cannot reach the kernel's IPVS");
   return c;
 }
@@ -163,7 +167,7 @@ int cmdDump(Args& a) {
   if (output != "text" && output != "json" && output != "ipvsadm") {
     return usageError("dump: --output must be text, json or ipvsadm");
   }
-  auto c = openKernel();
+  auto c = openKernel(output == "json");
   if (!c.isOk()) {
     std::cerr << "kipvs: " << c.status().toString() << "\n";
     return 2;
@@ -282,7 +286,7 @@ int cmdReconcile(Args& a) {
   // computed: the dump is kernel time, those are user time, and a node has
   // more than one CPU. Nothing is written before the whole input has parsed:
   // a bad file changes nothing.
-  auto client = openKernel();
+  auto client = openKernel(/*readStats=*/false);  // reconcile compares specs and connection counts only
   std::future<StatusOr<ipvs::Table>> dump;
   if (client.isOk()) {
     dump = std::async(std::launch::async, [&kernel = **client] { return kernel.dumpTable(); });

@@ -231,7 +231,7 @@ StatusOr<Stats> decodeStats(Bytes nest) {
   return s;
 }
 
-StatusOr<ServiceEntry> decodeService(Bytes nest) {
+StatusOr<ServiceEntry> decodeService(Bytes nest, WithStats withStats) {
   AttrSlot a[IPVS_SVC_ATTR_MAX + 1];
   Status st = netlink::parseAttrs(nest, a);
   if (!st.isOk()) return st.withContext("service");
@@ -270,13 +270,14 @@ StatusOr<ServiceEntry> decodeService(Bytes nest) {
   KIPVS_RETURN_IF_ERROR(getScalar(a[IPVS_SVC_ATTR_NETMASK], "service NETMASK", true, netmask));
   e.spec.netmask = *family == Family::kV4 ? ntohl(netmask) : netmask;
 
+  if (withStats == WithStats::kNo) return e;
   auto stats = statsFrom(a[IPVS_SVC_ATTR_STATS64], a[IPVS_SVC_ATTR_STATS], "service");
   if (!stats) return stats.status();
   e.stats = *stats;
   return e;
 }
 
-StatusOr<DestEntry> decodeDest(Bytes nest, Family serviceFamily) {
+StatusOr<DestEntry> decodeDest(Bytes nest, Family serviceFamily, WithStats withStats) {
   AttrSlot a[IPVS_DEST_ATTR_MAX + 1];
   Status st = netlink::parseAttrs(nest, a);
   if (!st.isOk()) return st.withContext("dest");
@@ -323,24 +324,25 @@ StatusOr<DestEntry> decodeDest(Bytes nest, Family serviceFamily) {
       getScalar(a[IPVS_DEST_ATTR_INACT_CONNS], "dest INACT_CONNS", false, e.counters.inactiveConns));
   KIPVS_RETURN_IF_ERROR(
       getScalar(a[IPVS_DEST_ATTR_PERSIST_CONNS], "dest PERSIST_CONNS", false, e.counters.persistentConns));
+  if (withStats == WithStats::kNo) return e;
   auto stats = statsFrom(a[IPVS_DEST_ATTR_STATS64], a[IPVS_DEST_ATTR_STATS], "dest");
   if (!stats) return stats.status();
   e.counters.stats = *stats;
   return e;
 }
 
-StatusOr<ServiceEntry> decodeServiceMessage(Bytes attrs) {
+StatusOr<ServiceEntry> decodeServiceMessage(Bytes attrs, WithStats stats) {
   AttrSlot a[IPVS_CMD_ATTR_MAX + 1];
   KIPVS_RETURN_IF_ERROR(netlink::parseAttrs(attrs, a));
   if (!a[IPVS_CMD_ATTR_SERVICE]) return parseError("service message without IPVS_CMD_ATTR_SERVICE");
-  return decodeService(*a[IPVS_CMD_ATTR_SERVICE]);
+  return decodeService(*a[IPVS_CMD_ATTR_SERVICE], stats);
 }
 
-StatusOr<DestEntry> decodeDestMessage(Bytes attrs, Family serviceFamily) {
+StatusOr<DestEntry> decodeDestMessage(Bytes attrs, Family serviceFamily, WithStats stats) {
   AttrSlot a[IPVS_CMD_ATTR_MAX + 1];
   KIPVS_RETURN_IF_ERROR(netlink::parseAttrs(attrs, a));
   if (!a[IPVS_CMD_ATTR_DEST]) return parseError("dest message without IPVS_CMD_ATTR_DEST");
-  return decodeDest(*a[IPVS_CMD_ATTR_DEST], serviceFamily);
+  return decodeDest(*a[IPVS_CMD_ATTR_DEST], serviceFamily, stats);
 }
 
 StatusOr<Timeouts> decodeTimeouts(Bytes attrs) {

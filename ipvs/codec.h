@@ -60,17 +60,23 @@ struct DestEntry {
   DestCounters counters;
 };
 
+// Whether decoding reads the traffic counters (STATS64 / STATS nests). A
+// caller that only compares or restores tables (reconcile, `dump --output
+// ipvsadm`) skips them: they are a third of a destination's attributes, and
+// the stats stay zero.
+enum class WithStats : bool { kNo = false, kYes = true };
+
 // The attributes inside an IPVS_CMD_ATTR_SERVICE nest.
-StatusOr<ServiceEntry> decodeService(netlink::Bytes nest);
+StatusOr<ServiceEntry> decodeService(netlink::Bytes nest, WithStats stats = WithStats::kYes);
 // The attributes inside an IPVS_CMD_ATTR_DEST nest. `serviceFamily` is the
 // dest's family when the (older) kernel sends no IPVS_DEST_ATTR_ADDR_FAMILY.
-StatusOr<DestEntry> decodeDest(netlink::Bytes nest, Family serviceFamily);
+StatusOr<DestEntry> decodeDest(netlink::Bytes nest, Family serviceFamily, WithStats stats = WithStats::kYes);
 // The attributes inside a STATS or STATS64 nest (u32 or u64 per counter).
 StatusOr<Stats> decodeStats(netlink::Bytes nest);
 
 // Top-level genl attributes (after the genlmsghdr) of a reply message.
-StatusOr<ServiceEntry> decodeServiceMessage(netlink::Bytes attrs);
-StatusOr<DestEntry> decodeDestMessage(netlink::Bytes attrs, Family serviceFamily);
+StatusOr<ServiceEntry> decodeServiceMessage(netlink::Bytes attrs, WithStats stats = WithStats::kYes);
+StatusOr<DestEntry> decodeDestMessage(netlink::Bytes attrs, Family serviceFamily, WithStats stats = WithStats::kYes);
 StatusOr<Timeouts> decodeTimeouts(netlink::Bytes attrs);
 StatusOr<Info> decodeInfo(netlink::Bytes attrs);
 

@@ -113,7 +113,7 @@ Status NetlinkIpvsClient::dumpDests(const ServiceKey& key, ServiceState& state) 
       IPVS_CMD_GET_DEST, [&](MessageWriter& w) { return codec::putServiceKey(w, key); },
       [&](const GenlView& g) -> Status {
         if (g.cmd != IPVS_CMD_NEW_DEST) return Status::ok();
-        auto d = codec::decodeDestMessage(g.attrs, key.family);
+        auto d = codec::decodeDestMessage(g.attrs, key.family, stats());
         if (!d) return d.status();
         state.dests[d->key] = DestState{d->spec, d->counters};
         return Status::ok();
@@ -126,7 +126,7 @@ StatusOr<Table> NetlinkIpvsClient::dumpTable() {
   Table table;
   Status s = request(IPVS_CMD_GET_SERVICE, nullptr, [&](const GenlView& g) -> Status {
     if (g.cmd != IPVS_CMD_NEW_SERVICE) return Status::ok();
-    auto e = codec::decodeServiceMessage(g.attrs);
+    auto e = codec::decodeServiceMessage(g.attrs, stats());
     if (!e) return e.status();
     ServiceState& st = table.services[e->key];
     st.spec = e->spec;
@@ -177,7 +177,7 @@ StatusOr<std::optional<ServiceState>> NetlinkIpvsClient::dumpService(const Servi
         auto g = netlink::parseGenl(m);
         if (!g) return g.status();
         if (g->cmd == IPVS_CMD_NEW_SERVICE) {
-          auto e = codec::decodeServiceMessage(g->attrs);
+          auto e = codec::decodeServiceMessage(g->attrs, stats());
           if (!e) {
             svcResult = e.status();
           } else {
@@ -204,7 +204,7 @@ StatusOr<std::optional<ServiceState>> NetlinkIpvsClient::dumpService(const Servi
       if (!g) {
         destResult = g.status();
       } else if (g->cmd == IPVS_CMD_NEW_DEST) {
-        auto d = codec::decodeDestMessage(g->attrs, key.family);
+        auto d = codec::decodeDestMessage(g->attrs, key.family, stats());
         if (!d) {
           destResult = d.status();
         } else {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "ipvs/client.h"
+#include "ipvs/codec.h"
 #include "ipvs/model.h"
 #include "netlink/message.h"
 #include "netlink/genl_socket.h"
@@ -33,6 +34,9 @@ class NetlinkIpvsClient : public IpvsClient {
     // the send buffer (sendmsg's size limit).
     size_t maxBatchOps = 2048;
     size_t maxBatchBytes = 1 << 20;
+    // Decode traffic counters in dumps (codec::WithStats). Off for callers
+    // that never show them; connection counts are read either way.
+    bool readStats = true;
   };
 
   // Opens the socket and resolves the "IPVS" family: Code::kUnsupported when
@@ -67,6 +71,8 @@ class NetlinkIpvsClient : public IpvsClient {
   // One batch: ops[begin, end) already encoded in writer_ with seqs from firstSeq.
   void runBatch(std::span<const Op> ops, const std::vector<size_t>& indexOf, uint32_t firstSeq,
                 std::vector<Status>& results);
+
+  codec::WithStats stats() const { return options_.readStats ? codec::WithStats::kYes : codec::WithStats::kNo; }
 
   Options options_;
   std::unique_ptr<netlink::GenlSocket> socket_;

@@ -443,6 +443,33 @@ TEST_CASE("codec: dest counters and stats: STATS64 preferred, STATS fallback, PA
     CHECK(d->counters.persistentConns == 5);
     CHECK(d->counters.stats == want64);
   }
+  SUBCASE("WithStats::kNo: the same entry, connection counts included, stats left zero") {
+    auto nest = run([&](MessageWriter& w) {
+      auto base = kernelDest();
+      w.putRaw(base.data(), base.size());
+      w.putU32(IPVS_DEST_ATTR_INACT_CONNS, 4);
+      stats64(w, IPVS_DEST_ATTR_STATS64, big);
+    });
+    auto full = codec::decodeDest(nest, Family::kV4);
+    auto lean = codec::decodeDest(nest, Family::kV4, codec::WithStats::kNo);
+    REQUIRE(full.isOk());
+    REQUIRE(lean.isOk());
+    CHECK(lean->key == full->key);
+    CHECK(lean->spec == full->spec);
+    CHECK(lean->counters.activeConns == full->counters.activeConns);
+    CHECK(lean->counters.inactiveConns == 4);
+    CHECK(lean->counters.stats == Stats{});
+    CHECK(full->counters.stats == want64);
+    auto svc = run([&](MessageWriter& w) {
+      auto base = kernelService();
+      w.putRaw(base.data(), base.size());
+      stats64(w, IPVS_SVC_ATTR_STATS64, big);
+    });
+    auto s = codec::decodeService(svc, codec::WithStats::kNo);
+    REQUIRE(s.isOk());
+    CHECK(s->spec == codec::decodeService(svc)->spec);
+    CHECK(s->stats == Stats{});
+  }
   SUBCASE("only STATS") {
     auto nest = run([&](MessageWriter& w) {
       auto base = kernelDest();
