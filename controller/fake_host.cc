@@ -137,53 +137,36 @@ StatusOr<std::set<ipvs::Address>> FakeHostNetwork::localRoutes(const std::string
   return links_.at(ifname).routes;
 }
 
+Status FakeHostNetwork::changeRoute(bool add, const std::string& ifname, const ipvs::Address& addr) {
+  const std::string what = std::string(add ? "add" : "delete") + " local route " + addr.toString() + " dev " + ifname;
+  Status s = enter(add ? Op::kAddRoute : Op::kDeleteRoute, addr.toString());
+  if (!s.isOk()) return s.withContext(what);
+  auto it = links_.find(ifname);
+  if (it == links_.end()) return noSuchInterface(ifname).withContext(what);
+  if (!add) {
+    if (it->second.routes.erase(addr)) ++writes_;  // ESRCH is success
+    return Status::ok();
+  }
+  KIPVS_RETURN_IF_ERROR(validateBindable(addr, what));
+  bool boundSomewhere = false;
+  for (const auto& [name, link] : links_) {
+    boundSomewhere =
+        boundSomewhere || std::find(link.addresses.begin(), link.addresses.end(), addr) != link.addresses.end();
+  }
+  if (!boundSomewhere && it->second.routes.insert(addr).second) ++writes_;
+  return Status::ok();
+}
+
 std::vector<Status> FakeHostNetwork::addLocalRoutes(const std::string& ifname, std::span<const ipvs::Address> addrs) {
   std::vector<Status> out;
-  for (const ipvs::Address& addr : addrs) {
-    const std::string what = "add local route " + addr.toString() + " dev " + ifname;
-    Status s = enter(Op::kAddRoute, addr.toString());
-    if (!s.isOk()) {
-      out.push_back(s.withContext(what));
-      continue;
-    }
-    auto it = links_.find(ifname);
-    if (it == links_.end()) {
-      out.push_back(noSuchInterface(ifname).withContext(what));
-      continue;
-    }
-    if (Status v = validateBindable(addr, what); !v.isOk()) {
-      out.push_back(v);
-      continue;
-    }
-    bool boundSomewhere = false;
-    for (const auto& [name, link] : links_) {
-      boundSomewhere = boundSomewhere ||
-                       std::find(link.addresses.begin(), link.addresses.end(), addr) != link.addresses.end();
-    }
-    if (!boundSomewhere && it->second.routes.insert(addr).second) ++writes_;
-    out.push_back(Status::ok());
-  }
+  for (const ipvs::Address& addr : addrs) out.push_back(changeRoute(true, ifname, addr));
   return out;
 }
 
 std::vector<Status> FakeHostNetwork::deleteLocalRoutes(const std::string& ifname,
                                                        std::span<const ipvs::Address> addrs) {
   std::vector<Status> out;
-  for (const ipvs::Address& addr : addrs) {
-    const std::string what = "delete local route " + addr.toString() + " dev " + ifname;
-    Status s = enter(Op::kDeleteRoute, addr.toString());
-    if (!s.isOk()) {
-      out.push_back(s.withContext(what));
-      continue;
-    }
-    auto it = links_.find(ifname);
-    if (it == links_.end()) {
-      out.push_back(noSuchInterface(ifname).withContext(what));
-      continue;
-    }
-    if (it->second.routes.erase(addr)) ++writes_;  // ESRCH is success
-    out.push_back(Status::ok());
-  }
+  for (const ipvs::Address& addr : addrs) out.push_back(changeRoute(false, ifname, addr));
   return out;
 }
 

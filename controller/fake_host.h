@@ -83,6 +83,8 @@ class FakeHostNetwork : public HostNetwork {
   };
   // Counts the call; returns the injected status if one applies.
   Status enter(Op op, const std::string& key);
+  // One address of addLocalRoutes / deleteLocalRoutes.
+  Status changeRoute(bool add, const std::string& ifname, const ipvs::Address& addr);
 
   std::string kernelRelease_;
   std::map<std::string, Link> links_;
