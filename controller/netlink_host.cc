@@ -377,18 +377,21 @@ StatusOr<LinkInfo> getLink(RtnlSocket& rtnl, const std::string& ifname) {
   return info;
 }
 
-// Dumps (RTM_GETLINK / RTM_GETADDR, all families), read again when the
-// kernel reports that the table changed underneath.
+// Dumps (RTM_GETLINK / RTM_GETADDR / RTM_GETROUTE), read again when the
+// kernel reports that the table changed underneath. The request is `header`
+// (by default all zero: family AF_UNSPEC, v4 then v6) plus what `attrs` adds.
 template <typename Header, typename Info, typename Parse>
-StatusOr<std::vector<Info>> dump(RtnlSocket& rtnl, uint16_t type, const std::string& what, Parse parse) {
+StatusOr<std::vector<Info>> dump(RtnlSocket& rtnl, uint16_t type, const std::string& what, Parse parse,
+                                 const Header& header = Header{},
+                                 const std::function<void(MessageWriter&)>& attrs = nullptr) {
   Status s;
   for (int attempt = 0; attempt < 3; ++attempt) {
     std::vector<Info> out;
     MessageWriter w;
     const uint32_t seq = rtnl.nextSeq();
     w.beginMessage(type, kDumpFlags, seq);
-    Header h{};  // family AF_UNSPEC (0): v4 then v6
-    w.putRaw(&h, sizeof h);
+    w.putRaw(&header, sizeof header);
+    if (attrs) attrs(w);
     w.endMessage();
     s = rtnl.exchange(w, seq, what, [&](const Message& m) {
       Info info;
@@ -408,44 +411,32 @@ StatusOr<std::vector<RouteInfo>> dumpRoutes(RtnlSocket& rtnl, const std::string&
   return dump<rtmsg, RouteInfo>(rtnl, RTM_GETROUTE, what, parseRoute);
 }
 
-// One dump per family of kipvs's local routes through ifindex, the kernel
-// filtering them (table local, our protocol, type local, the device).
-Status dumpOurRoutesOnce(RtnlSocket& rtnl, int ifindex, const std::string& what, std::vector<RouteInfo>& out) {
+// kipvs's local routes through ifindex, one dump per family in which the
+// kernel filters (table local, our protocol, type local, the device). With
+// strict dump checking the kernel sends only those, so a host with a large
+// routing table (a BGP speaker) costs what kipvs owns, not what the host
+// has. A kernel that cannot filter (before 4.20) sends every route and the
+// caller's own filter does the work; one that refuses the filtered request
+// gets the plain dump.
+StatusOr<std::vector<RouteInfo>> dumpOurRoutes(RtnlSocket& rtnl, int ifindex, const std::string& what) {
+  std::vector<RouteInfo> out;
+  const bool strict = rtnl.setStrictDump(true);
+  Status s;
   for (uint8_t family : {uint8_t{AF_INET}, uint8_t{AF_INET6}}) {
-    MessageWriter w;
-    const uint32_t seq = rtnl.nextSeq();
-    w.beginMessage(RTM_GETROUTE, kDumpFlags, seq);
     rtmsg rtm{};
     rtm.rtm_family = family;
     rtm.rtm_table = RT_TABLE_LOCAL;
     rtm.rtm_protocol = kRouteProtocol;
     rtm.rtm_type = RTN_LOCAL;
-    w.putRaw(&rtm, sizeof rtm);
-    w.putU32(RTA_OIF, static_cast<uint32_t>(ifindex));
-    w.endMessage();
-    Status s = rtnl.exchange(w, seq, what, [&](const Message& m) {
-      RouteInfo r;
-      if (parseRoute(m, &r)) out.push_back(r);
+    auto routes = dump<rtmsg, RouteInfo>(rtnl, RTM_GETROUTE, what, parseRoute, rtm, [&](MessageWriter& w) {
+      w.putU32(RTA_OIF, static_cast<uint32_t>(ifindex));
     });
-    // No IPv6 in this kernel (ipv6.disable=1): nothing of that family to list.
-    if (!s.isOk() && !(family == AF_INET6 && s.errnum() == EAFNOSUPPORT)) return s;
-  }
-  return Status::ok();
-}
-
-// kipvs's local routes through ifindex. With strict dump checking the kernel
-// sends only those, so a host with a large routing table (a BGP speaker)
-// costs what kipvs owns, not what the host has. A kernel that cannot filter
-// (before 4.20) sends every route and the caller's own filter does the work;
-// one that refuses the filtered request gets the plain dump.
-StatusOr<std::vector<RouteInfo>> dumpOurRoutes(RtnlSocket& rtnl, int ifindex, const std::string& what) {
-  std::vector<RouteInfo> out;
-  const bool strict = rtnl.setStrictDump(true);
-  Status s;
-  for (int attempt = 0; attempt < 3; ++attempt) {  // a dump interrupted by a concurrent change is read again
-    out.clear();
-    s = dumpOurRoutesOnce(rtnl, ifindex, what, out);
-    if (!(s.code() == Code::kIo && s.errnum() == EINTR)) break;
+    if (routes.isOk()) {
+      out.insert(out.end(), routes->begin(), routes->end());
+    } else if (!(family == AF_INET6 && routes.status().errnum() == EAFNOSUPPORT)) {  // no IPv6 in this kernel
+      s = routes.status();
+      break;
+    }
   }
   if (strict) rtnl.setStrictDump(false);
   if (s.isOk()) return out;
