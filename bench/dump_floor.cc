@@ -4,7 +4,11 @@
 // dumps over T sockets on T threads (the kernel serializes IPVS requests on
 // genl_mutex; this measures how much of a dump is outside it).
 //
-// Usage: dump_floor [--threads T] [--decode [--no-stats]]   (prints one JSON line)
+// Usage: dump_floor [--threads T] [--slot-bytes B] [--decode [--no-stats]]   (prints one JSON line)
+// As NetlinkIpvsClient does, the service dump uses a socket with 64 KiB
+// receive slots and the dests dumps sockets with B-byte slots (default: the
+// page size, as the client's read socket); the kernel sizes dump buffers by
+// the slot size, which is what --slot-bytes measures.
 // --decode also decodes every destination (codec only, no Table), to split
 // decode from Table building in dumpTable's user time; --no-stats decodes as
 // reconcile does (codec::WithStats::kNo).
@@ -16,6 +20,8 @@
 #include <cstdio>
 #include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 #include "bench/table_gen.h"
 #include "ipvs/codec.h"
@@ -56,9 +62,15 @@ int main(int argc, char** argv) {
   const bool decode = kipvs::bench::hasFlag(argc, argv, "--decode");
   const auto withStats =
       kipvs::bench::hasFlag(argc, argv, "--no-stats") ? ipvs::codec::WithStats::kNo : ipvs::codec::WithStats::kYes;
-  std::vector<std::unique_ptr<netlink::GenlSocket>> socks;
-  for (long t = 0; t < threads; ++t) {
-    auto s = netlink::GenlSocket::open("IPVS", netlink::SocketOptions{});
+  const long slotBytes = kipvs::bench::flagValue(argc, argv, "--slot-bytes", ::sysconf(_SC_PAGESIZE));
+  std::vector<std::unique_ptr<netlink::GenlSocket>> socks;  // [0]: services; [1..T]: dests
+  for (long t = 0; t <= threads; ++t) {
+    netlink::SocketOptions so;
+    if (t > 0) {
+      so.rxSlotBytes = static_cast<size_t>(slotBytes);
+      so.rxSlots = 16;
+    }
+    auto s = netlink::GenlSocket::open("IPVS", so);
     if (!s.isOk()) {
       std::fprintf(stderr, "%s\n", s.status().toString().c_str());
       return 1;
@@ -86,7 +98,7 @@ int main(int argc, char** argv) {
     netlink::MessageWriter tw;
     uint64_t n = 0;
     for (size_t i = static_cast<size_t>(t); i < keys.size(); i += static_cast<size_t>(threads)) {
-      Status r = dumpOnce(*socks[t], tw, IPVS_CMD_GET_DEST, &keys[i], [&](const netlink::Message& m) {
+      Status r = dumpOnce(*socks[static_cast<size_t>(t) + 1], tw, IPVS_CMD_GET_DEST, &keys[i], [&](const netlink::Message& m) {
         ++n;
         if (decode) {
           auto g = netlink::parseGenl(m);
@@ -107,9 +119,9 @@ int main(int argc, char** argv) {
   for (auto& th : pool) th.join();
   const auto cpu1 = kipvs::bench::cpuNow();
   std::printf(
-      "{\"phase\":\"dump_floor\",\"threads\":%ld,\"decode\":%s,\"stats\":%s,\"services\":%zu,\"dests\":%llu,\"ms\":%.1f,"
+      "{\"phase\":\"dump_floor\",\"slotBytes\":%ld,\"threads\":%ld,\"decode\":%s,\"stats\":%s,\"services\":%zu,\"dests\":%llu,\"ms\":%.1f,"
       "\"servicesMs\":%.1f,\"userMs\":%.1f,\"sysMs\":%.1f}\n",
-      threads, decode ? "true" : "false", withStats == ipvs::codec::WithStats::kYes ? "true" : "false", keys.size(), static_cast<unsigned long long>(messages.load()), msSince(t0),
+      slotBytes, threads, decode ? "true" : "false", withStats == ipvs::codec::WithStats::kYes ? "true" : "false", keys.size(), static_cast<unsigned long long>(messages.load()), msSince(t0),
       servicesMs, cpu1.user - cpu0.user, cpu1.sys - cpu0.sys);
   return failed ? 1 : 0;
 }

@@ -3,6 +3,7 @@
 #include <linux/genetlink.h>
 #include <linux/ip_vs.h>
 #include <linux/netlink.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <string>
@@ -56,13 +57,42 @@ size_t NetlinkIpvsClient::batchOps() const {
   return std::max<size_t>(1, std::min(options_.maxBatchOps, byRcvbuf));
 }
 
-Status NetlinkIpvsClient::request(uint8_t cmd, const std::function<Status(MessageWriter&)>& fill,
-                                  const ReplyFn& onReply) {
+netlink::IoCounters NetlinkIpvsClient::ioCounters() const {
+  netlink::IoCounters sum = socket_->counters();
+  if (readSocket_) {
+    const auto& r = readSocket_->counters();
+    sum.sends += r.sends;
+    sum.receives += r.receives;
+    sum.polls += r.polls;
+    sum.datagrams += r.datagrams;
+    sum.messagesSent += r.messagesSent;
+    sum.reopens += r.reopens;
+  }
+  return sum;
+}
+
+StatusOr<netlink::GenlSocket*> NetlinkIpvsClient::readSocket() {
+  if (!readSocket_) {
+    netlink::SocketOptions o = options_.socket;
+    // Any dump datagram fits: the kernel fills at most max(NLMSG_GOODSIZE,
+    // the slot size), and NLMSG_GOODSIZE is below min(page size, 8 KiB).
+    o.rxSlotBytes = static_cast<size_t>(std::clamp<long>(::sysconf(_SC_PAGESIZE), 4096, 8192));
+    o.rxSlots = 16;  // a service with 100 dests is about 10 datagrams
+    o.rcvbufBytes = std::min(o.rcvbufBytes, 1 << 20);
+    auto s = netlink::GenlSocket::open(codec::kGenlName, o);
+    if (!s) return s.status().withContext("opening the IPVS read socket");
+    readSocket_ = std::move(*s);
+  }
+  return readSocket_.get();
+}
+
+Status NetlinkIpvsClient::request(netlink::GenlSocket& sock, uint8_t cmd,
+                                  const std::function<Status(MessageWriter&)>& fill, const ReplyFn& onReply) {
   const bool isDump = cmd == IPVS_CMD_GET_SERVICE || cmd == IPVS_CMD_GET_DEST;
   writer_.clear();
-  const uint32_t seq = socket_->seqBase();
+  const uint32_t seq = sock.seqBase();
   // Dumps end with NLMSG_DONE; everything else with its ack.
-  writer_.beginGenl(socket_->familyId(), NLM_F_REQUEST | (isDump ? NLM_F_DUMP : NLM_F_ACK), seq, cmd,
+  writer_.beginGenl(sock.familyId(), NLM_F_REQUEST | (isDump ? NLM_F_DUMP : NLM_F_ACK), seq, cmd,
                     codec::kGenlVersion);
   if (fill) {
     Status s = fill(writer_);
@@ -72,13 +102,13 @@ Status NetlinkIpvsClient::request(uint8_t cmd, const std::function<Status(Messag
     }
   }
   writer_.endMessage();
-  socket_->advanceSeq(1);
-  KIPVS_RETURN_IF_ERROR(socket_->send(writer_.bytes()));
+  sock.advanceSeq(1);
+  KIPVS_RETURN_IF_ERROR(sock.send(writer_.bytes()));
 
   Status result;
   bool interrupted = false;
-  const uint16_t family = socket_->familyId();
-  Status r = socket_->receive([&](const Message& m) -> StatusOr<Next> {
+  const uint16_t family = sock.familyId();
+  Status r = sock.receive([&](const Message& m) -> StatusOr<Next> {
     if (m.seq != seq) return Next::kMore;  // a straggler from an earlier request
     if (m.type == NLMSG_ERROR) {
       auto ack = netlink::parseAck(m);
@@ -109,8 +139,10 @@ Status NetlinkIpvsClient::request(uint8_t cmd, const std::function<Status(Messag
 }
 
 Status NetlinkIpvsClient::dumpDests(const ServiceKey& key, ServiceState& state) {
+  auto sock = readSocket();
+  if (!sock) return sock.status();
   Status s = request(
-      IPVS_CMD_GET_DEST, [&](MessageWriter& w) { return codec::putServiceKey(w, key); },
+      **sock, IPVS_CMD_GET_DEST, [&](MessageWriter& w) { return codec::putServiceKey(w, key); },
       [&](const GenlView& g) -> Status {
         if (g.cmd != IPVS_CMD_NEW_DEST) return Status::ok();
         auto d = codec::decodeDestMessage(g.attrs, key.family, stats());
@@ -124,7 +156,7 @@ Status NetlinkIpvsClient::dumpDests(const ServiceKey& key, ServiceState& state) 
 
 StatusOr<Table> NetlinkIpvsClient::dumpTable() {
   Table table;
-  Status s = request(IPVS_CMD_GET_SERVICE, nullptr, [&](const GenlView& g) -> Status {
+  Status s = request(*socket_, IPVS_CMD_GET_SERVICE, nullptr, [&](const GenlView& g) -> Status {
     if (g.cmd != IPVS_CMD_NEW_SERVICE) return Status::ok();
     auto e = codec::decodeServiceMessage(g.attrs, stats());
     if (!e) return e.status();
@@ -148,9 +180,12 @@ StatusOr<Table> NetlinkIpvsClient::dumpTable() {
 StatusOr<std::optional<ServiceState>> NetlinkIpvsClient::dumpService(const ServiceKey& key) {
   // GET_SERVICE (acked) and the dests dump share one sendmsg: a doit request
   // does not occupy the socket's dump slot.
+  auto rs = readSocket();
+  if (!rs) return rs.status();
+  netlink::GenlSocket& sock = **rs;
   writer_.clear();
-  const uint16_t family = socket_->familyId();
-  const uint32_t svcSeq = socket_->seqBase();
+  const uint16_t family = sock.familyId();
+  const uint32_t svcSeq = sock.seqBase();
   const uint32_t destSeq = svcSeq + 1;
   writer_.beginGenl(family, NLM_F_REQUEST | NLM_F_ACK, svcSeq, IPVS_CMD_GET_SERVICE, codec::kGenlVersion);
   Status enc = codec::putServiceKey(writer_, key);
@@ -159,14 +194,14 @@ StatusOr<std::optional<ServiceState>> NetlinkIpvsClient::dumpService(const Servi
   writer_.beginGenl(family, NLM_F_REQUEST | NLM_F_DUMP, destSeq, IPVS_CMD_GET_DEST, codec::kGenlVersion);
   KIPVS_RETURN_IF_ERROR(codec::putServiceKey(writer_, key));
   writer_.endMessage();
-  socket_->advanceSeq(2);
-  KIPVS_RETURN_IF_ERROR(socket_->send(writer_.bytes()).withContext("dump " + key.toString()));
+  sock.advanceSeq(2);
+  KIPVS_RETURN_IF_ERROR(sock.send(writer_.bytes()).withContext("dump " + key.toString()));
 
   std::optional<codec::ServiceEntry> found;
   ServiceState state;
   Status svcResult, destResult;
   bool interrupted = false;
-  Status r = socket_->receive([&](const Message& m) -> StatusOr<Next> {
+  Status r = sock.receive([&](const Message& m) -> StatusOr<Next> {
     if (m.seq == svcSeq) {
       if (m.type == NLMSG_ERROR) {
         auto ack = netlink::parseAck(m);
@@ -300,7 +335,7 @@ std::vector<Status> NetlinkIpvsClient::apply(std::span<const Op> ops) {
 
 StatusOr<Timeouts> NetlinkIpvsClient::getTimeouts() {
   Timeouts t;
-  Status s = request(IPVS_CMD_GET_CONFIG, nullptr, [&](const GenlView& g) -> Status {
+  Status s = request(*socket_, IPVS_CMD_GET_CONFIG, nullptr, [&](const GenlView& g) -> Status {
     auto d = codec::decodeTimeouts(g.attrs);
     if (!d) return d.status();
     t = *d;
@@ -312,7 +347,7 @@ StatusOr<Timeouts> NetlinkIpvsClient::getTimeouts() {
 
 Status NetlinkIpvsClient::setTimeouts(const Timeouts& t) {
   ++writeCount_;
-  return request(
+  return request(*socket_,
              IPVS_CMD_SET_CONFIG,
              [&](MessageWriter& w) {
                codec::putTimeouts(w, t);
@@ -325,7 +360,7 @@ Status NetlinkIpvsClient::setTimeouts(const Timeouts& t) {
 
 Status NetlinkIpvsClient::zero(const std::optional<ServiceKey>& key) {
   ++writeCount_;
-  return request(
+  return request(*socket_,
              IPVS_CMD_ZERO,
              [&](MessageWriter& w) { return key ? codec::putServiceKey(w, *key) : Status::ok(); },
              nullptr)
@@ -334,12 +369,12 @@ Status NetlinkIpvsClient::zero(const std::optional<ServiceKey>& key) {
 
 Status NetlinkIpvsClient::flush() {
   ++writeCount_;
-  return request(IPVS_CMD_FLUSH, nullptr, nullptr).withContext("flush");
+  return request(*socket_, IPVS_CMD_FLUSH, nullptr, nullptr).withContext("flush");
 }
 
 StatusOr<Info> NetlinkIpvsClient::info() {
   Info info;
-  Status s = request(IPVS_CMD_GET_INFO, nullptr, [&](const GenlView& g) -> Status {
+  Status s = request(*socket_, IPVS_CMD_GET_INFO, nullptr, [&](const GenlView& g) -> Status {
     auto d = codec::decodeInfo(g.attrs);
     if (!d) return d.status();
     info = *d;

@@ -1,6 +1,7 @@
 #pragma once
-// IpvsClient over IPVS generic netlink: one socket, the family resolved once,
-// writes batched many per sendmsg.
+// IpvsClient over IPVS generic netlink: one socket for writes and the
+// service dump, the family resolved once, writes batched many per sendmsg;
+// a second one for per-service reads (see readSocket()).
 //
 // Batching: the kernel runs IPVS handlers synchronously inside sendmsg, so
 // what costs is syscalls. apply() packs up to maxBatchOps requests into one
@@ -54,8 +55,8 @@ class NetlinkIpvsClient : public IpvsClient {
   StatusOr<Info> info() override;
   uint64_t writeCount() const override { return writeCount_; }
 
-  // Syscall counters of the underlying socket.
-  const netlink::IoCounters& ioCounters() const { return socket_->counters(); }
+  // Syscall counters of both sockets, summed.
+  netlink::IoCounters ioCounters() const;
   // Ops per sendmsg actually used (after the buffer-size caps).
   size_t batchOps() const;
 
@@ -65,17 +66,28 @@ class NetlinkIpvsClient : public IpvsClient {
   // Sends one request built by `fill` with NLM_F_ACK and reads until its ack;
   // replies before the ack go to `onReply` (may be empty).
   using ReplyFn = std::function<Status(const netlink::GenlView&)>;
-  Status request(uint8_t cmd, const std::function<Status(netlink::MessageWriter&)>& fill, const ReplyFn& onReply);
+  Status request(netlink::GenlSocket& sock, uint8_t cmd, const std::function<Status(netlink::MessageWriter&)>& fill, const ReplyFn& onReply);
   // Runs the dests dump of `key` into `state`.
   Status dumpDests(const ServiceKey& key, ServiceState& state);
   // One batch: ops[begin, end) already encoded in writer_ with seqs from firstSeq.
   void runBatch(std::span<const Op> ops, const std::vector<size_t>& indexOf, uint32_t firstSeq,
                 std::vector<Status>& results);
 
+  // The socket for per-service reads (dests dumps, dumpService), opened on
+  // first use. The kernel sizes each dump pass's buffer by the largest
+  // receive buffer the socket has ever used (up to 32 KiB, at least about a
+  // page), and a dests dump is two passes (the dests, then NLMSG_DONE): with
+  // page-sized receive slots the 10,000 dests dumps of a full read took 40%
+  // less kernel time in the VM (bench/dump_floor --slot-bytes). The service
+  // dump stays on the main socket with large slots: it restarts its walk of
+  // the service table on every pass, so it wants as few passes as possible.
+  StatusOr<netlink::GenlSocket*> readSocket();
+
   codec::WithStats stats() const { return options_.readStats ? codec::WithStats::kYes : codec::WithStats::kNo; }
 
   Options options_;
   std::unique_ptr<netlink::GenlSocket> socket_;
+  std::unique_ptr<netlink::GenlSocket> readSocket_;
   netlink::MessageWriter writer_;  // reused for every request and batch
   uint64_t writeCount_ = 0;
 };

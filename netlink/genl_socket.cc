@@ -13,19 +13,19 @@
 namespace kipvs::netlink {
 namespace {
 
-// Receive slots for recvmmsg. A dump continues only after userspace reads its
-// previous datagram, so several slots let one syscall take a dump's data and
-// its NLMSG_DONE (queued while the first datagram is copied out). Kernel dump
-// datagrams are at most 32 KiB; doit replies smaller.
-constexpr size_t kSlots = 8;
-constexpr size_t kSlotBytes = 64 << 10;
 
 Status errnoStatus(Code code, const std::string& what, int err) { return Status::error(code, what, err); }
 
 }  // namespace
 
 GenlSocket::GenlSocket(std::string family, const SocketOptions& options)
-    : family_(std::move(family)), options_(options) {}
+    : family_(std::move(family)), options_(options) {
+  // Several recvmmsg slots let one syscall take a dump's data and its
+  // NLMSG_DONE: a dump continues only after userspace reads its previous
+  // datagram, and the next one is queued while that one is copied out.
+  options_.rxSlots = std::max<size_t>(options_.rxSlots, 1);
+  options_.rxSlotBytes = std::max<size_t>(options_.rxSlotBytes, 4096);
+}
 
 GenlSocket::~GenlSocket() { closeFd(); }
 
@@ -85,7 +85,12 @@ Status GenlSocket::openFd() {
     return s;
   }
   portId_ = addr.nl_pid;
-  if (rx_.empty()) rx_.resize(kSlots * kSlotBytes);
+  if (rx_.empty()) {
+    rx_.resize(options_.rxSlots * options_.rxSlotBytes);
+    rxMsgs_.resize(options_.rxSlots);
+    rxIovs_.resize(options_.rxSlots);
+    rxFrom_.resize(options_.rxSlots);
+  }
   return Status::ok();
 }
 
@@ -182,12 +187,14 @@ Status GenlSocket::send(Bytes messages) {
 
 Status GenlSocket::receive(const Handler& handler) {
   KIPVS_RETURN_IF_ERROR(ensureOpen());
-  std::array<mmsghdr, kSlots> msgs{};
-  std::array<iovec, kSlots> iovs{};
-  std::array<sockaddr_nl, kSlots> from{};
+  const size_t slots = options_.rxSlots;
+  const size_t slotBytes = options_.rxSlotBytes;
+  auto& msgs = rxMsgs_;
+  auto& iovs = rxIovs_;
+  auto& from = rxFrom_;
   for (;;) {
-    for (size_t i = 0; i < kSlots; ++i) {
-      iovs[i] = {rx_.data() + i * kSlotBytes, kSlotBytes};
+    for (size_t i = 0; i < slots; ++i) {
+      iovs[i] = {rx_.data() + i * slotBytes, slotBytes};
       msgs[i].msg_hdr = msghdr{};
       msgs[i].msg_hdr.msg_name = &from[i];
       msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_nl);
@@ -195,7 +202,7 @@ Status GenlSocket::receive(const Handler& handler) {
       msgs[i].msg_hdr.msg_iovlen = 1;
       msgs[i].msg_len = 0;
     }
-    int n = ::recvmmsg(fd_, msgs.data(), kSlots, MSG_DONTWAIT, nullptr);
+    int n = ::recvmmsg(fd_, msgs.data(), static_cast<unsigned>(slots), MSG_DONTWAIT, nullptr);
     if (n < 0) {
       int err = errno;
       if (err == EINTR) continue;
@@ -224,10 +231,10 @@ Status GenlSocket::receive(const Handler& handler) {
       const msghdr& h = msgs[i].msg_hdr;
       if (h.msg_flags & MSG_TRUNC) {
         return fail(Status::error(Code::kIo, "netlink reply truncated (datagram over " +
-                                                 std::to_string(kSlotBytes) + " bytes)"));
+                                                 std::to_string(slotBytes) + " bytes)"));
       }
       if (from[i].nl_pid != 0) continue;  // not from the kernel
-      MessageIter it(Bytes(rx_.data() + i * kSlotBytes, msgs[i].msg_len));
+      MessageIter it(Bytes(rx_.data() + i * slotBytes, msgs[i].msg_len));
       while (auto m = it.next()) {
         if (m->type == NLMSG_NOOP) continue;
         StatusOr<Next> r = handler(*m);

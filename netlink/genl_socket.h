@@ -12,6 +12,10 @@
 #include <string>
 #include <vector>
 
+#include <linux/netlink.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
 #include "netlink/message.h"
 #include "netlink/status.h"
 
@@ -26,6 +30,14 @@ struct SocketOptions {
   // Longest wait for the next reply datagram. The kernel answers IPVS requests
   // synchronously inside sendmsg, so this only fires when something is lost.
   std::chrono::milliseconds timeout{5000};
+  // recvmmsg slots and bytes per slot. A slot must hold the largest datagram
+  // (dump datagrams are at most 32 KiB). The slot size is also the kernel's
+  // cue for sizing dump buffers: each dump pass allocates an skb as large as
+  // the largest buffer this socket ever received into (capped at 32 KiB), at
+  // least NLMSG_GOODSIZE (about a page). See ipvs/netlink_client.h for why
+  // that matters.
+  size_t rxSlots = 8;
+  size_t rxSlotBytes = 64 << 10;
 };
 
 // Syscall counters, for benchmarks and tests.
@@ -97,6 +109,9 @@ class GenlSocket {
   bool reopening_ = false;  // while (re)resolving the family: a failure closes, never recurses
   IoCounters counters_;
   std::vector<uint8_t> rx_;  // receive slots, reused
+  std::vector<mmsghdr> rxMsgs_;
+  std::vector<iovec> rxIovs_;
+  std::vector<sockaddr_nl> rxFrom_;
   MessageWriter ctrl_;       // for family resolution
 };
 

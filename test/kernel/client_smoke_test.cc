@@ -200,6 +200,43 @@ TEST_CASE("kernel: dumpService, updates, zero") {
   CHECK(c->dumpTable()->services.empty());
 }
 
+TEST_CASE("kernel: a service whose dests span many page-sized dump datagrams reads back whole") {
+  // Per-service reads use page-sized receive slots (readSocket()): 1,000 v6
+  // dests with counters are about 100 datagrams, and at most 16 per recvmmsg.
+  auto c = freshClient();
+  auto v6 = ServiceKey::tcp(A("fd00:96::1"), 443);
+  auto v4 = ServiceKey::tcp(A("10.0.0.1"), 80);
+  ServiceSpec rr6;
+  rr6.netmask = 128;
+  ServiceSpec rr4;
+  rr4.netmask = 0xffffffffu;
+  std::vector<Op> ops{Op::addService(v6, rr6), Op::addService(v4, rr4)};
+  for (uint32_t j = 0; j < 1000; ++j) {
+    auto a = A("fd00:1::");
+    a.bytes[14] = static_cast<uint8_t>((j + 1) >> 8);
+    a.bytes[15] = static_cast<uint8_t>(j + 1);
+    ops.push_back(Op::addDest(v6, DestKey{a, static_cast<uint16_t>(8000 + j % 7)}, DestSpec{}));
+  }
+  ops.push_back(Op::addDest(v4, DestKey{A("172.16.0.1"), 80}, DestSpec{}));
+  for (const Status& s : c->apply(ops)) REQUIRE_MESSAGE(s.isOk(), s.toString());
+
+  const auto io0 = c->ioCounters();
+  auto one = c->dumpService(v6);
+  const auto io1 = c->ioCounters();
+  REQUIRE_MESSAGE(one.isOk(), one.status().toString());
+  REQUIRE(one->has_value());
+  CHECK((*one)->dests.size() == 1000);
+  CHECK(io1.datagrams - io0.datagrams > 16);  // really many datagrams
+  CHECK(io1.reopens == io0.reopens);
+
+  auto table = c->dumpTable();
+  REQUIRE_MESSAGE(table.isOk(), table.status().toString());
+  REQUIRE(table->services.size() == 2);
+  CHECK(table->services.at(v6).dests.size() == 1000);
+  CHECK(table->services.at(v4).dests.size() == 1);
+  CHECK(lineSet(shell("ipvsadm -Sn | grep -c -- '-a -t \\[fd00:96::1\\]:443'")) == std::set<std::string>{"1000"});
+}
+
 TEST_CASE("kernel: a big batch where every op fails gets every error back") {
   auto c = freshClient();
   std::vector<Op> ops;
