@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -531,6 +532,8 @@ class Input {
   }
 
   const char* data() const { return data_; }
+  // The buffer itself, for parsing in place (always owned: copyOf or read).
+  char* mutableData() { return heap_.get(); }
   size_t size() const { return size_; }
   std::string_view view() const { return {data_, size_}; }
 
@@ -607,9 +610,8 @@ class DepthLimit {
 
 // One JSON value, `depth` levels deep in the input, from ss into doc
 // (unchanged on error). tooDeep: the error is kMaxDepth's, not a syntax error.
-template <unsigned kFlags>
-rapidjson::ParseResult parseValueInto(rapidjson::Document& doc, rapidjson::StringStream& ss, int depth,
-                                      bool& tooDeep) {
+template <unsigned kFlags, typename Stream>
+rapidjson::ParseResult parseValueInto(rapidjson::Document& doc, Stream& ss, int depth, bool& tooDeep) {
   rapidjson::Reader reader;
   rapidjson::ParseResult result;
   DepthLimit limit(doc, depth);
@@ -665,7 +667,10 @@ Status parseDocument(const Input& in, std::string_view source, Cluster& cluster)
 
 // A List, one item at a time: each item is parsed into a small DOM whose
 // memory is reused for the next, and read by the same code as in
-// parseDocument. A whole-input DOM of a 28 MB List is ~55 MB that is written
+// parseDocument. Strings are decoded in place (rapidjson's insitu mode: the
+// DOM points into the input instead of copying every string twice, through
+// the reader's stack and into the DOM), so the input is altered: a fallback
+// to parseDocument needs a fresh copy. A whole-input DOM of a 28 MB List is ~55 MB that is written
 // once and page-faulted in (most of the parse time, natively and under
 // qemu); one item's DOM stays in cache. The top level is walked here, by
 // hand (whitespace, braces, commas, colons); every value, keys included, is
@@ -677,13 +682,13 @@ Status parseDocument(const Input& in, std::string_view source, Cluster& cluster)
 // array, an item without kind before the List's kind is known.
 class ListStreamer {
  public:
-  ListStreamer(const Input& in, std::string_view source)
-      : in_(in), source_(source), poolBuffer_(new char[kPoolBytes]), pool_(poolBuffer_.get(), kPoolBytes), doc_(&pool_) {}
+  ListStreamer(Input& in, std::string_view source)
+      : in_(in), base_(in.mutableData()), source_(source), poolBuffer_(new char[kPoolBytes]), pool_(poolBuffer_.get(), kPoolBytes), doc_(&pool_) {}
 
   bool run(Cluster& cluster) {
     Cluster c;
     Collector out(c);
-    const char* p = in_.data();
+    char* p = base_;
     skipSpace(p);
     if (*p != '{') return false;
     ++p;
@@ -728,7 +733,7 @@ class ListStreamer {
     ++p;
     skipSpace(p);
     // The end of the input, not an early NUL.
-    if (p != in_.data() + in_.size()) return false;
+    if (p != base_ + in_.size()) return false;
     if (!sawKind || !isListKind(kind)) return false;
     cluster = std::move(c);
     return true;
@@ -738,16 +743,17 @@ class ListStreamer {
   // Enough for a typical object's DOM; bigger ones get 64 KiB chunks, freed after the object.
   static constexpr size_t kPoolBytes = 256 * 1024;
 
-  static void skipSpace(const char*& p) {
+  static void skipSpace(char*& p) {
     while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') ++p;
   }
 
   // One JSON value at p, depth levels deep, into doc_; p moves past it.
-  bool parseValue(const char*& p, int depth) {
+  bool parseValue(char*& p, int depth) {
     release();
-    rapidjson::StringStream ss(p);
+    rapidjson::InsituStringStream ss(p);
     bool tooDeep = false;
-    if (parseValueInto<rapidjson::kParseStopWhenDoneFlag>(doc_, ss, depth, tooDeep).IsError()) return false;
+    constexpr unsigned kFlags = rapidjson::kParseStopWhenDoneFlag | rapidjson::kParseInsituFlag;
+    if (parseValueInto<kFlags>(doc_, ss, depth, tooDeep).IsError()) return false;
     p += ss.Tell();
     return true;
   }
@@ -759,7 +765,7 @@ class ListStreamer {
   }
 
   // The items array, p at its '['.
-  bool items(const char*& p, bool kindKnown, std::string_view itemKind, Collector& out,
+  bool items(char*& p, bool kindKnown, std::string_view itemKind, Collector& out,
              std::vector<ObjectError>& errors) {
     ++p;
     skipSpace(p);
@@ -784,17 +790,22 @@ class ListStreamer {
     }
   }
 
-  const Input& in_;
+  Input& in_;
+  char* base_;
   std::string_view source_;
   std::unique_ptr<char[]> poolBuffer_;
   rapidjson::MemoryPoolAllocator<> pool_;
   rapidjson::Document doc_;
 };
 
-StatusOr<Cluster> parseInput(const Input& in, std::string_view source) {
+// `in` is parsed in place; `pristine` gives the input again, unaltered, for
+// the fallback (rare: not a List, a syntax error, odd key orders).
+StatusOr<Cluster> parseInput(Input& in, std::string_view source, const std::function<StatusOr<Input>()>& pristine) {
   Cluster c;
   if (ListStreamer(in, source).run(c)) return c;
-  KIPVS_RETURN_IF_ERROR(parseDocument(in, source, c));
+  StatusOr<Input> fresh = pristine();
+  if (!fresh) return fresh.status();
+  KIPVS_RETURN_IF_ERROR(parseDocument(*fresh, source, c));
   return c;
 }
 
@@ -811,13 +822,20 @@ void Cluster::merge(Cluster&& other) {
 
 StatusOr<Cluster> parseJson(std::string_view text, std::string_view sourceName) {
   // A string_view need not be NUL-terminated; the copy costs less than the slower reader.
-  return parseInput(Input::copyOf(text), sourceName);
+  Input in = Input::copyOf(text);
+  return parseInput(in, sourceName, [&]() -> StatusOr<Input> { return Input::copyOf(text); });
 }
 
 StatusOr<Cluster> parseFile(const std::string& path) {
   StatusOr<Input> in = Input::read(path);
   if (!in) return in.status();
-  return parseInput(*in, path == "-" ? std::string_view("<stdin>") : std::string_view(path));
+  if (path == "-") {
+    // stdin cannot be read twice: parse a copy in place, keep the original.
+    Input work = Input::copyOf(in->view());
+    return parseInput(work, "<stdin>", [&]() -> StatusOr<Input> { return std::move(*in); });
+  }
+  // A file is read again if the fallback needs it (parsing in place altered the first copy).
+  return parseInput(*in, path, [&]() { return Input::read(path); });
 }
 
 StatusOr<Cluster> parseFiles(const std::vector<std::string>& paths) {

@@ -349,6 +349,22 @@ TEST_CASE("parse: \"-\" reads stdin, from a file or a pipe of any size") {
   REQUIRE(piped.isOk());
   CHECK(piped->services.size() == 2000);
 
+  // A ServiceList whose kind comes after items without kind: the in-place
+  // parse falls back to the whole-document one, which needs stdin's bytes
+  // unaltered (a pipe cannot be read twice).
+  {
+    std::string late = R"({"items":[{"metadata":{"namespace":"ns","name":"a\u0062c"},"spec":{"clusterIP":"10.96.0.9","ports":[{"port":80}]}}],"kind":"ServiceList"})";
+    REQUIRE(::pipe(p) == 0);
+    REQUIRE(::write(p[1], late.data(), late.size()) == static_cast<ssize_t>(late.size()));
+    ::close(p[1]);
+    StatusOr<Cluster> c2 = parseStdinFrom(p[0]);
+    ::close(p[0]);
+    REQUIRE_MESSAGE(c2.isOk(), c2.status().toString());
+    REQUIRE(c2->services.size() == 1);
+    CHECK(c2->services[0].meta.key() == "ns/abc");
+    CHECK(c2->services[0].clusterIP == "10.96.0.9");
+  }
+
   // Errors name stdin.
   REQUIRE(::pipe(p) == 0);
   REQUIRE(::write(p[1], "{", 1) == 1);
