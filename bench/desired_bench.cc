@@ -1,5 +1,5 @@
 // Times parseFile + computeDesired on a cluster dump (bench/gen_cluster.py).
-// usage: desired_bench FILE [REPEAT]
+// usage: desired_bench FILE [REPEAT] [--sequential]   (--sequential: one parse thread)
 //        desired_bench --dump FILE...   (canonical rendering of the Cluster and Desired: test/controller/cluster_dump.h)
 #include <sys/resource.h>
 #include <time.h>
@@ -38,7 +38,7 @@ double msSince(std::chrono::steady_clock::time_point t0) {
 int main(int argc, char** argv) {
   using namespace kipvs;
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s FILE [REPEAT] | --dump FILE...\n", argv[0]);
+    std::fprintf(stderr, "usage: %s FILE [REPEAT] [--sequential] | --dump FILE...\n", argv[0]);
     return 2;
   }
   if (std::string(argv[1]) == "--dump") {
@@ -47,6 +47,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   int repeat = argc > 2 ? std::atoi(argv[2]) : 3;
+  controller::ParseOptions parseOptions;
+  parseOptions.parallel = !(argc > 3 && std::string(argv[3]) == "--sequential");
   controller::NodeFacts node;
   node.nodeName = "node-00";
   node.zone = "zone-0";
@@ -55,7 +57,7 @@ int main(int argc, char** argv) {
     auto t0 = std::chrono::steady_clock::now();
     double c0 = cpuMs();
     long f0 = faults();
-    StatusOr<controller::Cluster> c = controller::parseFile(argv[1]);
+    StatusOr<controller::Cluster> c = controller::parseFile(argv[1], parseOptions);
     if (!c) {
       std::fprintf(stderr, "%s\n", c.status().toString().c_str());
       return 1;

@@ -1,11 +1,16 @@
 #include "controller/k8s.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <algorithm>
+#include <system_error>
+#include <thread>
+#include <optional>
+#include <atomic>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -228,16 +233,15 @@ class Reader {
 
 // Best-effort "namespace/name" of an object we could not fully read, for the
 // error message.
-std::string objectName(const Value& obj, std::string_view source, int64_t index) {
+// An item's (namespace, name) for error messages; name "" when it has none
+// (the caller names it by its position).
+std::pair<std::string, std::string> objectName(const Value& obj) {
   std::string ns = "default", name;
   if (const Value* md = Reader::get(obj, "metadata"); md && md->IsObject()) {
     if (const Value* n = Reader::get(*md, "name"); n && n->IsString()) name = str(*n);
     if (const Value* n = Reader::get(*md, "namespace"); n && n->IsString() && n->GetStringLength()) ns = str(*n);
   }
-  if (name.empty()) {
-    name = "<" + std::string(source) + (index >= 0 ? " items[" + std::to_string(index) + "]" : "") + ">";
-  }
-  return ns + "/" + name;
+  return {ns, name};
 }
 
 void parsePolicy(Reader& r, const Value& spec, std::string_view field, TrafficPolicy& out, const Path& p) {
@@ -438,38 +442,63 @@ class Collector {
   std::unordered_map<std::string, size_t> slices_;
 };
 
-void parseItem(const Value& item, std::string_view defaultKind, std::string_view source, int64_t index,
-               Collector& out, std::vector<ObjectError>& errors) {
-  std::string where = std::string(source) + (index >= 0 ? " items[" + std::to_string(index) + "]" : "");
-  if (!item.IsObject()) {
-    errors.push_back({"?", "<" + where + ">", std::string("item is ") + typeName(item) + ", not an object"});
-    return;
+// Why one item was skipped, before its position is known: a parser working
+// on the second half of a List learns its items' indices only at the end.
+struct ItemError {
+  std::string kind;
+  std::string ns, name;  // name "" when the item has none
+  std::string message;
+  bool notObject = false;  // the item is not even an object
+
+  // where: "<source> items[<i>]" (or "<source>" for a single object).
+  ObjectError finish(const std::string& where) const {
+    std::string placeholder = "<" + where + ">";
+    if (notObject) return {kind, placeholder, message};
+    return {kind, ns + "/" + (name.empty() ? placeholder : name), message + " (" + where + ")"};
   }
+};
+
+std::string itemWhere(std::string_view source, int64_t index) {
+  return std::string(source) + (index >= 0 ? " items[" + std::to_string(index) + "]" : "");
+}
+
+// One item into out; the reason when it is skipped.
+std::optional<ItemError> parseItem(const Value& item, std::string_view defaultKind, Collector& out) {
+  if (!item.IsObject()) return ItemError{"?", "", "", std::string("item is ") + typeName(item) + ", not an object", true};
   std::string_view kind = defaultKind;
+  auto fail = [&](std::string k, std::string message) {
+    auto [ns, name] = objectName(item);
+    return ItemError{std::move(k), std::move(ns), std::move(name), std::move(message)};
+  };
   if (const Value* k = Reader::get(item, "kind")) {
-    if (!k->IsString()) {
-      errors.push_back({"?", objectName(item, source, index), "kind is not a string (" + where + ")"});
-      return;
-    }
+    if (!k->IsString()) return fail("?", "kind is not a string");
     kind = view(*k);
   }
-  if (kind.empty()) {
-    errors.push_back({"?", objectName(item, source, index), "item has no kind (" + where + ")"});
-    return;
-  }
+  if (kind.empty()) return fail("?", "item has no kind");
   Reader r;
   if (kind == "Service") {
     Service s;
     parseService(r, item, s);
-    if (r.ok()) return out.add(std::move(s));
+    if (r.ok()) {
+      out.add(std::move(s));
+      return std::nullopt;
+    }
   } else if (kind == "EndpointSlice") {
     EndpointSlice s;
     parseSlice(r, item, s);
-    if (r.ok()) return out.add(std::move(s));
+    if (r.ok()) {
+      out.add(std::move(s));
+      return std::nullopt;
+    }
   } else {
-    return;  // Pods, Endpoints, ...: not ours
+    return std::nullopt;  // Pods, Endpoints, ...: not ours
   }
-  errors.push_back({std::string(kind), objectName(item, source, index), r.error() + " (" + where + ")"});
+  return fail(std::string(kind), r.error());
+}
+
+void parseItem(const Value& item, std::string_view defaultKind, std::string_view source, int64_t index,
+               Collector& out, std::vector<ObjectError>& errors) {
+  if (auto e = parseItem(item, defaultKind, out)) errors.push_back(e->finish(itemWhere(source, index)));
 }
 
 Status parseError(std::string_view text, std::string_view source, size_t offset, const char* what) {
@@ -494,6 +523,54 @@ std::string_view itemKindOf(std::string_view listKind) {
   return listKind;
 }
 
+// Zero bytes after an input's terminating NUL: rapidjson's SSE2 scanning
+// loads 16 aligned bytes at a time and may read up to 15 bytes past the NUL
+// (harmless to the hardware, an out-of-bounds read to the sanitizers).
+constexpr size_t kPadding = 16;
+
+// A byte buffer whose pages, when it is large, are faulted in at once
+// (MAP_POPULATE): taking one page fault per 4 KiB costs about as much as
+// parsing that page under emulation (and on a paravirtualized host).
+class PageBuffer {
+ public:
+  PageBuffer() = default;
+  explicit PageBuffer(size_t n) : size_(n) {
+    if (n >= kMapBytes) {
+      void* m = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+      if (m != MAP_FAILED) {
+        data_ = static_cast<char*>(m);
+        mapped_ = true;
+        return;
+      }
+    }
+    data_ = new char[n];  // not zero-filled, unlike a resized std::string
+  }
+  PageBuffer(PageBuffer&& o) noexcept { swap(o); }
+  PageBuffer& operator=(PageBuffer&& o) noexcept {
+    swap(o);
+    return *this;
+  }
+  ~PageBuffer() {
+    if (mapped_) {
+      ::munmap(data_, size_);
+    } else {
+      delete[] data_;
+    }
+  }
+  char* data() const { return data_; }
+
+ private:
+  static constexpr size_t kMapBytes = size_t{1} << 20;
+  void swap(PageBuffer& o) noexcept {
+    std::swap(data_, o.data_);
+    std::swap(size_, o.size_);
+    std::swap(mapped_, o.mapped_);
+  }
+  char* data_ = nullptr;
+  size_t size_ = 0;
+  bool mapped_ = false;
+};
+
 // The input, NUL-terminated: rapidjson's NUL-terminated reader is about three
 // times faster than its (pointer, length) one. Read, not mmapped: a mapped
 // file truncated while we parse would kill the process with SIGBUS instead of
@@ -511,10 +588,10 @@ class Input {
 
   static Input copyOf(std::string_view text) {
     Input in;
-    in.heap_.reset(new char[text.size() + 1]);  // new char[]: not zero-filled, unlike a resized std::string
-    if (!text.empty()) std::memcpy(in.heap_.get(), text.data(), text.size());
-    in.heap_[text.size()] = '\0';
-    in.data_ = in.heap_.get();
+    in.heap_ = PageBuffer(text.size() + 1 + kPadding);
+    if (!text.empty()) std::memcpy(in.heap_.data(), text.data(), text.size());
+    std::memset(in.heap_.data() + text.size(), 0, 1 + kPadding);
+    in.data_ = in.heap_.data();
     in.size_ = text.size();
     return in;
   }
@@ -533,24 +610,24 @@ class Input {
 
   const char* data() const { return data_; }
   // The buffer itself, for parsing in place (always owned: copyOf or read).
-  char* mutableData() { return heap_.get(); }
+  char* mutableData() { return heap_.data(); }
   size_t size() const { return size_; }
   std::string_view view() const { return {data_, size_}; }
 
  private:
   // One buffer, its size from fstat when known (+1 for the NUL, +1 so that
-  // EOF is seen without growing), else growing by doubling.
+  // EOF is seen without growing), else growing by doubling; kPadding more.
   Status readAll(int fd, const std::string& path, size_t sizeHint) {
     size_t capacity = sizeHint ? sizeHint + 2 : size_t{1} << 16, size = 0;
-    heap_.reset(new char[capacity]);
+    heap_ = PageBuffer(capacity + kPadding);
     for (;;) {
       if (capacity - size < 2) {
-        std::unique_ptr<char[]> bigger(new char[capacity * 2]);
-        std::memcpy(bigger.get(), heap_.get(), size);
+        PageBuffer bigger(capacity * 2 + kPadding);
+        std::memcpy(bigger.data(), heap_.data(), size);
         heap_ = std::move(bigger);
         capacity *= 2;
       }
-      ssize_t n = ::read(fd, heap_.get() + size, capacity - size - 1);
+      ssize_t n = ::read(fd, heap_.data() + size, capacity - size - 1);
       if (n < 0) {
         if (errno == EINTR) continue;
         return Status::error(Code::kIo, "cannot read " + path, errno);
@@ -558,13 +635,13 @@ class Input {
       if (n == 0) break;
       size += static_cast<size_t>(n);
     }
-    heap_[size] = '\0';
-    data_ = heap_.get();
+    std::memset(heap_.data() + size, 0, 1 + kPadding);
+    data_ = heap_.data();
     size_ = size;
     return Status::ok();
   }
 
-  std::unique_ptr<char[]> heap_;
+  PageBuffer heap_;
   const char* data_ = "";
   size_t size_ = 0;
 };
@@ -665,16 +742,106 @@ Status parseDocument(const Input& in, std::string_view source, Cluster& cluster)
   return Status::ok();
 }
 
-// A List, one item at a time: each item is parsed into a small DOM whose
-// memory is reused for the next, and read by the same code as in
-// parseDocument. Strings are decoded in place (rapidjson's insitu mode: the
-// DOM points into the input instead of copying every string twice, through
-// the reader's stack and into the DOM), so the input is altered: a fallback
-// to parseDocument needs a fresh copy. A whole-input DOM of a 28 MB List is ~55 MB that is written
-// once and page-faulted in (most of the parse time, natively and under
-// qemu); one item's DOM stays in cache. The top level is walked here, by
-// hand (whitespace, braces, commas, colons); every value, keys included, is
-// parsed by rapidjson.
+void skipSpace(char*& p) {
+  while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') ++p;
+}
+
+// Parses one JSON value at a time into a small DOM whose memory is reused for
+// the next. Strings are decoded in place (rapidjson's insitu mode: the DOM
+// points into the input instead of copying every string twice, through the
+// reader's stack and into the DOM), so the input is altered.
+class ValueParser {
+ public:
+  ValueParser() : poolBuffer_(new char[kPoolBytes]), pool_(poolBuffer_.get(), kPoolBytes), doc_(&pool_) {}
+
+  // One JSON value at p, depth levels deep, into doc(); p moves past it.
+  bool parse(char*& p, int depth) {
+    release();
+    rapidjson::InsituStringStream ss(p);
+    bool tooDeep = false;
+    constexpr unsigned kFlags = rapidjson::kParseStopWhenDoneFlag | rapidjson::kParseInsituFlag;
+    if (parseValueInto<kFlags>(doc_, ss, depth, tooDeep).IsError()) return false;
+    p += ss.Tell();
+    return true;
+  }
+  const rapidjson::Document& doc() const { return doc_; }
+  // Drops doc()'s value and gives its memory back to the pool.
+  void release() {
+    doc_.SetNull();
+    pool_.Clear();
+  }
+
+ private:
+  // Enough for a typical object's DOM; bigger ones get 64 KiB chunks, freed after the object.
+  static constexpr size_t kPoolBytes = 256 * 1024;
+  std::unique_ptr<char[]> poolBuffer_;
+  rapidjson::MemoryPoolAllocator<> pool_;
+  rapidjson::Document doc_;
+};
+
+// List items from p (at an item, maybe after whitespace) through the closing
+// ']', or until an item would start at `stop`. What ended the run is in `end`.
+struct ItemRun {
+  enum class End {
+    kClose,     // the closing ']' (p is past it)
+    kStop,      // the next item starts exactly at stop (p == stop)
+    kPassed,    // an item spans stop: stop is not an item boundary
+    kFallback,  // a syntax error or anything else parseDocument must judge
+    kCancelled,
+  };
+  End end = End::kFallback;
+  int64_t count = 0;  // items parsed
+  std::vector<std::pair<int64_t, ItemError>> errors;  // with the item's index in this run
+};
+
+ItemRun parseItems(ValueParser& vp, char*& p, const char* stop, bool kindKnown, std::string_view itemKind,
+                   Collector& out, const std::atomic<bool>* cancel) {
+  ItemRun run;
+  skipSpace(p);
+  for (;;) {
+    if (p == stop) {
+      run.end = ItemRun::End::kStop;
+      return run;
+    }
+    if (stop && p > stop) {
+      run.end = ItemRun::End::kPassed;
+      return run;
+    }
+    if (cancel && cancel->load(std::memory_order_relaxed)) {
+      run.end = ItemRun::End::kCancelled;
+      return run;
+    }
+    if (!vp.parse(p, 2)) return run;
+    // Its kind would come from the List's, which is not known yet.
+    if (!kindKnown && vp.doc().IsObject() && !Reader::get(vp.doc(), "kind")) return run;
+    if (auto e = parseItem(vp.doc(), itemKind, out)) run.errors.emplace_back(run.count, std::move(*e));
+    vp.release();
+    ++run.count;
+    skipSpace(p);
+    if (*p == ',') {
+      ++p;
+      skipSpace(p);
+      continue;
+    }
+    if (*p != ']') return run;
+    ++p;
+    run.end = ItemRun::End::kClose;
+    return run;
+  }
+}
+
+// A List, one item at a time (ValueParser), read by the same code as in
+// parseDocument. A whole-input DOM of a 28 MB List is ~55 MB that is written
+// once and page-faulted in; one item's DOM stays in cache. The top level is
+// walked here, by hand (whitespace, braces, commas, colons); every value,
+// keys included, is parsed by rapidjson.
+//
+// A large items array is split in two and parsed on two threads. The split
+// point is a guess (an item boundary as the first item's indentation shows
+// it): the second thread parses a copy of the input from there, while this
+// one parses up to it. The guess holds only if this thread's own parse lands
+// on it exactly; otherwise the second thread's work is dropped and this one
+// goes on alone. So the result is always the sequential one.
 //
 // Returns false, having added nothing, when the input needs parseDocument:
 // not an object, a syntax error (parseDocument reports it with rapidjson's
@@ -682,8 +849,8 @@ Status parseDocument(const Input& in, std::string_view source, Cluster& cluster)
 // array, an item without kind before the List's kind is known.
 class ListStreamer {
  public:
-  ListStreamer(Input& in, std::string_view source)
-      : in_(in), base_(in.mutableData()), source_(source), poolBuffer_(new char[kPoolBytes]), pool_(poolBuffer_.get(), kPoolBytes), doc_(&pool_) {}
+  ListStreamer(Input& in, std::string_view source, const ParseOptions& options)
+      : in_(in), base_(in.mutableData()), source_(source), options_(options) {}
 
   bool run(Cluster& cluster) {
     Cluster c;
@@ -697,8 +864,8 @@ class ListStreamer {
     for (;;) {
       skipSpace(p);
       if (first && *p == '}') break;
-      if (!parseValue(p, 1) || !doc_.IsString()) return false;  // a key
-      std::string key(doc_.GetString(), doc_.GetStringLength());
+      if (!vp_.parse(p, 1) || !vp_.doc().IsString()) return false;  // a key
+      std::string key(vp_.doc().GetString(), vp_.doc().GetStringLength());
       skipSpace(p);
       if (*p != ':') return false;
       ++p;
@@ -713,14 +880,14 @@ class ListStreamer {
         if (kindKnown) itemKind = itemKindOf(kind);
         if (!items(p, kindKnown, itemKind, out, c.errors)) return false;
       } else {
-        if (!parseValue(p, 1)) return false;
+        if (!vp_.parse(p, 1)) return false;
         if (key == "kind" && !sawKind) {
           sawKind = true;
-          if (!doc_.IsString()) return false;  // "no kind": parseDocument says so
-          kind.assign(doc_.GetString(), doc_.GetStringLength());
+          if (!vp_.doc().IsString()) return false;  // "no kind": parseDocument says so
+          kind.assign(vp_.doc().GetString(), vp_.doc().GetStringLength());
         }
       }
-      release();
+      vp_.release();
       first = false;
       skipSpace(p);
       if (*p == ',') {
@@ -740,69 +907,119 @@ class ListStreamer {
   }
 
  private:
-  // Enough for a typical object's DOM; bigger ones get 64 KiB chunks, freed after the object.
-  static constexpr size_t kPoolBytes = 256 * 1024;
-
-  static void skipSpace(char*& p) {
-    while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') ++p;
-  }
-
-  // One JSON value at p, depth levels deep, into doc_; p moves past it.
-  bool parseValue(char*& p, int depth) {
-    release();
-    rapidjson::InsituStringStream ss(p);
-    bool tooDeep = false;
-    constexpr unsigned kFlags = rapidjson::kParseStopWhenDoneFlag | rapidjson::kParseInsituFlag;
-    if (parseValueInto<kFlags>(doc_, ss, depth, tooDeep).IsError()) return false;
-    p += ss.Tell();
-    return true;
-  }
-
-  // Drops doc_'s value and gives its memory back to the pool.
-  void release() {
-    doc_.SetNull();
-    pool_.Clear();
-  }
-
   // The items array, p at its '['.
-  bool items(char*& p, bool kindKnown, std::string_view itemKind, Collector& out,
-             std::vector<ObjectError>& errors) {
+  bool items(char*& p, bool kindKnown, std::string_view itemKind, Collector& out, std::vector<ObjectError>& errors) {
     ++p;
+    const char* open = p;  // past '[': the first item's indentation follows
     skipSpace(p);
     if (*p == ']') {
       ++p;
       return true;
     }
-    for (int64_t i = 0;; ++i) {
-      if (!parseValue(p, 2)) return false;
-      // Its kind would come from the List's, which is not known yet.
-      if (!kindKnown && doc_.IsObject() && !Reader::get(doc_, "kind")) return false;
-      parseItem(doc_, itemKind, source_, i, out, errors);
-      release();
-      skipSpace(p);
-      if (*p == ',') {
-        ++p;
+    auto record = [&](const ItemRun& run, int64_t base) {
+      for (const auto& [i, e] : run.errors) errors.push_back(e.finish(itemWhere(source_, base + i)));
+    };
+    const char* split = options_.parallel ? splitPoint(open) : nullptr;
+    if (split) {
+      if (auto done = itemsInTwo(p, split, kindKnown, itemKind, out, record)) return *done;
+    }
+    ItemRun run = parseItems(vp_, p, nullptr, kindKnown, itemKind, out, nullptr);
+    record(run, 0);
+    return run.end == ItemRun::End::kClose;
+  }
+
+  // The two-thread parse; nullopt when the split was not an item boundary
+  // and the items from p on are still to parse (p unchanged).
+  template <typename Record>
+  std::optional<bool> itemsInTwo(char*& p, const char* split, bool kindKnown, std::string_view itemKind,
+                                 Collector& out, const Record& record) {
+    const size_t tailBytes = static_cast<size_t>(base_ + in_.size() - split);
+    PageBuffer tail(tailBytes + 1 + kPadding);
+    std::memcpy(tail.data(), split, tailBytes + 1 + kPadding);  // with the NUL and padding
+    Cluster tailCluster;
+    ItemRun tailRun;
+    char* tailEnd = tail.data();
+    std::atomic<bool> cancel{false};
+    std::thread worker;
+    try {
+      worker = std::thread([&] {
+        ValueParser vp;
+        Collector tailOut(tailCluster);
+        tailRun = parseItems(vp, tailEnd, nullptr, kindKnown, itemKind, tailOut, &cancel);
+      });
+    } catch (const std::system_error&) {
+      return std::nullopt;  // no thread: parse alone
+    }
+    char* q = p;
+    ItemRun head = parseItems(vp_, q, split, kindKnown, itemKind, out, nullptr);
+    if (head.end != ItemRun::End::kStop) cancel = true;
+    worker.join();
+    if (options_.stats) ++(head.end == ItemRun::End::kStop ? options_.stats->splitsUsed : options_.stats->splitsDropped);
+    if (head.end != ItemRun::End::kStop) {
+      // Not a boundary, or the items ended (or failed) before it: this
+      // thread's run is the sequential one so far.
+      record(head, 0);
+      p = q;
+      if (head.end != ItemRun::End::kPassed) return head.end == ItemRun::End::kClose;
+      ItemRun rest = parseItems(vp_, p, nullptr, kindKnown, itemKind, out, nullptr);
+      record(rest, head.count);
+      return rest.end == ItemRun::End::kClose;
+    }
+    if (tailRun.end != ItemRun::End::kClose) return false;
+    record(head, 0);
+    for (auto& s : tailCluster.services) out.add(std::move(s));
+    for (auto& s : tailCluster.slices) out.add(std::move(s));
+    record(tailRun, head.count);
+    p = q + (tailEnd - tail.data());
+    return true;
+  }
+
+  // Where a second thread could start: past the middle of the items, an item
+  // boundary as the first item's indentation shows it ("},<ws>{" with the
+  // same whitespace as between '[' and the first item). Without whitespace
+  // to go by, the next item must also begin as kubectl's and the API
+  // server's do (apiVersion or kind first). nullptr: too small to be worth a
+  // thread, or no candidate.
+  const char* splitPoint(const char* p) const {
+    const char* end = base_ + in_.size();
+    if (static_cast<size_t>(end - p) < options_.parallelMinBytes) return nullptr;
+    if (std::thread::hardware_concurrency() < 2) return nullptr;
+    const char* first = p;
+    while (first < end && (*first == ' ' || *first == '\n' || *first == '\r' || *first == '\t')) ++first;
+    if (first == end || *first != '{') return nullptr;
+    const std::string_view indent(p, static_cast<size_t>(first - p));
+    for (const char* q = p + (end - p) / 2; q + 1 + indent.size() < end; ++q) {
+      q = static_cast<const char*>(std::memchr(q, ',', static_cast<size_t>(end - q)));
+      if (!q) return nullptr;
+      const char* before = q;
+      while (before > p && (before[-1] == ' ' || before[-1] == '\n' || before[-1] == '\r' || before[-1] == '\t')) {
+        --before;
+      }
+      if (before == p || before[-1] != '}') continue;
+      if (std::string_view(q + 1, indent.size()) != indent) continue;
+      const char* brace = q + 1 + indent.size();
+      if (*brace != '{') continue;
+      if (indent.empty() && std::strncmp(brace, "{\"apiVersion\"", 13) != 0 && std::strncmp(brace, "{\"kind\"", 7) != 0) {
         continue;
       }
-      if (*p != ']') return false;
-      ++p;
-      return true;
+      return brace;
     }
+    return nullptr;
   }
 
   Input& in_;
   char* base_;
   std::string_view source_;
-  std::unique_ptr<char[]> poolBuffer_;
-  rapidjson::MemoryPoolAllocator<> pool_;
-  rapidjson::Document doc_;
+  ParseOptions options_;
+  ValueParser vp_;
 };
 
 // `in` is parsed in place; `pristine` gives the input again, unaltered, for
 // the fallback (rare: not a List, a syntax error, odd key orders).
-StatusOr<Cluster> parseInput(Input& in, std::string_view source, const std::function<StatusOr<Input>()>& pristine) {
+StatusOr<Cluster> parseInput(Input& in, std::string_view source, const std::function<StatusOr<Input>()>& pristine,
+                            const ParseOptions& options) {
   Cluster c;
-  if (ListStreamer(in, source).run(c)) return c;
+  if (ListStreamer(in, source, options).run(c)) return c;
   StatusOr<Input> fresh = pristine();
   if (!fresh) return fresh.status();
   KIPVS_RETURN_IF_ERROR(parseDocument(*fresh, source, c));
@@ -820,28 +1037,28 @@ void Cluster::merge(Cluster&& other) {
   other = Cluster();
 }
 
-StatusOr<Cluster> parseJson(std::string_view text, std::string_view sourceName) {
+StatusOr<Cluster> parseJson(std::string_view text, std::string_view sourceName, const ParseOptions& options) {
   // A string_view need not be NUL-terminated; the copy costs less than the slower reader.
   Input in = Input::copyOf(text);
-  return parseInput(in, sourceName, [&]() -> StatusOr<Input> { return Input::copyOf(text); });
+  return parseInput(in, sourceName, [&]() -> StatusOr<Input> { return Input::copyOf(text); }, options);
 }
 
-StatusOr<Cluster> parseFile(const std::string& path) {
+StatusOr<Cluster> parseFile(const std::string& path, const ParseOptions& options) {
   StatusOr<Input> in = Input::read(path);
   if (!in) return in.status();
   if (path == "-") {
     // stdin cannot be read twice: parse a copy in place, keep the original.
     Input work = Input::copyOf(in->view());
-    return parseInput(work, "<stdin>", [&]() -> StatusOr<Input> { return std::move(*in); });
+    return parseInput(work, "<stdin>", [&]() -> StatusOr<Input> { return std::move(*in); }, options);
   }
   // A file is read again if the fallback needs it (parsing in place altered the first copy).
-  return parseInput(*in, path, [&]() { return Input::read(path); });
+  return parseInput(*in, path, [&]() { return Input::read(path); }, options);
 }
 
-StatusOr<Cluster> parseFiles(const std::vector<std::string>& paths) {
+StatusOr<Cluster> parseFiles(const std::vector<std::string>& paths, const ParseOptions& options) {
   Cluster all;
   for (const auto& p : paths) {
-    StatusOr<Cluster> c = parseFile(p);
+    StatusOr<Cluster> c = parseFile(p, options);
     if (!c) return c.status();
     all.merge(std::move(*c));
   }

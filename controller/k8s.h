@@ -10,6 +10,7 @@
 // number, no metadata.name) is skipped and recorded in Cluster::errors; the
 // rest of the input goes on.
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -149,14 +150,28 @@ struct Cluster {
   void merge(Cluster&& other);
 };
 
+// What the parser did, for tests and benchmarks.
+struct ParseStats {
+  int splitsUsed = 0;     // Lists whose items two threads parsed
+  int splitsDropped = 0;  // split guesses that were not item boundaries (one thread did it all)
+};
+
+// How to parse; the defaults are what kipvs uses (tests and benchmarks vary them).
+struct ParseOptions {
+  // Split a large List's items over two threads (same result as one thread).
+  bool parallel = true;
+  size_t parallelMinBytes = size_t{1} << 20;  // ... when they span at least this much
+  ParseStats* stats = nullptr;                // filled in when set
+};
+
 // Parses a `kubectl get ... -o json` document: a List (items carry kind), a
 // ServiceList / EndpointSliceList (items may omit kind), or a single Service
 // / EndpointSlice. Items of other kinds are ignored. sourceName names the
 // input in messages ("cluster.json", "-").
-StatusOr<Cluster> parseJson(std::string_view text, std::string_view sourceName);
+StatusOr<Cluster> parseJson(std::string_view text, std::string_view sourceName, const ParseOptions& options = {});
 // path "-" reads stdin.
-StatusOr<Cluster> parseFile(const std::string& path);
+StatusOr<Cluster> parseFile(const std::string& path, const ParseOptions& options = {});
 // All files merged in order (later ones override earlier objects of the same name).
-StatusOr<Cluster> parseFiles(const std::vector<std::string>& paths);
+StatusOr<Cluster> parseFiles(const std::vector<std::string>& paths, const ParseOptions& options = {});
 
 }  // namespace kipvs::controller

@@ -79,5 +79,146 @@ TEST_CASE("parse + computeDesired: the edge-case corpus matches its goldens") {
   }
 }
 
+// Parsed on two threads (any List with two items or more is split) and on
+// one: the renderings must be identical, and the split must have been tried.
+std::string bothWays(const std::string& json, const std::string& name, ParseStats* stats = nullptr) {
+  ParseStats local;
+  ParseOptions two;
+  two.parallelMinBytes = 0;
+  two.stats = stats ? stats : &local;
+  ParseOptions one;
+  one.parallel = false;
+  std::string a = testing::dumpAll(parseJson(json, name, two));
+  std::string b = testing::dumpAll(parseJson(json, name, one));
+  CHECK_MESSAGE(a == b, name << ": two threads differ from one");
+  return a;
+}
+
+// kubectl's layout: one item per line group, 4-space indentation.
+std::string indentedList(const std::vector<std::string>& items, const std::string& kind = "List",
+                         bool kindFirst = false) {
+  std::string out = "{\n";
+  if (kindFirst) out += "  \"kind\": \"" + kind + "\",\n";
+  out += "  \"apiVersion\": \"v1\",\n  \"items\": [";
+  for (size_t i = 0; i < items.size(); ++i) out += std::string(i ? "," : "") + "\n    " + items[i];
+  out += "\n  ]";
+  if (!kindFirst) out += ",\n  \"kind\": \"" + kind + "\"";
+  return out + "\n}\n";
+}
+
+std::string svc(int i, const std::string& extraMeta = "") {
+  return testing::service("ns/s" + std::to_string(i),
+                          R"("clusterIP":"10.96.0.)" + std::to_string(i % 250 + 1) + R"(","ports":[{"port":80},{"port":81}])",
+                          extraMeta);
+}
+
+TEST_CASE("parse: two threads give the one-thread result on every fixture and corpus case") {
+  std::vector<std::string> rels = {"test/fixtures/list_mixed.json", "test/fixtures/service_list.json",
+                                   "test/fixtures/endpointslice_list.json", "test/fixtures/e2e/cluster.json",
+                                   "test/fixtures/rules/cluster.json", "examples/cluster.json"};
+  for (const auto& e : std::filesystem::directory_iterator(sourcePath("test/fixtures/parser"))) {
+    if (e.path().extension() == ".json") rels.push_back("test/fixtures/parser/" + e.path().filename().string());
+  }
+  ParseStats stats;
+  for (const auto& rel : rels) bothWays(slurp(sourcePath(rel)), rel, &stats);
+  CHECK(stats.splitsUsed >= 5);
+}
+
+TEST_CASE("parse: a split guess inside a string, a bad item, duplicates and errors across the halves") {
+  std::vector<std::string> items;
+  for (int i = 0; i < 40; ++i) items.push_back(svc(i));
+  items[3] = svc(30);  // a duplicate of a second-half item: the later copy wins, in the earlier place
+  items[33] = testing::service("ns/bad", R"("clusterIP":"10.96.1.1","ports":[{"port":"eighty"}])");  // error, index 33
+  items[35] = "{\"kind\": \"Service\"}";  // no name: named by its index
+  {
+    ParseStats stats;
+    std::string got = bothWays(indentedList(items), "a.json", &stats);
+    CHECK(stats.splitsUsed == 1);
+    CHECK(got.find("items[33]") != std::string::npos);
+    CHECK(got.find("items[35]") != std::string::npos);
+  }
+  {
+    // Items separated by ", " (indentation: one space), and the middle of the
+    // input inside a long annotation full of "}, {": the guess is inside a
+    // string, the second thread's work is dropped.
+    std::string fake;
+    for (int i = 0; i < 2000; ++i) fake += R"(}, {\"kind\": \"Service\")";
+    std::vector<std::string> spaced = items;
+    spaced[20] = svc(20, R"("annotations":{"note":")" + fake + R"("})");
+    std::string json = R"({"apiVersion": "v1", "items": [)";
+    for (size_t i = 0; i < spaced.size(); ++i) json += (i ? ", " : " ") + spaced[i];
+    json += R"( ], "kind": "List"})";
+    const size_t mid = json.find("[") + (json.size() - json.find("[")) / 2;
+    REQUIRE(json.find(R"(\"note\")") == std::string::npos);
+    REQUIRE(json.find("\"note\"") < mid);
+    REQUIRE(json.find("\"note\"") + fake.size() > mid);
+    ParseStats stats;
+    std::string got = bothWays(json, "b.json", &stats);
+    CHECK(stats.splitsDropped == 1);
+    CHECK(got.find("ns/s39") != std::string::npos);
+  }
+  {
+    // A raw (unescaped) look-alike is impossible inside a JSON string, but a
+    // nested array of objects is a boundary of another depth.
+    items[20] = svc(20, R"("annotations":{"a":"1"},"ownerReferences":[)" + [] {
+      std::string refs;
+      for (int i = 0; i < 300; ++i) refs += std::string(i ? "," : "") + "\n    {\"apiVersion\": \"v1\", \"kind\": \"X\"}";
+      return refs;
+    }() + "]");
+    ParseStats stats;
+    bothWays(indentedList(items), "c.json", &stats);
+    CHECK(stats.splitsDropped == 1);
+  }
+}
+
+TEST_CASE("parse: two threads report the one-thread error for the second half") {
+  std::vector<std::string> items;
+  for (int i = 0; i < 40; ++i) items.push_back(svc(i));
+  std::string good = indentedList(items);
+  // A syntax error late in the input.
+  std::string broken = good;
+  size_t at = broken.rfind("\"port\":81");
+  REQUIRE(at != std::string::npos);
+  broken.replace(at, 9, "\"port\":81,,");
+  ParseStats stats;
+  std::string got = bothWays(broken, "broken.json", &stats);
+  CHECK(got.find("invalid JSON") != std::string::npos);
+  CHECK(stats.splitsUsed == 1);
+  // A trailing comma after the last item.
+  std::string trailing = good;
+  size_t close = trailing.rfind("\n  ]");
+  trailing.insert(close, ",");
+  got = bothWays(trailing, "trailing.json");
+  CHECK(got.find("invalid JSON") != std::string::npos);
+  // A NUL byte in the second half.
+  std::string nul = good;
+  nul[nul.size() - nul.size() / 4] = '\0';
+  got = bothWays(nul, "nul.json");
+  CHECK(got.find("NUL byte") != std::string::npos);
+}
+
+TEST_CASE("parse: two threads, items without kind before and after the List's kind") {
+  std::vector<std::string> items;
+  for (int i = 0; i < 40; ++i) {
+    std::string one = svc(i);
+    one.replace(one.find(R"("kind":"Service",)"), 17, "");  // ServiceList items need no kind
+    items.push_back(one);
+  }
+  ParseStats stats;
+  std::string late = bothWays(indentedList(items, "ServiceList"), "late.json", &stats);  // kind after items: fallback
+  std::string early = bothWays(indentedList(items, "ServiceList", true), "early.json", &stats);
+  CHECK(late.find("ns/s39") != std::string::npos);
+  CHECK(early.find("ns/s39") != std::string::npos);
+  CHECK(stats.splitsUsed >= 1);
+  // Compact JSON: no indentation to go by.
+  std::string compact = testing::list(std::vector<std::string>(items.begin(), items.end()));
+  bothWays(compact, "compact.json");
+  std::vector<std::string> withKind;
+  for (int i = 0; i < 40; ++i) withKind.push_back(svc(i));
+  ParseStats cs;
+  bothWays(testing::list(withKind), "compact-kind.json", &cs);
+  CHECK(cs.splitsUsed == 1);
+}
+
 }  // namespace
 }  // namespace kipvs::controller
