@@ -6,6 +6,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -477,7 +479,15 @@ bool skipped(const Service& svc, const NodeFacts& node) {
 
 class Builder {
  public:
-  Builder(const Cluster& cluster, const NodeFacts& node) : cluster_(cluster), node_(node) {}
+  Builder(const Cluster& cluster, const NodeFacts& node, size_t parallelMinServices)
+      : cluster_(cluster), node_(node), parallelMinServices_(parallelMinServices) {}
+
+  // What service() produces: one per thread when the Services are split.
+  struct Part {
+    std::vector<Claim> claims;
+    std::vector<ObjectError> errors;
+    std::vector<std::string> notes;
+  };
 
   Desired run() {
     d_.errors = cluster_.errors;
@@ -488,7 +498,34 @@ class Builder {
     std::sort(order.begin(), order.end(), [](const Service* a, const Service* b) {
       return std::tie(a->meta.ns, a->meta.name) < std::tie(b->meta.ns, b->meta.name);
     });
-    for (const Service* s : order) service(*s);
+    // Services are independent until resolve(): two threads take one half
+    // each, and their claims are joined in order (seq renumbered), so the
+    // result is the one-thread one.
+    Part first, second;
+    size_t split = order.size();
+    std::thread worker;
+    if (order.size() >= parallelMinServices_ && std::thread::hardware_concurrency() >= 2) {
+      try {
+        worker = std::thread([&, from = order.size() / 2] {
+          for (size_t i = from; i < order.size(); ++i) service(*order[i], second);
+        });
+        split = order.size() / 2;
+      } catch (const std::system_error&) {
+        // no thread: all here
+      }
+    }
+    for (size_t i = 0; i < split; ++i) service(*order[i], first);
+    if (worker.joinable()) worker.join();
+    for (Part* part : {&first, &second}) {
+      for (Claim& c : part->claims) {
+        c.seq = claims_.size();
+        claims_.push_back(std::move(c));
+      }
+      d_.errors.insert(d_.errors.end(), std::make_move_iterator(part->errors.begin()),
+                       std::make_move_iterator(part->errors.end()));
+      d_.notes.insert(d_.notes.end(), std::make_move_iterator(part->notes.begin()),
+                      std::make_move_iterator(part->notes.end()));
+    }
     resolve();
     ipvs::normalize(d_.table);
     std::sort(d_.errors.begin(), d_.errors.end());
@@ -512,11 +549,11 @@ class Builder {
     }
   }
 
-  void service(const Service& svc) {
+  void service(const Service& svc, Part& part) const {
     if (skipped(svc, node_)) return;
     Validated v;
     if (Status st = validateService(svc, node_, v); !st.isOk()) {
-      d_.errors.push_back({"Service", svc.meta.key(), st.message()});
+      part.errors.push_back({"Service", svc.meta.key(), st.message()});
       return;
     }
     const std::string key = svc.meta.key();
@@ -533,7 +570,7 @@ class Builder {
     for (const auto* list : {&v.externalIps, &v.lbIps}) {
       for (const Address& a : *list) {
         if (!hasFamily(a.family)) {
-          d_.notes.push_back("Service " + key + ": " + a.toString() +
+          part.notes.push_back("Service " + key + ": " + a.toString() +
                              " ignored: the Service has no ClusterIP of its family");
         }
       }
@@ -561,11 +598,11 @@ class Builder {
           c.key = ServiceKey::make(proto, a, p);
           c.kind = kind;
           c.svc = &svc;
-          c.seq = claims_.size();
+          c.seq = part.claims.size();
           c.portName = port.name;
           c.spec = v.spec;
           c.dests = dests(local);
-          claims_.push_back(std::move(c));
+          part.claims.push_back(std::move(c));
           produced = true;
         };
         for (const Address& a : v.clusterIps) {
@@ -580,7 +617,7 @@ class Builder {
         if (port.nodePort == 0) continue;
         if (port.nodePort < node_.nodePortMin || port.nodePort > node_.nodePortMax) {
           if (fam == Family::kV4 || !hasFamily(Family::kV4)) {  // once per port
-            d_.errors.push_back({"Service", key,
+            part.errors.push_back({"Service", key,
                                  "port " + (port.name.empty() ? std::to_string(pi) : "\"" + port.name + "\"") +
                                      ": nodePort " + std::to_string(port.nodePort) + " outside this node's range " +
                                      std::to_string(node_.nodePortMin) + "-" + std::to_string(node_.nodePortMax) +
@@ -597,21 +634,21 @@ class Builder {
     if (!produced) return;
     if (v.zoneWeights) {
       if (ignoresWeights(v.spec.scheduler)) {
-        d_.notes.push_back("Service " + key + ": " + std::string(kAnnZoneWeights) + " has no effect: scheduler " +
+        part.notes.push_back("Service " + key + ": " + std::string(kAnnZoneWeights) + " has no effect: scheduler " +
                            v.spec.scheduler + " ignores weights (use wrr, wlc, sh or mh)");
       } else if (weightIsNotAShare(v.spec.scheduler)) {
-        d_.notes.push_back("Service " + key + ": " + std::string(kAnnZoneWeights) + " with scheduler " +
+        part.notes.push_back("Service " + key + ": " + std::string(kAnnZoneWeights) + " with scheduler " +
                            v.spec.scheduler +
                            (v.spec.scheduler == "fo" ? ": all traffic goes to the heaviest endpoint"
                                                      : ": weights act as per-endpoint connection limits"));
       }
       if (node_.zone.empty()) {
-        d_.notes.push_back("Service " + key + ": " + std::string(kAnnZoneWeights) +
+        part.notes.push_back("Service " + key + ": " + std::string(kAnnZoneWeights) +
                            ": this node has no zone, every endpoint gets the \"other\" weight");
       }
     }
     if (!svc.loadBalancerSourceRanges.empty() && !v.lbIps.empty()) {
-      d_.notes.push_back("Service " + key + ": loadBalancerSourceRanges not enforced by kipvs");
+      part.notes.push_back("Service " + key + ": loadBalancerSourceRanges not enforced by kipvs");
     }
   }
 
@@ -703,6 +740,7 @@ class Builder {
 
   const Cluster& cluster_;
   const NodeFacts& node_;
+  size_t parallelMinServices_;
   Desired d_;
   std::unordered_map<std::string, std::vector<SliceInfo>> slices_;  // "namespace/service" -> slices by name
   std::vector<Claim> claims_;
@@ -710,6 +748,8 @@ class Builder {
 
 }  // namespace
 
-Desired computeDesired(const Cluster& cluster, const NodeFacts& node) { return Builder(cluster, node).run(); }
+Desired computeDesired(const Cluster& cluster, const NodeFacts& node, size_t parallelMinServices) {
+  return Builder(cluster, node, parallelMinServices).run();
+}
 
 }  // namespace kipvs::controller

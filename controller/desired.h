@@ -2,6 +2,7 @@
 // Kubernetes Services + EndpointSlices + node facts -> the desired IPVS table.
 // Pure: no kernel, no I/O. kube-proxy IPVS-mode semantics unless noted.
 
+#include <cstddef>
 #include <map>
 #include <set>
 #include <string>
@@ -53,6 +54,8 @@ struct Desired {
 // unknown names early; whether the module is really present is the kernel's word.
 bool isKnownScheduler(std::string_view name);
 
-Desired computeDesired(const Cluster& cluster, const NodeFacts& node);
+// From parallelMinServices Services on, they are computed on two threads
+// (same result); tests vary it.
+Desired computeDesired(const Cluster& cluster, const NodeFacts& node, size_t parallelMinServices = 1000);
 
 }  // namespace kipvs::controller

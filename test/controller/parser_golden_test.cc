@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -218,6 +219,46 @@ TEST_CASE("parse: two threads, items without kind before and after the List's ki
   ParseStats cs;
   bothWays(testing::list(withKind), "compact-kind.json", &cs);
   CHECK(cs.splitsUsed == 1);
+}
+
+// computeDesired with its Services split over two threads (any count) and on one.
+void desiredBothWays(const Cluster& c, const std::string& name) {
+  for (const auto& [nodeName, node] : testing::goldenNodes()) {
+    std::string two = testing::dumpDesired(computeDesired(c, node, 0));
+    std::string one = testing::dumpDesired(computeDesired(c, node, SIZE_MAX));
+    CHECK_MESSAGE(two == one, name << " on " << nodeName << ": two threads differ from one");
+  }
+}
+
+TEST_CASE("computeDesired: two threads give the one-thread result") {
+  std::vector<std::string> rels = {"test/fixtures/list_mixed.json", "test/fixtures/e2e/cluster.json",
+                                   "test/fixtures/rules/cluster.json", "examples/cluster.json"};
+  for (const auto& e : std::filesystem::directory_iterator(sourcePath("test/fixtures/parser"))) {
+    if (e.path().extension() == ".json") rels.push_back("test/fixtures/parser/" + e.path().filename().string());
+  }
+  for (const auto& rel : rels) {
+    StatusOr<Cluster> c = parseJson(slurp(sourcePath(rel)), rel);
+    if (c) desiredBothWays(*c, rel);
+  }
+  // Conflicts between the halves (the same ClusterIP:port in ns a and ns z:
+  // namespace/name order decides), errors and notes from both halves.
+  std::vector<std::string> items;
+  for (int i = 0; i < 200; ++i) {
+    std::string ns = i < 100 ? "a" : "z";
+    std::string ip = "10.96.0." + std::to_string(i % 100 + 1);
+    std::string spec = R"("clusterIP":")" + ip + R"(","ports":[{"port":80}])";
+    if (i % 17 == 0) spec = R"("clusterIP":"10.96.300.1","ports":[{"port":80}])";  // invalid IP
+    if (i % 23 == 0) spec += R"(,"loadBalancerSourceRanges":["10.0.0.0/8"],"type":"LoadBalancer")";
+    items.push_back(testing::service(ns + "/s" + std::to_string(i), spec, "",
+                                     i % 23 == 0 ? R"("loadBalancer":{"ingress":[{"ip":"203.0.113.)" + std::to_string(i % 200 + 1) + R"("}]})" : ""));
+    items.push_back(testing::slice(ns + "/s" + std::to_string(i) + "-x", "s" + std::to_string(i), "IPv4",
+                                   R"([{"port":8080}])", "[" + testing::ep("172.16.0." + std::to_string(i % 250 + 1)) + "]"));
+  }
+  Cluster c = testing::parseOk(testing::list(items));
+  Desired d = computeDesired(c, testing::goldenNodes()[0].second, 0);
+  CHECK(d.errors.size() == 88 + 12);  // conflicts lost by ns z (pairs of valid Services), the invalid IPs
+  CHECK_FALSE(d.notes.empty());
+  desiredBothWays(c, "generated");
 }
 
 }  // namespace
