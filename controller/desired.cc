@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "controller/helper_thread.h"
+
 namespace kipvs::controller {
 
 using ipvs::Address;
@@ -507,6 +509,7 @@ class Builder {
     if (order.size() >= parallelMinServices_ && std::thread::hardware_concurrency() >= 2) {
       try {
         worker = std::thread([&, from = order.size() / 2] {
+          lowerThisThreadPriority();
           for (size_t i = from; i < order.size(); ++i) service(*order[i], second);
         });
         split = order.size() / 2;

@@ -5,21 +5,23 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
-#include <system_error>
-#include <thread>
-#include <optional>
 #include <atomic>
+#include <cerrno>
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <system_error>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
+
+#include "controller/helper_thread.h"
 
 namespace kipvs::controller {
 
@@ -943,6 +945,7 @@ class ListStreamer {
     std::thread worker;
     try {
       worker = std::thread([&] {
+        lowerThisThreadPriority();
         ValueParser vp;
         Collector tailOut(tailCluster);
         tailRun = parseItems(vp, tailEnd, nullptr, kindKnown, itemKind, tailOut, &cancel);

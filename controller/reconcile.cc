@@ -366,6 +366,8 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
       out << result.objectErrors.size() << " objects skipped with errors (see stderr)\n";
     }
   }
+  result.desired = std::move(desired);
+  result.observed = std::move(actual);
   return result;
 }
 
