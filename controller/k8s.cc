@@ -843,7 +843,10 @@ ItemRun parseItems(ValueParser& vp, char*& p, const char* stop, bool kindKnown, 
 // it): the second thread parses a copy of the input from there, while this
 // one parses up to it. The guess holds only if this thread's own parse lands
 // on it exactly; otherwise the second thread's work is dropped and this one
-// goes on alone. So the result is always the sequential one.
+// goes on alone. So the result is always the sequential one. When this
+// thread reaches the split first (the second one, at low priority, may get
+// little CPU while a kernel dump runs), it takes over the rest from where the
+// second one stopped.
 //
 // Returns false, having added nothing, when the input needs parseDocument:
 // not an object, a syntax error (parseDocument reports it with rapidjson's
@@ -946,6 +949,7 @@ class ListStreamer {
     try {
       worker = std::thread([&] {
         lowerThisThreadPriority();
+        if (options_.helperDelay.count() > 0) std::this_thread::sleep_for(options_.helperDelay);
         ValueParser vp;
         Collector tailOut(tailCluster);
         tailRun = parseItems(vp, tailEnd, nullptr, kindKnown, itemKind, tailOut, &cancel);
@@ -955,7 +959,9 @@ class ListStreamer {
     }
     char* q = p;
     ItemRun head = parseItems(vp_, q, split, kindKnown, itemKind, out, nullptr);
-    if (head.end != ItemRun::End::kStop) cancel = true;
+    // Whatever the second thread has not done yet, this one takes over: it
+    // stops at its next item boundary (it may have had no CPU at all).
+    cancel = true;
     worker.join();
     if (options_.stats) ++(head.end == ItemRun::End::kStop ? options_.stats->splitsUsed : options_.stats->splitsDropped);
     if (head.end != ItemRun::End::kStop) {
@@ -968,13 +974,18 @@ class ListStreamer {
       record(rest, head.count);
       return rest.end == ItemRun::End::kClose;
     }
-    if (tailRun.end != ItemRun::End::kClose) return false;
+    if (tailRun.end != ItemRun::End::kClose && tailRun.end != ItemRun::End::kCancelled) return false;
     record(head, 0);
     for (auto& s : tailCluster.services) out.add(std::move(s));
     for (auto& s : tailCluster.slices) out.add(std::move(s));
     record(tailRun, head.count);
+    if (options_.stats) options_.stats->itemsByHelper += static_cast<int>(tailRun.count);
+    // Where the second thread stopped, in this buffer (it only altered its copy).
     p = q + (tailEnd - tail.data());
-    return true;
+    if (tailRun.end == ItemRun::End::kClose) return true;
+    ItemRun rest = parseItems(vp_, p, nullptr, kindKnown, itemKind, out, nullptr);
+    record(rest, head.count + tailRun.count);
+    return rest.end == ItemRun::End::kClose;
   }
 
   // Where a second thread could start: past the middle of the items, an item

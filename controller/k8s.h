@@ -10,6 +10,7 @@
 // number, no metadata.name) is skipped and recorded in Cluster::errors; the
 // rest of the input goes on.
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -154,6 +155,7 @@ struct Cluster {
 struct ParseStats {
   int splitsUsed = 0;     // Lists whose items two threads parsed
   int splitsDropped = 0;  // split guesses that were not item boundaries (one thread did it all)
+  int itemsByHelper = 0;  // items the second thread parsed
 };
 
 // How to parse; the defaults are what kipvs uses (tests and benchmarks vary them).
@@ -162,6 +164,9 @@ struct ParseOptions {
   bool parallel = true;
   size_t parallelMinBytes = size_t{1} << 20;  // ... when they span at least this much
   ParseStats* stats = nullptr;                // filled in when set
+  // Tests: the second thread waits this long before it starts (so that the
+  // first one takes its work over).
+  std::chrono::milliseconds helperDelay{0};
 };
 
 // Parses a `kubectl get ... -o json` document: a List (items carry kind), a

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -170,6 +171,29 @@ TEST_CASE("parse: a split guess inside a string, a bad item, duplicates and erro
     bothWays(indentedList(items), "c.json", &stats);
     CHECK(stats.splitsDropped == 1);
   }
+}
+
+TEST_CASE("parse: when the second thread is late, the first takes its half over") {
+  std::vector<std::string> items;
+  for (int i = 0; i < 40; ++i) items.push_back(svc(i));
+  items[33] = testing::service("ns/bad", R"("clusterIP":"10.96.1.1","ports":[{"port":"eighty"}])");
+  std::string json = indentedList(items);
+  ParseOptions late;
+  late.parallelMinBytes = 0;
+  late.helperDelay = std::chrono::milliseconds(300);
+  ParseStats stats;
+  late.stats = &stats;
+  ParseOptions one;
+  one.parallel = false;
+  std::string got = testing::dumpAll(parseJson(json, "late.json", late));
+  CHECK(got == testing::dumpAll(parseJson(json, "late.json", one)));
+  CHECK(stats.splitsUsed == 1);
+  CHECK(stats.itemsByHelper == 0);
+  CHECK(got.find("items[33]") != std::string::npos);
+  // A syntax error in the half taken over.
+  std::string broken = json;
+  broken.replace(broken.rfind("\"port\":81"), 9, "\"port\":81,,");
+  CHECK(testing::dumpAll(parseJson(broken, "b.json", late)) == testing::dumpAll(parseJson(broken, "b.json", one)));
 }
 
 TEST_CASE("parse: two threads report the one-thread error for the second half") {
