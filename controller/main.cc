@@ -289,9 +289,15 @@ int cmdReconcile(Args& a) {
   auto client = openKernel(/*readStats=*/false);  // reconcile compares specs and connection counts only
   std::future<StatusOr<ipvs::Table>> dump;
   if (client.isOk()) {
-    dump = std::async(std::launch::async, [&kernel = **client] { return kernel.dumpTable(); });
+    VLOG(1) << "reading the live table, parsing the input";
+    dump = std::async(std::launch::async, [&kernel = **client] {
+      auto t = kernel.dumpTable();
+      VLOG(1) << "live table read";
+      return t;
+    });
   }
   auto cluster = parseFiles(files);
+  VLOG(1) << "parsed " << files.size() << " file(s)";
   if (!cluster.isOk()) {
     if (dump.valid()) dump.wait();
     std::cerr << "kipvs: " << cluster.status().toString() << "\nnothing was changed\n";
@@ -311,7 +317,7 @@ int cmdReconcile(Args& a) {
   ReconcileResult r = reconcile(*cluster, opts, kernel, **hostNet, std::cout, std::cerr,
                                 [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); },
                                 [&dump] { return dump.get(); });
-  VLOG(1) << "kernel writes: " << (*client)->writeCount();
+  VLOG(1) << "done; kernel writes: " << (*client)->writeCount();
   exitNow(r.exitCode());
 }
 

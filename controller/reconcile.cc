@@ -92,6 +92,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
 
   Desired desired = computeDesired(cluster, node);
   dropInvalid(desired);
+  VLOG(1) << "desired: " << desired.table.services.size() << " virtual servers";
   result.objectErrors = desired.errors;
   for (const auto& e : desired.errors) err << "error: " << e.toString() << "\n";
 
@@ -135,6 +136,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     return result;
   }
   ipvs::Table actual = std::move(*actualOr);
+  VLOG(1) << "read the live table: " << actual.services.size() << " virtual servers";
   const uint64_t writesBefore = client.writeCount();  // the client is ours from here (see TableSource)
 
   Ownership own;
@@ -147,6 +149,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
 
   result.plan = plan(desired.table, actual, own);
   result.plannedWrites = result.plan.opCount();
+  VLOG(1) << "planned " << result.plannedWrites << " writes";
   PlanContext ctx{&desired, &actual};
 
   // toConvert: wanted, but local the other way; removed before toBind adds
