@@ -6,6 +6,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <thread>
+#include <system_error>
+#include <optional>
+#include <mutex>
+#include <deque>
+#include <cstring>
+#include <condition_variable>
 #include <string>
 #include <utility>
 
@@ -154,6 +161,113 @@ Status NetlinkIpvsClient::dumpDests(const ServiceKey& key, ServiceState& state) 
   return s;
 }
 
+namespace {
+
+// Dests replies copied off the socket, decoded by another thread: the thread
+// that talks to the kernel then runs at the kernel's pace (decoding 100,000
+// dests is about a third of a full read under emulation).
+class DestDecoder {
+ public:
+  DestDecoder(codec::WithStats stats) : stats_(stats), thread_([this] { run(); }) {}
+  ~DestDecoder() { finish(); }
+
+  // Starts the replies of one service; add() them, then send() now and then.
+  void begin(const ServiceKey& key, ServiceState& state) {
+    filling_.services.push_back({&key, &state, filling_.bytes.size()});
+  }
+  // One NEW_DEST message's attributes, with a 4-byte length before them.
+  void add(netlink::Bytes attrs) {
+    const uint32_t n = static_cast<uint32_t>(attrs.size());
+    const auto* len = reinterpret_cast<const uint8_t*>(&n);
+    filling_.bytes.insert(filling_.bytes.end(), len, len + sizeof n);
+    filling_.bytes.insert(filling_.bytes.end(), attrs.begin(), attrs.end());
+  }
+  // Hands the batch so far to the decoder (once enough is gathered).
+  void send(bool force) {
+    if (filling_.services.empty() || (!force && filling_.bytes.size() < kBatchBytes)) return;
+    std::unique_lock lock(mu_);
+    queue_.push_back(std::move(filling_));
+    filling_ = Batch{};
+    if (!spare_.empty()) {
+      filling_ = std::move(spare_.back());
+      spare_.pop_back();
+    }
+    cv_.notify_one();
+  }
+  // Waits for the decoder; the first decode error, if any.
+  Status finish() {
+    send(true);
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_one();
+    if (thread_.joinable()) thread_.join();
+    return error_;
+  }
+
+ private:
+  static constexpr size_t kBatchBytes = 256 << 10;
+  struct Piece {
+    const ServiceKey* key;
+    ServiceState* state;
+    size_t offset;  // where its replies start in bytes
+  };
+  struct Batch {
+    std::vector<uint8_t> bytes;
+    std::vector<Piece> services;
+  };
+
+  void run() {
+    for (;;) {
+      Batch b;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return done_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        b = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      if (error_.isOk()) decode(b);
+      b.bytes.clear();
+      b.services.clear();
+      std::lock_guard lock(mu_);
+      spare_.push_back(std::move(b));
+    }
+  }
+
+  void decode(const Batch& b) {
+    for (size_t i = 0; i < b.services.size() && error_.isOk(); ++i) {
+      const Piece& piece = b.services[i];
+      const size_t end = i + 1 < b.services.size() ? b.services[i + 1].offset : b.bytes.size();
+      for (size_t at = piece.offset; at + 4 <= end;) {
+        uint32_t n;
+        std::memcpy(&n, b.bytes.data() + at, sizeof n);
+        netlink::Bytes attrs(b.bytes.data() + at + 4, n);
+        at += 4 + n;
+        auto d = codec::decodeDestMessage(attrs, piece.key->family, stats_);
+        if (!d) {
+          error_ = d.status().withContext("dumping the destinations of " + piece.key->toString());
+          break;
+        }
+        piece.state->dests[d->key] = DestState{d->spec, d->counters};
+      }
+    }
+  }
+
+  codec::WithStats stats_;
+  Batch filling_;  // the reading thread's
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Batch> queue_;
+  std::vector<Batch> spare_;
+  bool done_ = false;
+  Status error_;  // the decoder's, read after join
+  std::thread thread_;
+};
+
+}  // namespace
+
 StatusOr<Table> NetlinkIpvsClient::dumpTable() {
   Table table;
   Status s = request(*socket_, IPVS_CMD_GET_SERVICE, nullptr, [&](const GenlView& g) -> Status {
@@ -170,8 +284,35 @@ StatusOr<Table> NetlinkIpvsClient::dumpTable() {
   // socket runs one dump at a time (a second dump request while one is in
   // progress gets EBUSY), so they cannot be pipelined on this socket. Each
   // costs one sendmsg and, thanks to recvmmsg, usually one receive.
-  for (auto& [key, state] : table.services) {
-    KIPVS_RETURN_IF_ERROR(dumpDests(key, state));
+  if (table.services.size() < options_.decodeThreadMinServices) {
+    for (auto& [key, state] : table.services) {
+      KIPVS_RETURN_IF_ERROR(dumpDests(key, state));
+    }
+  } else {
+    auto sock = readSocket();
+    if (!sock) return sock.status();
+    std::optional<DestDecoder> decoder;
+    try {
+      decoder.emplace(stats());
+    } catch (const std::system_error&) {
+      options_.decodeThreadMinServices = SIZE_MAX;  // no thread to be had: decode here from now on
+      return dumpTable();
+    }
+    for (auto& [key, state] : table.services) {
+      decoder->begin(key, state);
+      Status r = request(
+          **sock, IPVS_CMD_GET_DEST, [&](MessageWriter& w) { return codec::putServiceKey(w, key); },
+          [&](const GenlView& g) -> Status {
+            if (g.cmd == IPVS_CMD_NEW_DEST) decoder->add(g.attrs);
+            return Status::ok();
+          });
+      if (!r.isOk()) {
+        (void)decoder->finish();
+        return r.withContext("dumping the destinations of " + key.toString());
+      }
+      decoder->send(false);
+    }
+    KIPVS_RETURN_IF_ERROR(decoder->finish());
   }
   normalize(table);
   return table;

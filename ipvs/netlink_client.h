@@ -38,6 +38,9 @@ class NetlinkIpvsClient : public IpvsClient {
     // Decode traffic counters in dumps (codec::WithStats). Off for callers
     // that never show them; connection counts are read either way.
     bool readStats = true;
+    // From this many services on, a full read decodes the dests on a second
+    // thread while the first keeps reading (tests vary it).
+    size_t decodeThreadMinServices = 256;
   };
 
   // Opens the socket and resolves the "IPVS" family: Code::kUnsupported when

@@ -36,7 +36,7 @@ ninja -C build-asan -j "$jobs" test/kipvs-unit-tests
 
 echo "=== build (TSan)"
 [ -f build-tsan/build.ninja ] || meson setup build-tsan -Db_sanitize=thread -Dbuildtype=debug
-ninja -C build-tsan -j "$jobs" test/kipvs-unit-tests
+ninja -C build-tsan -j "$jobs" test/kipvs-unit-tests test/kipvs-kernel-tests
 
 suite "unit tests" build/test/kipvs-unit-tests --no-intro=true
 suite "unit tests under ASan+UBSan" env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \

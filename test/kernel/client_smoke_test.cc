@@ -5,6 +5,7 @@
 #include <linux/genetlink.h>
 #include <linux/ip_vs.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <memory>
 #include <set>
@@ -203,7 +204,10 @@ TEST_CASE("kernel: dumpService, updates, zero") {
 TEST_CASE("kernel: a service whose dests span many page-sized dump datagrams reads back whole") {
   // Per-service reads use page-sized receive slots (readSocket()): 1,000 v6
   // dests with counters are about 100 datagrams, and at most 16 per recvmmsg.
-  auto c = freshClient();
+  // The full read decodes them on its second thread (any table size here).
+  NetlinkIpvsClient::Options threaded;
+  threaded.decodeThreadMinServices = 0;
+  auto c = freshClient(threaded);
   auto v6 = ServiceKey::tcp(A("fd00:96::1"), 443);
   auto v4 = ServiceKey::tcp(A("10.0.0.1"), 80);
   ServiceSpec rr6;
@@ -235,6 +239,50 @@ TEST_CASE("kernel: a service whose dests span many page-sized dump datagrams rea
   CHECK(table->services.at(v6).dests.size() == 1000);
   CHECK(table->services.at(v4).dests.size() == 1);
   CHECK(lineSet(shell("ipvsadm -Sn | grep -c -- '-a -t \\[fd00:96::1\\]:443'")) == std::set<std::string>{"1000"});
+}
+
+TEST_CASE("kernel: a full read decodes dests on a second thread with the same result") {
+  NetlinkIpvsClient::Options threaded;
+  threaded.decodeThreadMinServices = 0;
+  auto c = freshClient(threaded);
+  NetlinkIpvsClient::Options inline_;
+  inline_.decodeThreadMinServices = SIZE_MAX;
+  auto plain = NetlinkIpvsClient::create(inline_);
+  REQUIRE(plain.isOk());
+  std::vector<Op> ops;
+  ServiceSpec rr4;
+  rr4.netmask = 0xffffffffu;
+  for (uint32_t i = 0; i < 600; ++i) {
+    auto key = ServiceKey::tcp(Address::v4(0x0A000000u + i + 1), 80);
+    ops.push_back(Op::addService(key, rr4));
+    for (uint32_t j = 0; j < i % 7; ++j) {  // 0..6 dests: some services have none
+      ops.push_back(Op::addDest(key, DestKey{Address::v4(0xAC100000u + i * 8 + j + 1), 8080},
+                                DestSpec{FwdMethod::kMasq, static_cast<int>(j + 1), 0, 0, {}, 0, 0}));
+    }
+  }
+  for (const Status& st : c->apply(ops)) REQUIRE_MESSAGE(st.isOk(), st.toString());
+  auto a = c->dumpTable();
+  auto b = (*plain)->dumpTable();
+  REQUIRE_MESSAGE(a.isOk(), a.status().toString());
+  REQUIRE_MESSAGE(b.isOk(), b.status().toString());
+  CHECK(a->services.size() == 600);
+  size_t dests = 0;
+  for (const auto& [k, st] : a->services) dests += st.dests.size();
+  CHECK(dests == 1795);  // the sum of i % 7 over 0..599
+  REQUIRE(a->services.size() == b->services.size());
+  for (const auto& [k, st] : a->services) {
+    CAPTURE(k.toString());
+    auto it = b->services.find(k);
+    REQUIRE(it != b->services.end());
+    CHECK(st.spec == it->second.spec);
+    REQUIRE(st.dests.size() == it->second.dests.size());
+    for (const auto& [dk, ds] : st.dests) {
+      auto jt = it->second.dests.find(dk);
+      REQUIRE(jt != it->second.dests.end());
+      CHECK(ds.spec == jt->second.spec);
+      CHECK(ds.counters == jt->second.counters);
+    }
+  }
 }
 
 TEST_CASE("kernel: a big batch where every op fails gets every error back") {
