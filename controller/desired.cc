@@ -519,6 +519,7 @@ class Builder {
     }
     for (size_t i = 0; i < split; ++i) service(*order[i], first);
     if (worker.joinable()) worker.join();
+    claims_.reserve(first.claims.size() + second.claims.size());
     for (Part* part : {&first, &second}) {
       for (Claim& c : part->claims) {
         c.seq = claims_.size();
