@@ -71,7 +71,7 @@ dump flags:
                                ipvsadm: rules that `ipvsadm -R` restores exactly
 
 global flags:
-  -v N                         log verbosity (glog; logs go to stderr)
+  -v N                         log verbosity (glog; logs go to stderr; reconcile -v 1 logs its phases)
 
 Exit status: 0 success; 1 some objects or kernel ops failed (the rest applied); 2 usage or fatal error.
 )";
@@ -129,9 +129,10 @@ int usageError(const std::string& msg) {
 
 // readStats: decode traffic counters in dumps; only `dump --output json`
 // shows them (connection counts are read either way).
-StatusOr<std::unique_ptr<ipvs::NetlinkIpvsClient>> openKernel(bool readStats = true) {
+StatusOr<std::unique_ptr<ipvs::NetlinkIpvsClient>> openKernel(bool readStats = true, bool decodeThread = true) {
   ipvs::NetlinkIpvsClient::Options options;
   options.readStats = readStats;
+  if (!decodeThread) options.decodeThreadMinServices = SIZE_MAX;
   auto c = ipvs::NetlinkIpvsClient::create(options);
   if (!c.isOk()) return c.status().withContext("cannot reach the kernel's IPVS");
   return c;
@@ -286,7 +287,11 @@ int cmdReconcile(Args& a) {
   // computed: the dump is kernel time, those are user time, and a node has
   // more than one CPU. Nothing is written before the whole input has parsed:
   // a bad file changes nothing.
-  auto client = openKernel(/*readStats=*/false);  // reconcile compares specs and connection counts only
+  // Reconcile compares specs and connection counts only (no traffic counters),
+  // and decodes the dests in the reading thread: the parse beside it is the
+  // long pole, and a decode thread would take CPU from it (VM, no-op at
+  // 10,000 Services: 2.8-3.9 s inline against 3.1-5.3 s with the thread).
+  auto client = openKernel(/*readStats=*/false, /*decodeThread=*/false);
   std::future<StatusOr<ipvs::Table>> dump;
   if (client.isOk()) {
     VLOG(1) << "reading the live table, parsing the input";
