@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <cstdint>
 #include <cstring>
 #include <future>
 #include <iostream>

@@ -6,14 +6,15 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <thread>
-#include <system_error>
-#include <optional>
-#include <mutex>
-#include <deque>
-#include <cstring>
 #include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <system_error>
+#include <thread>
 #include <utility>
 
 #include "ipvs/codec.h"
@@ -168,7 +169,7 @@ namespace {
 // dests is about a third of a full read under emulation).
 class DestDecoder {
  public:
-  DestDecoder(codec::WithStats stats) : stats_(stats), thread_([this] { run(); }) {}
+  explicit DestDecoder(codec::WithStats stats) : stats_(stats), thread_([this] { run(); }) {}
   ~DestDecoder() { finish(); }
 
   // Starts the replies of one service; add() them, then send() now and then.

@@ -13,7 +13,6 @@
 namespace kipvs::netlink {
 namespace {
 
-
 Status errnoStatus(Code code, const std::string& what, int err) { return Status::error(code, what, err); }
 
 }  // namespace
