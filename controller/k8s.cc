@@ -789,7 +789,7 @@ struct ItemRun {
     kStop,      // the next item starts exactly at stop (p == stop)
     kPassed,    // an item spans stop: stop is not an item boundary
     kFallback,  // a syntax error or anything else parseDocument must judge
-    kCancelled,
+    kCancelled, // asked to stop; p is at the next item
   };
   End end = End::kFallback;
   int64_t count = 0;  // items parsed
