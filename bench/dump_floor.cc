@@ -6,9 +6,10 @@
 //
 // Usage: dump_floor [--threads T] [--slot-bytes B] [--decode [--no-stats]]   (prints one JSON line)
 // As NetlinkIpvsClient does, the service dump uses a socket with 64 KiB
-// receive slots and the dests dumps sockets with B-byte slots (default: the
-// page size, as the client's read socket); the kernel sizes dump buffers by
-// the slot size, which is what --slot-bytes measures.
+// receive slots and the dests dumps the client's read-socket options
+// (NetlinkIpvsClient::readSocketOptions), with B-byte slots if given; the
+// kernel sizes dump buffers by the slot size, which is what --slot-bytes
+// measures.
 // --decode also decodes every destination (codec only, no Table), to split
 // decode from Table building in dumpTable's user time; --no-stats decodes as
 // reconcile does (codec::WithStats::kNo).
@@ -21,10 +22,9 @@
 #include <thread>
 #include <vector>
 
-#include <unistd.h>
-
 #include "bench/table_gen.h"
 #include "ipvs/codec.h"
+#include "ipvs/netlink_client.h"
 #include "netlink/genl_socket.h"
 
 using namespace kipvs;
@@ -62,15 +62,13 @@ int main(int argc, char** argv) {
   const bool decode = kipvs::bench::hasFlag(argc, argv, "--decode");
   const auto withStats =
       kipvs::bench::hasFlag(argc, argv, "--no-stats") ? ipvs::codec::WithStats::kNo : ipvs::codec::WithStats::kYes;
-  const long slotBytes = kipvs::bench::flagValue(argc, argv, "--slot-bytes", ::sysconf(_SC_PAGESIZE));
+  netlink::SocketOptions destOptions = ipvs::NetlinkIpvsClient::readSocketOptions({});
+  const long slotBytes =
+      kipvs::bench::flagValue(argc, argv, "--slot-bytes", static_cast<long>(destOptions.rxSlotBytes));
+  destOptions.rxSlotBytes = static_cast<size_t>(slotBytes);
   std::vector<std::unique_ptr<netlink::GenlSocket>> socks;  // [0]: services; [1..T]: dests
   for (long t = 0; t <= threads; ++t) {
-    netlink::SocketOptions so;
-    if (t > 0) {
-      so.rxSlotBytes = static_cast<size_t>(slotBytes);
-      so.rxSlots = 16;
-    }
-    auto s = netlink::GenlSocket::open("IPVS", so);
+    auto s = netlink::GenlSocket::open("IPVS", t > 0 ? destOptions : netlink::SocketOptions{});
     if (!s.isOk()) {
       std::fprintf(stderr, "%s\n", s.status().toString().c_str());
       return 1;

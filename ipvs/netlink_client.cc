@@ -79,15 +79,18 @@ netlink::IoCounters NetlinkIpvsClient::ioCounters() const {
   return sum;
 }
 
+netlink::SocketOptions NetlinkIpvsClient::readSocketOptions(netlink::SocketOptions base) {
+  // Any dump datagram fits: the kernel fills at most max(NLMSG_GOODSIZE,
+  // the slot size), and NLMSG_GOODSIZE is below min(page size, 8 KiB).
+  base.rxSlotBytes = static_cast<size_t>(std::clamp<long>(::sysconf(_SC_PAGESIZE), 4096, 8192));
+  base.rxSlots = 16;  // a service with 100 dests is about 10 datagrams
+  base.rcvbufBytes = std::min(base.rcvbufBytes, 1 << 20);
+  return base;
+}
+
 StatusOr<netlink::GenlSocket*> NetlinkIpvsClient::readSocket() {
   if (!readSocket_) {
-    netlink::SocketOptions o = options_.socket;
-    // Any dump datagram fits: the kernel fills at most max(NLMSG_GOODSIZE,
-    // the slot size), and NLMSG_GOODSIZE is below min(page size, 8 KiB).
-    o.rxSlotBytes = static_cast<size_t>(std::clamp<long>(::sysconf(_SC_PAGESIZE), 4096, 8192));
-    o.rxSlots = 16;  // a service with 100 dests is about 10 datagrams
-    o.rcvbufBytes = std::min(o.rcvbufBytes, 1 << 20);
-    auto s = netlink::GenlSocket::open(codec::kGenlName, o);
+    auto s = netlink::GenlSocket::open(codec::kGenlName, readSocketOptions(options_.socket));
     if (!s) return s.status().withContext("opening the IPVS read socket");
     readSocket_ = std::move(*s);
   }
@@ -146,23 +149,25 @@ Status NetlinkIpvsClient::request(netlink::GenlSocket& sock, uint8_t cmd,
   return result;
 }
 
-Status NetlinkIpvsClient::dumpDests(const ServiceKey& key, ServiceState& state) {
+Status NetlinkIpvsClient::dumpDests(const ServiceKey& key, const std::function<Status(netlink::Bytes)>& onDest) {
   auto sock = readSocket();
   if (!sock) return sock.status();
   Status s = request(
       **sock, IPVS_CMD_GET_DEST, [&](MessageWriter& w) { return codec::putServiceKey(w, key); },
-      [&](const GenlView& g) -> Status {
-        if (g.cmd != IPVS_CMD_NEW_DEST) return Status::ok();
-        auto d = codec::decodeDestMessage(g.attrs, key.family, stats());
-        if (!d) return d.status();
-        state.dests[d->key] = DestState{d->spec, d->counters};
-        return Status::ok();
-      });
+      [&](const GenlView& g) { return g.cmd == IPVS_CMD_NEW_DEST ? onDest(g.attrs) : Status::ok(); });
   if (!s.isOk()) return s.withContext("dumping the destinations of " + key.toString());
   return s;
 }
 
 namespace {
+
+// One NEW_DEST message's attributes into state.
+Status decodeDestInto(netlink::Bytes attrs, Family family, codec::WithStats stats, ServiceState& state) {
+  auto d = codec::decodeDestMessage(attrs, family, stats);
+  if (!d) return d.status();
+  state.dests[d->key] = DestState{d->spec, d->counters};
+  return Status::ok();
+}
 
 // Dests replies copied off the socket, decoded by another thread: the thread
 // that talks to the kernel then runs at the kernel's pace (decoding 100,000
@@ -246,12 +251,10 @@ class DestDecoder {
         std::memcpy(&n, b.bytes.data() + at, sizeof n);
         netlink::Bytes attrs(b.bytes.data() + at + 4, n);
         at += 4 + n;
-        auto d = codec::decodeDestMessage(attrs, piece.key->family, stats_);
-        if (!d) {
-          error_ = d.status().withContext("dumping the destinations of " + piece.key->toString());
+        if (Status st = decodeDestInto(attrs, piece.key->family, stats_, *piece.state); !st.isOk()) {
+          error_ = st.withContext("dumping the destinations of " + piece.key->toString());
           break;
         }
-        piece.state->dests[d->key] = DestState{d->spec, d->counters};
       }
     }
   }
@@ -285,36 +288,29 @@ StatusOr<Table> NetlinkIpvsClient::dumpTable() {
   // socket runs one dump at a time (a second dump request while one is in
   // progress gets EBUSY), so they cannot be pipelined on this socket. Each
   // costs one sendmsg and, thanks to recvmmsg, usually one receive.
-  if (table.services.size() < options_.decodeThreadMinServices) {
-    for (auto& [key, state] : table.services) {
-      KIPVS_RETURN_IF_ERROR(dumpDests(key, state));
-    }
-  } else {
-    auto sock = readSocket();
-    if (!sock) return sock.status();
-    std::optional<DestDecoder> decoder;
+  // A large table's dests are decoded beside the reads (here, when no
+  // thread can be had).
+  std::optional<DestDecoder> decoder;
+  if (table.services.size() >= options_.decodeThreadMinServices) {
     try {
       decoder.emplace(stats());
     } catch (const std::system_error&) {
-      options_.decodeThreadMinServices = SIZE_MAX;  // no thread to be had: decode here from now on
-      return dumpTable();
     }
-    for (auto& [key, state] : table.services) {
-      decoder->begin(key, state);
-      Status r = request(
-          **sock, IPVS_CMD_GET_DEST, [&](MessageWriter& w) { return codec::putServiceKey(w, key); },
-          [&](const GenlView& g) -> Status {
-            if (g.cmd == IPVS_CMD_NEW_DEST) decoder->add(g.attrs);
-            return Status::ok();
-          });
-      if (!r.isOk()) {
-        (void)decoder->finish();
-        return r.withContext("dumping the destinations of " + key.toString());
-      }
-      decoder->send(false);
-    }
-    KIPVS_RETURN_IF_ERROR(decoder->finish());
   }
+  for (auto& [key, state] : table.services) {
+    if (decoder) {
+      decoder->begin(key, state);
+      KIPVS_RETURN_IF_ERROR(dumpDests(key, [&](netlink::Bytes attrs) {
+        decoder->add(attrs);
+        return Status::ok();
+      }));
+      decoder->send(false);
+    } else {
+      KIPVS_RETURN_IF_ERROR(
+          dumpDests(key, [&](netlink::Bytes attrs) { return decodeDestInto(attrs, key.family, stats(), state); }));
+    }
+  }
+  if (decoder) KIPVS_RETURN_IF_ERROR(decoder->finish());
   normalize(table);
   return table;
 }
@@ -381,12 +377,7 @@ StatusOr<std::optional<ServiceState>> NetlinkIpvsClient::dumpService(const Servi
       if (!g) {
         destResult = g.status();
       } else if (g->cmd == IPVS_CMD_NEW_DEST) {
-        auto d = codec::decodeDestMessage(g->attrs, key.family, stats());
-        if (!d) {
-          destResult = d.status();
-        } else {
-          state.dests[d->key] = DestState{d->spec, d->counters};
-        }
+        destResult = decodeDestInto(g->attrs, key.family, stats(), state);
       }
     }
     return Next::kMore;

@@ -58,6 +58,10 @@ class NetlinkIpvsClient : public IpvsClient {
   StatusOr<Info> info() override;
   uint64_t writeCount() const override { return writeCount_; }
 
+  // The read socket's options (see readSocket()) made from `base`; public so
+  // that bench/dump_floor reads the way the client does.
+  static netlink::SocketOptions readSocketOptions(netlink::SocketOptions base);
+
   // Syscall counters of both sockets, summed.
   netlink::IoCounters ioCounters() const;
   // Ops per sendmsg actually used (after the buffer-size caps).
@@ -70,8 +74,9 @@ class NetlinkIpvsClient : public IpvsClient {
   // replies before the ack go to `onReply` (may be empty).
   using ReplyFn = std::function<Status(const netlink::GenlView&)>;
   Status request(netlink::GenlSocket& sock, uint8_t cmd, const std::function<Status(netlink::MessageWriter&)>& fill, const ReplyFn& onReply);
-  // Runs the dests dump of `key` into `state`.
-  Status dumpDests(const ServiceKey& key, ServiceState& state);
+  // Runs the dests dump of `key` on the read socket, handing each dest's
+  // attributes to onDest.
+  Status dumpDests(const ServiceKey& key, const std::function<Status(netlink::Bytes)>& onDest);
   // One batch: ops[begin, end) already encoded in writer_ with seqs from firstSeq.
   void runBatch(std::span<const Op> ops, const std::vector<size_t>& indexOf, uint32_t firstSeq,
                 std::vector<Status>& results);
