@@ -6,7 +6,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <system_error>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -504,19 +503,13 @@ class Builder {
     // each, and their claims are joined in order (seq renumbered), so the
     // result is the one-thread one.
     Part first, second;
-    size_t split = order.size();
     std::thread worker;
-    if (order.size() >= parallelMinServices_ && std::thread::hardware_concurrency() >= 2) {
-      try {
-        worker = std::thread([&, from = order.size() / 2] {
-          lowerThisThreadPriority();
-          for (size_t i = from; i < order.size(); ++i) service(*order[i], second);
-        });
-        split = order.size() / 2;
-      } catch (const std::system_error&) {
-        // no thread: all here
-      }
+    if (order.size() >= parallelMinServices_ && haveSpareCpu()) {
+      worker = startHelper([&, from = order.size() / 2] {
+        for (size_t i = from; i < order.size(); ++i) service(*order[i], second);
+      });
     }
+    const size_t split = worker.joinable() ? order.size() / 2 : order.size();
     for (size_t i = 0; i < split; ++i) service(*order[i], first);
     if (worker.joinable()) worker.join();
     claims_.reserve(first.claims.size() + second.claims.size());

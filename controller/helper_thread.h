@@ -8,10 +8,31 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <system_error>
+#include <thread>
+#include <utility>
+
 namespace kipvs::controller {
 
 // Linux: the nice value is per thread (setpriority(2), PRIO_PROCESS with a
 // thread id). Raising it needs no privilege; a failure changes nothing.
 inline void lowerThisThreadPriority() { (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19); }
+
+// Whether splitting work over a helper thread can pay off at all.
+inline bool haveSpareCpu() { return std::thread::hardware_concurrency() >= 2; }
+
+// Runs `work` on a helper thread at the lowest priority. The thread is not
+// joinable when none could be started: the caller then does the work itself.
+template <typename Work>
+std::thread startHelper(Work&& work) {
+  try {
+    return std::thread([w = std::forward<Work>(work)]() mutable {
+      lowerThisThreadPriority();
+      w();
+    });
+  } catch (const std::system_error&) {
+    return std::thread();
+  }
+}
 
 }  // namespace kipvs::controller

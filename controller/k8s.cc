@@ -13,7 +13,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <system_error>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -744,8 +743,10 @@ Status parseDocument(const Input& in, std::string_view source, Cluster& cluster)
   return Status::ok();
 }
 
+bool isSpace(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }  // JSON's whitespace
+
 void skipSpace(char*& p) {
-  while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') ++p;
+  while (isSpace(*p)) ++p;
 }
 
 // Parses one JSON value at a time into a small DOM whose memory is reused for
@@ -924,20 +925,27 @@ class ListStreamer {
     auto record = [&](const ItemRun& run, int64_t base) {
       for (const auto& [i, e] : run.errors) errors.push_back(e.finish(itemWhere(source_, base + i)));
     };
-    const char* split = options_.parallel ? splitPoint(open) : nullptr;
-    if (split) {
-      if (auto done = itemsInTwo(p, split, kindKnown, itemKind, out, record)) return *done;
+    Progress done;
+    if (const char* split = options_.parallel ? splitPoint(open) : nullptr) {
+      done = itemsInTwo(p, split, kindKnown, itemKind, out, record);
+      if (done.result) return *done.result;
     }
     ItemRun run = parseItems(vp_, p, nullptr, kindKnown, itemKind, out, nullptr);
-    record(run, 0);
+    record(run, done.items);
     return run.end == ItemRun::End::kClose;
   }
 
-  // The two-thread parse; nullopt when the split was not an item boundary
-  // and the items from p on are still to parse (p unchanged).
+  // How far the two-thread parse got: `result` when it settled the items
+  // (true: through ']'; false: parseDocument must judge), else `items` are
+  // parsed and p is at the next one.
+  struct Progress {
+    std::optional<bool> result;
+    int64_t items = 0;
+  };
+
   template <typename Record>
-  std::optional<bool> itemsInTwo(char*& p, const char* split, bool kindKnown, std::string_view itemKind,
-                                 Collector& out, const Record& record) {
+  Progress itemsInTwo(char*& p, const char* split, bool kindKnown, std::string_view itemKind, Collector& out,
+                      const Record& record) {
     const size_t tailBytes = static_cast<size_t>(base_ + in_.size() - split);
     PageBuffer tail(tailBytes + 1 + kPadding);
     std::memcpy(tail.data(), split, tailBytes + 1 + kPadding);  // with the NUL and padding
@@ -945,18 +953,13 @@ class ListStreamer {
     ItemRun tailRun;
     char* tailEnd = tail.data();
     std::atomic<bool> cancel{false};
-    std::thread worker;
-    try {
-      worker = std::thread([&] {
-        lowerThisThreadPriority();
-        if (options_.helperDelay.count() > 0) std::this_thread::sleep_for(options_.helperDelay);
-        ValueParser vp;
-        Collector tailOut(tailCluster);
-        tailRun = parseItems(vp, tailEnd, nullptr, kindKnown, itemKind, tailOut, &cancel);
-      });
-    } catch (const std::system_error&) {
-      return std::nullopt;  // no thread: parse alone
-    }
+    std::thread worker = startHelper([&] {
+      if (options_.helperDelay.count() > 0) std::this_thread::sleep_for(options_.helperDelay);
+      ValueParser vp;
+      Collector tailOut(tailCluster);
+      tailRun = parseItems(vp, tailEnd, nullptr, kindKnown, itemKind, tailOut, &cancel);
+    });
+    if (!worker.joinable()) return {};  // no thread: parse alone
     char* q = p;
     ItemRun head = parseItems(vp_, q, split, kindKnown, itemKind, out, nullptr);
     // Whatever the second thread has not done yet, this one takes over: it
@@ -969,12 +972,10 @@ class ListStreamer {
       // thread's run is the sequential one so far.
       record(head, 0);
       p = q;
-      if (head.end != ItemRun::End::kPassed) return head.end == ItemRun::End::kClose;
-      ItemRun rest = parseItems(vp_, p, nullptr, kindKnown, itemKind, out, nullptr);
-      record(rest, head.count);
-      return rest.end == ItemRun::End::kClose;
+      if (head.end != ItemRun::End::kPassed) return {head.end == ItemRun::End::kClose};
+      return {std::nullopt, head.count};
     }
-    if (tailRun.end != ItemRun::End::kClose && tailRun.end != ItemRun::End::kCancelled) return false;
+    if (tailRun.end != ItemRun::End::kClose && tailRun.end != ItemRun::End::kCancelled) return {false};
     record(head, 0);
     for (auto& s : tailCluster.services) out.add(std::move(s));
     for (auto& s : tailCluster.slices) out.add(std::move(s));
@@ -982,10 +983,8 @@ class ListStreamer {
     if (options_.stats) options_.stats->itemsByHelper += static_cast<int>(tailRun.count);
     // Where the second thread stopped, in this buffer (it only altered its copy).
     p = q + (tailEnd - tail.data());
-    if (tailRun.end == ItemRun::End::kClose) return true;
-    ItemRun rest = parseItems(vp_, p, nullptr, kindKnown, itemKind, out, nullptr);
-    record(rest, head.count + tailRun.count);
-    return rest.end == ItemRun::End::kClose;
+    if (tailRun.end == ItemRun::End::kClose) return {true};
+    return {std::nullopt, head.count + tailRun.count};
   }
 
   // Where a second thread could start: past the middle of the items, an item
@@ -997,18 +996,16 @@ class ListStreamer {
   const char* splitPoint(const char* p) const {
     const char* end = base_ + in_.size();
     if (static_cast<size_t>(end - p) < options_.parallelMinBytes) return nullptr;
-    if (std::thread::hardware_concurrency() < 2) return nullptr;
+    if (!haveSpareCpu()) return nullptr;
     const char* first = p;
-    while (first < end && (*first == ' ' || *first == '\n' || *first == '\r' || *first == '\t')) ++first;
+    while (first < end && isSpace(*first)) ++first;
     if (first == end || *first != '{') return nullptr;
     const std::string_view indent(p, static_cast<size_t>(first - p));
     for (const char* q = p + (end - p) / 2; q + 1 + indent.size() < end; ++q) {
       q = static_cast<const char*>(std::memchr(q, ',', static_cast<size_t>(end - q)));
       if (!q) return nullptr;
       const char* before = q;
-      while (before > p && (before[-1] == ' ' || before[-1] == '\n' || before[-1] == '\r' || before[-1] == '\t')) {
-        --before;
-      }
+      while (before > p && isSpace(before[-1])) --before;
       if (before == p || before[-1] != '}') continue;
       if (std::string_view(q + 1, indent.size()) != indent) continue;
       const char* brace = q + 1 + indent.size();
