@@ -11,6 +11,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -21,6 +22,7 @@
 #include <rapidjson/error/en.h>
 
 #include "controller/helper_thread.h"
+#include "controller/item_builder.h"
 
 namespace kipvs::controller {
 
@@ -749,6 +751,44 @@ void skipSpace(char*& p) {
   while (isSpace(*p)) ++p;
 }
 
+// The input as it was before parsing in place altered it, loaded on first
+// use (rare: an item the fast path cannot take, or the whole-document
+// fallback) from a second read of the file, or a copy kept beside it. Both
+// parse threads may ask; the copy is only read.
+class Pristine {
+ public:
+  explicit Pristine(std::function<StatusOr<Input>()> load, size_t size) : load_(std::move(load)), size_(size) {}
+
+  // The pristine copy, or an error (it could not be read, or its size
+  // changed: the file is being rewritten).
+  StatusOr<const Input*> get() {
+    std::call_once(once_, [&] {
+      StatusOr<Input> in = load_();
+      if (!in) {
+        status_ = in.status();
+      } else if (in->size() != size_) {
+        status_ = Status::error(Code::kIo, "the input changed while it was read");
+      } else {
+        input_ = std::move(*in);
+      }
+    });
+    if (!status_.isOk()) return status_;
+    return &input_;
+  }
+  // The byte at `offset` of the input, or nullptr.
+  const char* at(size_t offset) {
+    StatusOr<const Input*> in = get();
+    return in ? (*in)->data() + offset : nullptr;
+  }
+
+ private:
+  std::function<StatusOr<Input>()> load_;
+  size_t size_;
+  std::once_flag once_;
+  Status status_ = Status::ok();
+  Input input_;
+};
+
 // Parses one JSON value at a time into a small DOM whose memory is reused for
 // the next. Strings are decoded in place (rapidjson's insitu mode: the DOM
 // points into the input instead of copying every string twice, through the
@@ -756,6 +796,16 @@ void skipSpace(char*& p) {
 class ValueParser {
  public:
   ValueParser() : poolBuffer_(new char[kPoolBytes]), pool_(poolBuffer_.get(), kPoolBytes), doc_(&pool_) {}
+
+  // One JSON value at p (not altered), depth levels deep, into doc(); p moves past it.
+  bool parseCopying(const char*& p, int depth) {
+    release();
+    rapidjson::StringStream ss(p);
+    bool tooDeep = false;
+    if (parseValueInto<rapidjson::kParseStopWhenDoneFlag>(doc_, ss, depth, tooDeep).IsError()) return false;
+    p += ss.Tell();
+    return true;
+  }
 
   // One JSON value at p, depth levels deep, into doc(); p moves past it.
   bool parse(char*& p, int depth) {
@@ -774,12 +824,29 @@ class ValueParser {
     pool_.Clear();
   }
 
+  // A List item (depth 2) straight into the model: true when builder()
+  // holds it and p moved past it; false when the builder gave up
+  // (builder().gaveUp()) or the JSON is invalid. Either way the item's
+  // strings may be decoded in place already: only a pristine copy can be
+  // read again.
+  bool item(char*& p, std::string_view defaultKind) {
+    builder_.reset(defaultKind, 2, kMaxDepth);
+    rapidjson::InsituStringStream ss(p);
+    constexpr unsigned kFlags = rapidjson::kParseStopWhenDoneFlag | rapidjson::kParseInsituFlag;
+    if (reader_.Parse<kFlags>(ss, builder_).IsError()) return false;
+    p += ss.Tell();
+    return true;
+  }
+  detail::ItemBuilder& builder() { return builder_; }
+
  private:
   // Enough for a typical object's DOM; bigger ones get 64 KiB chunks, freed after the object.
   static constexpr size_t kPoolBytes = 256 * 1024;
   std::unique_ptr<char[]> poolBuffer_;
   rapidjson::MemoryPoolAllocator<> pool_;
   rapidjson::Document doc_;
+  rapidjson::Reader reader_;  // its stack is reused from item to item
+  detail::ItemBuilder builder_;
 };
 
 // List items from p (at an item, maybe after whitespace) through the closing
@@ -794,11 +861,25 @@ struct ItemRun {
   };
   End end = End::kFallback;
   int64_t count = 0;  // items parsed
+  int64_t byDom = 0;  // ... of which through the DOM reader
   std::vector<std::pair<int64_t, ItemError>> errors;  // with the item's index in this run
 };
 
-ItemRun parseItems(ValueParser& vp, char*& p, const char* stop, bool kindKnown, std::string_view itemKind,
-                   Collector& out, const std::atomic<bool>* cancel) {
+// Where a run parses: a buffer that starts at `offset` of the input (the
+// input itself, or the second thread's copy of its tail).
+struct Source {
+  const char* start;
+  size_t offset;
+  Pristine* pristine;
+  const char* pristineAt(const char* p) const { return pristine->at(offset + static_cast<size_t>(p - start)); }
+};
+
+// fast: items straight into the model (ValueParser::item), the DOM reader
+// only for those it gives up (read again from the pristine input); else each
+// through a DOM and the Reader above, the reference the fast path is tested
+// against.
+ItemRun parseItems(ValueParser& vp, char*& p, const char* stop, bool kindKnown, std::string_view itemKind, bool fast,
+                   const Source& src, Collector& out, const std::atomic<bool>* cancel) {
   ItemRun run;
   skipSpace(p);
   for (;;) {
@@ -814,11 +895,30 @@ ItemRun parseItems(ValueParser& vp, char*& p, const char* stop, bool kindKnown, 
       run.end = ItemRun::End::kCancelled;
       return run;
     }
-    if (!vp.parse(p, 2)) return run;
-    // Its kind would come from the List's, which is not known yet.
-    if (!kindKnown && vp.doc().IsObject() && !Reader::get(vp.doc(), "kind")) return run;
-    if (auto e = parseItem(vp.doc(), itemKind, out)) run.errors.emplace_back(run.count, std::move(*e));
-    vp.release();
+    char* const start = p;
+    if (fast && vp.item(p, itemKind)) {
+      detail::ItemBuilder& b = vp.builder();
+      if (b.outcome() == detail::ItemBuilder::Outcome::kService) out.add(std::move(b.service()));
+      if (b.outcome() == detail::ItemBuilder::Outcome::kSlice) out.add(std::move(b.slice()));
+    } else {
+      if (fast && !vp.builder().gaveUp()) return run;  // a syntax error
+      if (fast) {
+        // Parsed in place up to where the builder gave up: read the item
+        // again from the pristine input, then go on past it here.
+        const char* q = src.pristineAt(start);
+        if (!q) return run;
+        const char* from = q;
+        if (!vp.parseCopying(q, 2)) return run;
+        p = start + (q - from);
+      } else if (!vp.parse(p, 2)) {
+        return run;
+      }
+      // Its kind would come from the List's, which is not known yet.
+      if (!kindKnown && vp.doc().IsObject() && !Reader::get(vp.doc(), "kind")) return run;
+      if (auto e = parseItem(vp.doc(), itemKind, out)) run.errors.emplace_back(run.count, std::move(*e));
+      vp.release();
+      ++run.byDom;
+    }
     ++run.count;
     skipSpace(p);
     if (*p == ',') {
@@ -855,8 +955,8 @@ ItemRun parseItems(ValueParser& vp, char*& p, const char* stop, bool kindKnown, 
 // array, an item without kind before the List's kind is known.
 class ListStreamer {
  public:
-  ListStreamer(Input& in, std::string_view source, const ParseOptions& options)
-      : in_(in), base_(in.mutableData()), source_(source), options_(options) {}
+  ListStreamer(Input& in, Pristine& pristine, std::string_view source, const ParseOptions& options)
+      : in_(in), base_(in.mutableData()), pristine_(pristine), source_(source), options_(options) {}
 
   bool run(Cluster& cluster) {
     Cluster c;
@@ -930,8 +1030,9 @@ class ListStreamer {
       done = itemsInTwo(p, split, kindKnown, itemKind, out, record);
       if (done.result) return *done.result;
     }
-    ItemRun run = parseItems(vp_, p, nullptr, kindKnown, itemKind, out, nullptr);
+    ItemRun run = parseItems(vp_, p, nullptr, kindKnown, itemKind, options_.fastItems, source(), out, nullptr);
     record(run, done.items);
+    if (options_.stats) options_.stats->itemsByDom += static_cast<int>(run.byDom);
     return run.end == ItemRun::End::kClose;
   }
 
@@ -957,16 +1058,20 @@ class ListStreamer {
       if (options_.helperDelay.count() > 0) std::this_thread::sleep_for(options_.helperDelay);
       ValueParser vp;
       Collector tailOut(tailCluster);
-      tailRun = parseItems(vp, tailEnd, nullptr, kindKnown, itemKind, tailOut, &cancel);
+      Source src{tail.data(), static_cast<size_t>(split - base_), &pristine_};
+      tailRun = parseItems(vp, tailEnd, nullptr, kindKnown, itemKind, options_.fastItems, src, tailOut, &cancel);
     });
     if (!worker.joinable()) return {};  // no thread: parse alone
     char* q = p;
-    ItemRun head = parseItems(vp_, q, split, kindKnown, itemKind, out, nullptr);
+    ItemRun head = parseItems(vp_, q, split, kindKnown, itemKind, options_.fastItems, source(), out, nullptr);
     // Whatever the second thread has not done yet, this one takes over: it
     // stops at its next item boundary (it may have had no CPU at all).
     cancel = true;
     worker.join();
-    if (options_.stats) ++(head.end == ItemRun::End::kStop ? options_.stats->splitsUsed : options_.stats->splitsDropped);
+    if (options_.stats) {
+      ++(head.end == ItemRun::End::kStop ? options_.stats->splitsUsed : options_.stats->splitsDropped);
+      options_.stats->itemsByDom += static_cast<int>(head.byDom);
+    }
     if (head.end != ItemRun::End::kStop) {
       // Not a boundary, or the items ended (or failed) before it: this
       // thread's run is the sequential one so far.
@@ -980,7 +1085,10 @@ class ListStreamer {
     for (auto& s : tailCluster.services) out.add(std::move(s));
     for (auto& s : tailCluster.slices) out.add(std::move(s));
     record(tailRun, head.count);
-    if (options_.stats) options_.stats->itemsByHelper += static_cast<int>(tailRun.count);
+    if (options_.stats) {
+      options_.stats->itemsByHelper += static_cast<int>(tailRun.count);
+      options_.stats->itemsByDom += static_cast<int>(tailRun.byDom);
+    }
     // Where the second thread stopped, in this buffer (it only altered its copy).
     p = q + (tailEnd - tail.data());
     if (tailRun.end == ItemRun::End::kClose) return {true};
@@ -1018,8 +1126,11 @@ class ListStreamer {
     return nullptr;
   }
 
+  Source source() const { return {base_, 0, &pristine_}; }
+
   Input& in_;
   char* base_;
+  Pristine& pristine_;
   std::string_view source_;
   ParseOptions options_;
   ValueParser vp_;
@@ -1027,13 +1138,15 @@ class ListStreamer {
 
 // `in` is parsed in place; `pristine` gives the input again, unaltered, for
 // the fallback (rare: not a List, a syntax error, odd key orders).
-StatusOr<Cluster> parseInput(Input& in, std::string_view source, const std::function<StatusOr<Input>()>& pristine,
+StatusOr<Cluster> parseInput(Input& in, std::string_view source, std::function<StatusOr<Input>()> pristine,
                             const ParseOptions& options) {
   Cluster c;
-  if (ListStreamer(in, source, options).run(c)) return c;
-  StatusOr<Input> fresh = pristine();
+  Pristine original(std::move(pristine), in.size());
+  if (ListStreamer(in, original, source, options).run(c)) return c;
+  if (options.stats) ++options.stats->wholeDocument;
+  StatusOr<const Input*> fresh = original.get();
   if (!fresh) return fresh.status();
-  KIPVS_RETURN_IF_ERROR(parseDocument(*fresh, source, c));
+  KIPVS_RETURN_IF_ERROR(parseDocument(**fresh, source, c));
   return c;
 }
 

@@ -156,6 +156,8 @@ struct ParseStats {
   int splitsUsed = 0;     // Lists whose items two threads parsed
   int splitsDropped = 0;  // split guesses that were not item boundaries (one thread did it all)
   int itemsByHelper = 0;  // items the second thread parsed
+  int wholeDocument = 0;  // inputs the streaming parser left to the whole-document one
+  int itemsByDom = 0;     // List items read through the DOM reader (the fast path gave them up, or was off)
 };
 
 // How to parse; the defaults are what kipvs uses (tests and benchmarks vary them).
@@ -164,6 +166,11 @@ struct ParseOptions {
   bool parallel = true;
   size_t parallelMinBytes = size_t{1} << 20;  // ... when they span at least this much
   ParseStats* stats = nullptr;                // filled in when set
+  // List items straight into the model (SAX events, no DOM); an item it
+  // cannot take is read again, from the pristine input, by the DOM reader.
+  // Off: every item through the DOM reader, the reference the fast path is
+  // tested against.
+  bool fastItems = true;
   // Tests: the second thread waits this long before it starts (so that the
   // first one takes its work over).
   std::chrono::milliseconds helperDelay{0};

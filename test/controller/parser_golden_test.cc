@@ -254,6 +254,115 @@ void desiredBothWays(const Cluster& c, const std::string& name) {
   }
 }
 
+// Items built straight from the reader's events (the default) and through
+// the DOM reader, one thread each: the renderings must be identical.
+std::string fastAndDom(const std::string& json, const std::string& name, ParseStats* fastStats = nullptr) {
+  ParseOptions fast;
+  fast.parallel = false;
+  fast.stats = fastStats;
+  ParseOptions dom;
+  dom.parallel = false;
+  dom.fastItems = false;
+  std::string a = testing::dumpAll(parseJson(json, name, fast));
+  std::string b = testing::dumpAll(parseJson(json, name, dom));
+  CHECK_MESSAGE(a == b, name << ": items built from reader events differ from the DOM reader's");
+  return a;
+}
+
+TEST_CASE("parse: items built from reader events give the DOM reader's result on every fixture and corpus case") {
+  // Well-formed Lists, kubectl's sorted keys among them (an EndpointSlice's
+  // addressType and endpoints come before its kind): every item on the fast
+  // path. list_mixed has two broken items: the DOM reader reads those two.
+  for (const std::string rel : {"examples/cluster.json", "test/fixtures/e2e/cluster.json",
+                                "test/fixtures/rules/cluster.json", "test/fixtures/service_list.json",
+                                "test/fixtures/endpointslice_list.json", "test/fixtures/list_mixed.json"}) {
+    ParseStats stats;
+    fastAndDom(slurp(sourcePath(rel)), rel, &stats);
+    CHECK_MESSAGE(stats.wholeDocument == 0, rel);
+    CHECK_MESSAGE(stats.itemsByDom == (rel == "test/fixtures/list_mixed.json" ? 2 : 0), rel);
+  }
+  // The corpus: odd inputs; items the fast path gives up are read again by
+  // the DOM reader, and the result is the same either way.
+  int withDomItems = 0;
+  for (const auto& e : std::filesystem::directory_iterator(sourcePath("test/fixtures/parser"))) {
+    if (e.path().extension() != ".json") continue;
+    std::string rel = "test/fixtures/parser/" + e.path().filename().string();
+    ParseStats stats;
+    fastAndDom(slurp(sourcePath(rel)), rel, &stats);
+    withDomItems += stats.itemsByDom > 0;
+  }
+  CHECK(withDomItems >= 15);
+}
+
+TEST_CASE("parse: what the fast path leaves to the whole-document parser, and what it keeps") {
+  using testing::ep;
+  using testing::list;
+  using testing::service;
+  using testing::slice;
+  const std::string good = service("ns/a", R"("clusterIP":"10.96.0.1","ports":[{"name":"http","port":80}])");
+  const std::string goodSlice = slice("ns/a-1", "a", "IPv4", R"([{"name":"http","port":8080}])",
+                                      "[" + ep("10.1.0.1", R"("conditions":{"ready":true},"nodeName":"n1")") + "]");
+  struct Case {
+    std::string what;
+    std::string json;
+    bool fast;          // the fast path takes every item (else the DOM reader reads one)
+    std::string shows;  // in the rendering (what the case is about made it through)
+  };
+  const std::string sortedSlice =
+      R"({"addressType":"IPv4","apiVersion":"discovery.k8s.io/v1","endpoints":[{"addresses":["10.1.0.2"]}],)"
+      R"("kind":"EndpointSlice","metadata":{"labels":{"kubernetes.io/service-name":"a"},"name":"a-2","namespace":"ns"},)"
+      R"("ports":[{"name":"http","port":8081}]})";
+  std::string notASlice = sortedSlice;
+  notASlice.replace(notASlice.find("\"EndpointSlice\""), 15, "\"Pod\"");
+  std::string noKind = sortedSlice;
+  noKind.replace(noKind.find("\"kind\":\"EndpointSlice\","), 23, "");
+  std::string dupSpec = good;
+  dupSpec.insert(dupSpec.size() - 1, R"(,"spec":{"clusterIP":"10.96.0.9","ports":[{"port":1}]})");
+  const std::vector<Case> cases = {
+      {"kubectl's key order", list({good, goodSlice, sortedSlice}), true, "10.1.0.2"},
+      {"fields before an EndpointSlice's kind, which is another kind", list({good, notASlice}), false},
+      {"fields of an EndpointSlice and no kind", list({good, noKind}), false},
+      {"a ServiceList item that names another kind after its fields",
+       R"({"kind":"ServiceList","items":[{"metadata":{"name":"x","namespace":"ns"},"kind":"Pod"}]})", false},
+      {"a ServiceList item that names its own kind after its fields",
+       R"({"kind":"ServiceList","items":[{"metadata":{"name":"x","namespace":"ns"},"kind":"Service"}]})", true, "ns/x"},
+      {"a field twice (the DOM reader takes the first)", list({dupSpec}), false},
+      {"a label twice (the first is kept)",
+       list({service("ns/l", R"("clusterIP":"10.96.0.2","ports":[{"port":80}])",
+                     R"("labels":{"k":"1","k":"2"},"annotations":{"kipvs.io/scheduler":"lc"})")}),
+       true, "lc"},
+      {"a null label value", list({service("ns/l", R"("ports":[{"port":80}])", R"("labels":{"k":null})")}), false},
+      {"a port that is a string", list({service("ns/p", R"("ports":[{"port":"80"}])"), good}), false},
+      {"a port missing", list({service("ns/p", R"("ports":[{"name":"x"}])")}), false},
+      {"a port of 2^63", list({service("ns/p", R"("ports":[{"port":9223372036854775808}])")}), false},
+      {"nulls as absent, a negative nodePort, a double in an unknown field",
+       list({service("ns/n", R"("type":null,"clusterIP":"10.96.0.3","ports":[{"port":80,"nodePort":-1,"targetPort":null}],"x":1.5)",
+                     R"("labels":null)", R"("loadBalancer":{"ingress":null})")}),
+       true, "10.96.0.3"},
+      {"an unknown type", list({service("ns/t", R"("type":"Weird","ports":[{"port":80}])")}), false},
+      {"deeply nested unknown fields",
+       list({service("ns/d", R"("clusterIP":"10.96.0.4","ports":[{"port":80}],"x":)" + std::string(200, '[') +
+                                 std::string(200, ']'))}),
+       true, "10.96.0.4"},
+      {"an item that is not an object", list({good, "42"}), false},
+      {"hints, conditions and a named targetPort",
+       list({service("ns/h", R"("clusterIP":"10.96.0.5","ports":[{"name":"w","port":80,"targetPort":"web"}])"),
+             slice("ns/h-1", "h", "IPv4", R"([{"name":"w","port":8080,"protocol":"TCP"},{"name":null,"port":1}])",
+                   "[" + ep("10.1.0.3", R"("conditions":{"ready":false,"serving":true,"terminating":true},)"
+                                        R"("zone":"z1","hints":{"forZones":[{"name":"z1"},{}],"forNodes":[{"name":"n1"}]})") +
+                       "]")}),
+       true, "z1"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.what);
+    ParseStats stats;
+    std::string got = fastAndDom(c.json, "t.json", &stats);
+    CHECK(stats.wholeDocument == 0);
+    CHECK(stats.itemsByDom == (c.fast ? 0 : 1));
+    if (!c.shows.empty()) CHECK_MESSAGE(got.find(c.shows) != std::string::npos, got);
+  }
+}
+
 TEST_CASE("computeDesired: two threads give the one-thread result") {
   std::vector<std::string> rels = {"test/fixtures/list_mixed.json", "test/fixtures/e2e/cluster.json",
                                    "test/fixtures/rules/cluster.json", "examples/cluster.json"};
