@@ -11,7 +11,12 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <random>
 #include <vector>
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 #include "controller/k8s.h"
 #include "test/controller/cluster_dump.h"
@@ -294,7 +299,7 @@ TEST_CASE("parse: items built from reader events give the DOM reader's result on
   CHECK(withDomItems >= 15);
 }
 
-TEST_CASE("parse: what the fast path leaves to the whole-document parser, and what it keeps") {
+TEST_CASE("parse: what the fast path leaves to the DOM reader, and what it keeps") {
   using testing::ep;
   using testing::list;
   using testing::service;
@@ -361,6 +366,102 @@ TEST_CASE("parse: what the fast path leaves to the whole-document parser, and wh
     CHECK(stats.itemsByDom == (c.fast ? 0 : 1));
     if (!c.shows.empty()) CHECK_MESSAGE(got.find(c.shows) != std::string::npos, got);
   }
+}
+
+// Random edits of items that use every field the parser reads: a value
+// swapped for one of another type, a member dropped or given twice, members
+// reordered. Whatever the fast path takes must read as the DOM reader reads
+// it, and whatever it gives up, the DOM reader reads instead.
+TEST_CASE("parse: items built from reader events match the DOM reader under random edits") {
+  using rapidjson::Value;
+  const std::string base = testing::list(
+      {testing::service("ns/full",
+                        R"("type":"LoadBalancer","clusterIP":"10.96.0.9","clusterIPs":["10.96.0.9","fd00::9"],)"
+                        R"("ipFamilies":["IPv4","IPv6"],"ports":[{"name":"http","protocol":"TCP","port":80,)"
+                        R"("targetPort":"web","nodePort":30080},{"name":"dns","protocol":"UDP","port":53,"targetPort":53}],)"
+                        R"("externalIPs":["203.0.113.9"],"sessionAffinity":"ClientIP",)"
+                        R"("sessionAffinityConfig":{"clientIP":{"timeoutSeconds":60}},"externalTrafficPolicy":"Local",)"
+                        R"("internalTrafficPolicy":"Cluster","healthCheckNodePort":32000,"externalName":"",)"
+                        R"("trafficDistribution":"PreferClose","loadBalancerSourceRanges":["192.0.2.0/24"])",
+                        R"("labels":{"app":"x"},"annotations":{"kipvs.io/scheduler":"wrr"})",
+                        R"("loadBalancer":{"ingress":[{"ip":"192.0.2.9","ipMode":"VIP"},{"hostname":"lb"}]})"),
+       testing::slice("ns/full-1", "full", "IPv4",
+                      R"([{"name":"http","protocol":"TCP","port":8080},{"name":"dns","protocol":"UDP","port":53}])",
+                      "[" + testing::ep("10.1.0.1", R"("conditions":{"ready":true,"serving":true,"terminating":false},)"
+                                                    R"("nodeName":"n1","zone":"z1","hints":{"forZones":[{"name":"z1"}],)"
+                                                    R"("forNodes":[{"name":"n1"}]})") +
+                          "," + testing::ep("10.1.0.2") + "]")});
+  rapidjson::Document doc;
+  REQUIRE_FALSE(doc.Parse(base.c_str()).HasParseError());
+  std::mt19937 rng(20261126);
+  auto pick = [&](size_t n) { return static_cast<size_t>(rng() % n); };
+  // Every value in the items, as pointers into `d`.
+  auto values = [](Value& v, std::vector<Value*>& out, auto& self) -> void {
+    out.push_back(&v);
+    if (v.IsObject()) {
+      for (auto& m : v.GetObject()) self(m.value, out, self);
+    } else if (v.IsArray()) {
+      for (auto& e : v.GetArray()) self(e, out, self);
+    }
+  };
+  int gaveUp = 0, kept = 0;
+  for (int round = 0; round < 400; ++round) {
+    rapidjson::Document d;
+    d.CopyFrom(doc, d.GetAllocator());
+    auto& a = d.GetAllocator();
+    for (int edit = 0, edits = 1 + static_cast<int>(pick(2)); edit < edits; ++edit) {
+      std::vector<Value*> all;
+      for (auto& item : d["items"].GetArray()) values(item, all, values);
+      Value& v = *all[pick(all.size())];
+      switch (pick(4)) {
+        case 0: {  // another type
+          Value repl;
+          switch (pick(6)) {
+            case 0: repl.SetNull(); break;
+            case 1: repl.SetBool(pick(2) == 1); break;
+            case 2: repl.SetInt64(static_cast<int64_t>(pick(70000)) - 2); break;
+            case 3: repl.SetString("Local", a); break;
+            case 4: repl.SetObject(); break;
+            default: repl.SetArray(); break;
+          }
+          v = repl;
+          break;
+        }
+        case 1:  // drop a member
+          if (v.IsObject() && v.MemberCount() > 0) v.EraseMember(v.MemberBegin() + static_cast<long>(pick(v.MemberCount())));
+          break;
+        case 2:  // a member twice, the copy last
+          if (v.IsObject() && v.MemberCount() > 0) {
+            auto m = v.MemberBegin() + static_cast<long>(pick(v.MemberCount()));
+            Value k(m->name, a), val(m->value, a);
+            if (pick(2)) val.SetNull();
+            v.AddMember(k, val, a);
+          }
+          break;
+        default:  // members reversed
+          if (v.IsObject()) {
+            Value r(rapidjson::kObjectType);
+            for (auto m = v.MemberEnd(); m != v.MemberBegin();) {
+              --m;
+              r.AddMember(Value(m->name, a), Value(m->value, a), a);
+            }
+            v = r;
+          }
+          break;
+      }
+    }
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+    d.Accept(w);
+    std::string json(buf.GetString(), buf.GetSize());
+    CAPTURE(json);
+    ParseStats stats;
+    fastAndDom(json, "fuzz.json", &stats);
+    (stats.itemsByDom > 0 || stats.wholeDocument > 0 ? gaveUp : kept)++;
+  }
+  // Both paths were exercised.
+  CHECK(gaveUp >= 50);
+  CHECK(kept >= 50);
 }
 
 TEST_CASE("computeDesired: two threads give the one-thread result") {
