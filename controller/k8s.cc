@@ -23,6 +23,7 @@
 
 #include "controller/helper_thread.h"
 #include "controller/item_builder.h"
+#include "controller/yaml.h"
 
 namespace kipvs::controller {
 
@@ -1167,9 +1168,35 @@ StatusOr<Cluster> parseJson(std::string_view text, std::string_view sourceName, 
   return parseInput(in, sourceName, [&]() -> StatusOr<Input> { return Input::copyOf(text); }, options);
 }
 
+namespace {
+
+// YAML: each document through the JSON parser, merged in order (a later
+// object overrides an earlier one of the same name, as across files).
+StatusOr<Cluster> parseYaml(std::string_view text, const std::string& source, const ParseOptions& options) {
+  StatusOr<std::vector<YamlDocument>> docs = yamlToJson(text, source);
+  if (!docs) return docs.status();
+  if (docs->empty()) {
+    // Taken as "no Services", it would delete every virtual server kipvs owns.
+    return Status::error(Code::kParse, source + ": no YAML documents");
+  }
+  Cluster all;
+  for (const YamlDocument& d : *docs) {
+    StatusOr<Cluster> c = parseJson(d.json, source + " document " + std::to_string(d.index) + " (line " +
+                                                std::to_string(d.line) + ")", options);
+    if (!c) return c.status();
+    all.merge(std::move(*c));
+  }
+  return all;
+}
+
+}  // namespace
+
 StatusOr<Cluster> parseFile(const std::string& path, const ParseOptions& options) {
   StatusOr<Input> in = Input::read(path);
   if (!in) return in.status();
+  if (isYamlInput(path == "-" ? std::string_view() : std::string_view(path), in->view())) {
+    return parseYaml(in->view(), path == "-" ? "<stdin>" : path, options);
+  }
   if (path == "-") {
     // stdin cannot be read twice: parse a copy in place, keep the original.
     Input work = Input::copyOf(in->view());

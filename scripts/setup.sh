@@ -7,7 +7,7 @@ export DEBIAN_FRONTEND=noninteractive
 pkgs=(
     # build
     build-essential g++ meson ninja-build pkg-config
-    libnl-3-dev libnl-genl-3-dev rapidjson-dev libgoogle-glog-dev doctest-dev
+    libnl-3-dev libnl-genl-3-dev rapidjson-dev libyaml-dev libgoogle-glog-dev doctest-dev
     # kernel tests: qemu + Debian kernel + busybox initramfs (test/vm), netns/IPVS tools
     qemu-system-x86 busybox-static ipvsadm iproute2 cpio kmod python3 procps xz-utils zstd gzip
 )

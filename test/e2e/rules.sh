@@ -41,5 +41,16 @@ set +e
 run -o json >"$tmp/again" 2>/dev/null
 set -e
 check "second run: zero kernel writes" grep -q '"kernelWrites":0' "$tmp/again"
+
+# The same cluster as YAML manifests (one object per document): the same table, so nothing to write.
+set +e
+ip netns exec "$ns" "$KIPVS" reconcile -f test/fixtures/rules/cluster.yaml --node-name node-a --zone zone-a \
+    --node-ip 10.0.2.254 --node-ip fd00:2::fffe -o json >"$tmp/yaml" 2>"$tmp/yamlerr"; rc=$?
+set -e
+check "YAML manifests: exit 1, the same three invalid Services named" \
+    test "$rc" = 1 -a "$(grep -cE 'rules/(bad-port|bad-timeout|dup-b)' "$tmp/yamlerr")" = 3
+check "YAML manifests: zero kernel writes" grep -q '"kernelWrites":0' "$tmp/yaml"
+ip netns exec "$ns" ipvsadm -Sn | sort > "$tmp/table"
+check "YAML manifests: ipvsadm -Sn still equals test/fixtures/rules/expected.ipvsadm" diff "$tmp/expected" "$tmp/table"
 echo "rules: $PASS passed, $FAIL failed"
 [ "$FAIL" = 0 ]

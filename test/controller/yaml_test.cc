@@ -1,0 +1,175 @@
+// YAML input: manifests read as the JSON they stand for (controller/yaml.h).
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "controller/k8s.h"
+#include "controller/yaml.h"
+#include "test/controller/cluster_dump.h"
+#include "test/controller/k8s_json.h"
+
+namespace kipvs::controller {
+namespace {
+
+// A file named `name` in a fresh temporary directory, removed with it.
+struct NamedFile {
+  std::string path;
+  NamedFile(const std::string& name, const std::string& content) {
+    char dir[] = "/tmp/kipvs-yaml-test-XXXXXX";
+    REQUIRE(::mkdtemp(dir) != nullptr);
+    path = std::string(dir) + "/" + name;
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    REQUIRE(fd >= 0);
+    REQUIRE(::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()));
+    ::close(fd);
+  }
+  ~NamedFile() {
+    ::unlink(path.c_str());
+    ::rmdir(path.substr(0, path.rfind('/')).c_str());
+  }
+};
+
+StatusOr<Cluster> parseYamlText(const std::string& yaml) {
+  NamedFile f("in.yaml", yaml);
+  return parseFile(f.path);
+}
+
+// The one error of a cluster that parsed, for short checks.
+std::string onlyError(const StatusOr<Cluster>& c) {
+  REQUIRE_MESSAGE(c.isOk(), c.status().toString());
+  REQUIRE(c->errors.size() == 1);
+  return c->errors[0].toString();
+}
+
+TEST_CASE("yaml: the example cluster as manifests reads as its JSON") {
+  StatusOr<Cluster> fromYaml = parseFile(testing::sourcePath("test/fixtures/yaml/examples_cluster.yaml"));
+  StatusOr<Cluster> fromJson = parseFile(testing::sourcePath("examples/cluster.json"));
+  REQUIRE_MESSAGE(fromYaml.isOk(), fromYaml.status().toString());
+  REQUIRE(fromJson.isOk());
+  CHECK(fromYaml->services.size() == 5);
+  CHECK(fromYaml->slices.size() == 4);
+  CHECK(testing::dumpAll(std::move(fromYaml)) == testing::dumpAll(std::move(fromJson)));
+}
+
+TEST_CASE("yaml: plain scalars resolve as kubectl's reader resolves them") {
+  const std::string doc = R"(kind: Service
+metadata: {name: s, namespace: ns}
+spec:
+  clusterIP: 10.96.0.1
+  ports:
+  - {name: a, port: 80, targetPort: web}
+  - {name: b, port: 0x51, targetPort: 8_080}
+  - {name: c, port: 0122, nodePort: ~}
+  - {name: d, port: +83, protocol: UDP}
+---
+kind: EndpointSlice
+addressType: IPv4
+metadata:
+  name: s-1
+  namespace: ns
+  labels: {kubernetes.io/service-name: s}
+ports: [{name: a, port: 8080}]
+endpoints:
+- addresses: [10.1.0.1]
+  conditions: {ready: yes, serving: on, terminating: No}
+- addresses: ["10.1.0.2"]
+  conditions: {ready: False, serving: null, terminating: true}
+)";
+  StatusOr<Cluster> c = parseYamlText(doc);
+  REQUIRE_MESSAGE(c.isOk(), c.status().toString());
+  REQUIRE(c->errors.empty());
+  REQUIRE(c->services.size() == 1);
+  const Service& s = c->services[0];
+  REQUIRE(s.ports.size() == 4);
+  CHECK(s.ports[0].port == 80);
+  CHECK(s.ports[0].targetPort.isString);
+  CHECK(s.ports[0].targetPort.text == "web");
+  CHECK(s.ports[1].port == 81);             // hex
+  CHECK(s.ports[1].targetPort.number == 8080);  // '_' separators
+  CHECK(s.ports[2].port == 82);             // YAML 1.1 octal
+  CHECK(s.ports[2].nodePort == 0);          // ~ is null: absent
+  CHECK(s.ports[3].port == 83);
+  CHECK(s.ports[3].protocol == "UDP");
+  REQUIRE(c->slices.size() == 1);
+  const EndpointSlice& es = c->slices[0];
+  REQUIRE(es.endpoints.size() == 2);
+  CHECK(es.endpoints[0].conditions.ready == std::optional<bool>(true));
+  CHECK(es.endpoints[0].conditions.serving == std::optional<bool>(true));
+  CHECK(es.endpoints[0].conditions.terminating == std::optional<bool>(false));
+  CHECK(es.endpoints[1].conditions.ready == std::optional<bool>(false));
+  CHECK_FALSE(es.endpoints[1].conditions.serving.has_value());
+  CHECK(es.endpoints[1].addresses == std::vector<std::string>{"10.1.0.2"});
+}
+
+TEST_CASE("yaml: quoted, tagged and odd scalars keep the JSON parser's rules and name the document") {
+  // A quoted number is a string: the Service is skipped with the JSON parser's message, named by document.
+  std::string e = onlyError(parseYamlText("kind: List\nitems: []\n---\nkind: Service\nmetadata: {name: q}\n"
+                                          "spec: {ports: [{port: \"80\"}]}\n"));
+  CHECK(e.find("Service default/q: spec.ports[0].port: expected an integer, got string") == 0);
+  CHECK(e.find("in.yaml document 2 (line 3)") != std::string::npos);
+  // !!str makes a string of a number; !!int a number of a quoted one.
+  e = onlyError(parseYamlText("kind: Service\nmetadata: {name: t}\nspec: {ports: [{port: !!str 80}]}\n"));
+  CHECK(e.find("expected an integer, got string") != std::string::npos);
+  StatusOr<Cluster> c = parseYamlText("kind: Service\nmetadata: {name: t}\nspec: {ports: [{port: !!int \"80\"}]}\n");
+  REQUIRE(c.isOk());
+  REQUIRE(c->errors.empty());
+  CHECK(c->services[0].ports[0].port == 80);
+  // A float is a number but not an integer.
+  e = onlyError(parseYamlText("kind: Service\nmetadata: {name: f}\nspec: {ports: [{port: 80.5}]}\n"));
+  CHECK(e.find("expected an integer, got number") != std::string::npos);
+  // A block scalar is a string.
+  c = parseYamlText("kind: Service\nmetadata:\n  name: b\n  annotations:\n    note: |\n      line one\n      80\n"
+                    "spec: {clusterIP: 10.96.0.2}\n");
+  REQUIRE(c.isOk());
+  REQUIRE(c->services.size() == 1);
+  CHECK(*c->services[0].meta.annotation("note") == "line one\n80\n");
+}
+
+TEST_CASE("yaml: documents merge in order, empty ones are skipped") {
+  StatusOr<Cluster> c = parseYamlText(
+      "---\n# nothing here\n---\nkind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.96.0.1}\n---\n~\n---\n"
+      "kind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.96.0.2}\n...\n");
+  REQUIRE_MESSAGE(c.isOk(), c.status().toString());
+  REQUIRE(c->services.size() == 1);
+  CHECK(c->services[0].clusterIP == "10.96.0.2");  // the later document wins
+}
+
+TEST_CASE("yaml: what is refused, with file, line and column") {
+  struct Case {
+    std::string yaml, message;
+  };
+  for (const Case& k : std::vector<Case>{
+           {"kind: Service\nmetadata: {name: a\n", "invalid YAML at line 3, column 1: while parsing a flow mapping"},
+           {"kind: Service\nmetadata: &m {name: a}\nspec: *m\n", "invalid YAML at line 3, column 7: aliases (*m) are not supported"},
+           {"? [a, b]\n: c\n", "invalid YAML at line 1, column 3: a key that is a mapping or a sequence is not supported"},
+           {"kind: Service\nmetadata: {name: !!bool maybe}\n", "tag tag:yaml.org,2002:bool does not fit \"maybe\""},
+           {"kind: Service\nmetadata: {name: !custom x}\n", "tag !custom is not supported"},
+           {"", "no YAML documents"},
+           {"# only a comment\n---\n", "no YAML documents"},
+           {"just a string\n", "document 1 (line 1): top-level JSON value is string"},
+       }) {
+    CAPTURE(k.yaml);
+    StatusOr<Cluster> c = parseYamlText(k.yaml);
+    REQUIRE_FALSE(c.isOk());
+    CHECK(c.status().code() == Code::kParse);
+    CHECK_MESSAGE(c.status().message().find(k.message) != std::string::npos, c.status().message());
+    CHECK(c.status().message().find("in.yaml") != std::string::npos);
+  }
+}
+
+TEST_CASE("yaml: which inputs are YAML") {
+  CHECK(isYamlInput("a.yaml", "{}"));
+  CHECK(isYamlInput("a.yml", "{}"));
+  CHECK_FALSE(isYamlInput("a.json", "kind: List"));
+  CHECK(isYamlInput("", "\n  kind: List\n"));  // stdin: by content
+  CHECK(isYamlInput("", "---\n{}"));
+  CHECK_FALSE(isYamlInput("", " \n{\"kind\": \"List\"}"));
+  CHECK_FALSE(isYamlInput("", "[]"));
+  CHECK_FALSE(isYamlInput("dump", ""));  // empty: the JSON parser's error
+}
+
+}  // namespace
+}  // namespace kipvs::controller
