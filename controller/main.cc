@@ -38,9 +38,8 @@ ServiceList/EndpointSliceList, or single objects; FILE "-" is stdin) or YAML
 manifests (several documents; FILE named *.yaml/*.yml, or not starting with
 '{' or '['), computes the desired table (kube-proxy IPVS-mode semantics),
 diffs it against the live kernel table and applies the smallest ordered set
-of changes. A file that does
-not parse changes nothing. An invalid Service is named and skipped; the rest
-is applied.
+of changes. A file that does not parse changes nothing. An invalid Service is
+named and skipped; the rest is applied.
 
 reconcile flags:
   -f, --filename FILE          input (repeatable)
