@@ -179,13 +179,6 @@ bool isArrayCtx(Ctx c) {
          c == Ctx::kNameList || c == Ctx::kStrList;
 }
 
-const std::string* findKey(const StringMap& m, std::string_view k) {
-  for (const auto& [key, value] : m) {
-    if (key == k) return &value;
-  }
-  return nullptr;
-}
-
 }  // namespace
 
 void ItemBuilder::reset(std::string_view defaultKind, int depth, int maxDepth) {
@@ -325,21 +318,6 @@ bool ItemBuilder::integer(int64_t v) {
   }
 }
 
-namespace {
-
-bool policy(std::string_view s, TrafficPolicy& out) {
-  if (s.empty() || s == "Cluster") {
-    out = TrafficPolicy::kCluster;
-  } else if (s == "Local") {
-    out = TrafficPolicy::kLocal;
-  } else {
-    return false;
-  }
-  return true;
-}
-
-}  // namespace
-
 bool ItemBuilder::String(const char* s, rapidjson::SizeType n, bool) {
   if (skip_) return true;
   if (frames_.empty()) return giveUp();
@@ -359,17 +337,12 @@ bool ItemBuilder::String(const char* s, rapidjson::SizeType n, bool) {
         return v == provisionalKind_ ? true : giveUp();
       }
       if (f.field != F::kAddressType) return giveUp();
-      if (v == "IPv4") {
-        slice_.addressType = AddressType::kIPv4;
-      } else if (v == "IPv6") {
-        slice_.addressType = AddressType::kIPv6;
-      } else if (v == "FQDN") {
-        slice_.addressType = AddressType::kFqdn;
-      } else {
-        return giveUp();
+      if (auto t = addressTypeOf(v)) {
+        slice_.addressType = *t;
+        addressTypeSet_ = true;
+        return true;
       }
-      addressTypeSet_ = true;
-      return true;
+      return giveUp();
     case Ctx::kMeta:
       if (f.field == F::kName) {
         meta().name.assign(v);
@@ -382,40 +355,22 @@ bool ItemBuilder::String(const char* s, rapidjson::SizeType n, bool) {
     case Ctx::kLabels:
     case Ctx::kAnnotations: {
       StringMap& m = f.ctx == Ctx::kLabels ? meta().labels : meta().annotations;
-      if (!findKey(m, key_)) m.emplace_back(key_, v);
+      if (!findIn(m, key_)) m.emplace_back(key_, v);
       return true;
     }
     case Ctx::kSpec:
       switch (f.field) {
         case F::kType:
-          if (v.empty() || v == "ClusterIP") {
-            service_.type = ServiceType::kClusterIP;
-          } else if (v == "NodePort") {
-            service_.type = ServiceType::kNodePort;
-          } else if (v == "LoadBalancer") {
-            service_.type = ServiceType::kLoadBalancer;
-          } else if (v == "ExternalName") {
-            service_.type = ServiceType::kExternalName;
-          } else {
-            return giveUp();
-          }
-          return true;
+          return set(serviceTypeOf(v), service_.type);
         case F::kClusterIP:
           service_.clusterIP.assign(v);
           return true;
         case F::kSessionAffinity:
-          if (v.empty() || v == "None") {
-            service_.sessionAffinity = SessionAffinity::kNone;
-          } else if (v == "ClientIP") {
-            service_.sessionAffinity = SessionAffinity::kClientIP;
-          } else {
-            return giveUp();
-          }
-          return true;
+          return set(sessionAffinityOf(v), service_.sessionAffinity);
         case F::kExternalTrafficPolicy:
-          return policy(v, service_.externalTrafficPolicy) ? true : giveUp();
+          return set(trafficPolicyOf(v), service_.externalTrafficPolicy);
         case F::kInternalTrafficPolicy:
-          return policy(v, service_.internalTrafficPolicy) ? true : giveUp();
+          return set(trafficPolicyOf(v), service_.internalTrafficPolicy);
         case F::kExternalName:
           service_.externalName.assign(v);
           return true;

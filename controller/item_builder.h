@@ -14,6 +14,7 @@
 #include <rapidjson/rapidjson.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -70,6 +71,13 @@ class ItemBuilder {
     gaveUp_ = true;
     outcome_ = Outcome::kNone;
     return false;
+  }
+  // An enum field from its spelling (k8s.h's *Of), or give up.
+  template <typename E>
+  bool set(std::optional<E> value, E& out) {
+    if (!value) return giveUp();
+    out = *value;
+    return true;
   }
   // A scalar that is not a string, integer, boolean or null.
   bool other();

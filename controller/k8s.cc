@@ -29,17 +29,17 @@ namespace kipvs::controller {
 
 namespace {
 
-const std::string* find(const StringMap& m, std::string_view k) {
-  for (const auto& [key, value] : m) {
-    if (key == k) return &value;
+}  // namespace
+
+const std::string* findIn(const StringMap& m, std::string_view key) {
+  for (const auto& [k, value] : m) {
+    if (k == key) return &value;
   }
   return nullptr;
 }
 
-}  // namespace
-
-const std::string* ObjectMeta::label(std::string_view k) const { return find(labels, k); }
-const std::string* ObjectMeta::annotation(std::string_view k) const { return find(annotations, k); }
+const std::string* ObjectMeta::label(std::string_view k) const { return findIn(labels, k); }
+const std::string* ObjectMeta::annotation(std::string_view k) const { return findIn(annotations, k); }
 
 std::string_view EndpointSlice::serviceName() const {
   const std::string* s = meta.label(kLabelServiceName);
@@ -58,6 +58,33 @@ const char* serviceTypeName(ServiceType t) {
       return "ExternalName";
   }
   return "?";
+}
+
+std::optional<ServiceType> serviceTypeOf(std::string_view s) {
+  if (s.empty() || s == "ClusterIP") return ServiceType::kClusterIP;
+  if (s == "NodePort") return ServiceType::kNodePort;
+  if (s == "LoadBalancer") return ServiceType::kLoadBalancer;
+  if (s == "ExternalName") return ServiceType::kExternalName;
+  return std::nullopt;
+}
+
+std::optional<TrafficPolicy> trafficPolicyOf(std::string_view s) {
+  if (s.empty() || s == "Cluster") return TrafficPolicy::kCluster;
+  if (s == "Local") return TrafficPolicy::kLocal;
+  return std::nullopt;
+}
+
+std::optional<SessionAffinity> sessionAffinityOf(std::string_view s) {
+  if (s.empty() || s == "None") return SessionAffinity::kNone;
+  if (s == "ClientIP") return SessionAffinity::kClientIP;
+  return std::nullopt;
+}
+
+std::optional<AddressType> addressTypeOf(std::string_view s) {
+  if (s == "IPv4") return AddressType::kIPv4;
+  if (s == "IPv6") return AddressType::kIPv6;
+  if (s == "FQDN") return AddressType::kFqdn;
+  return std::nullopt;
 }
 
 namespace {
@@ -198,7 +225,7 @@ class Reader {
     out.reserve(m->MemberCount());
     for (auto it = m->MemberBegin(); it != m->MemberEnd(); ++it) {
       if (!it->value.IsString()) return wrongType(mp.member(view(it->name)), "a string", it->value);
-      if (!find(out, view(it->name))) out.emplace_back(str(it->name), str(it->value));
+      if (!findIn(out, view(it->name))) out.emplace_back(str(it->name), str(it->value));
     }
   }
 
@@ -251,10 +278,8 @@ std::pair<std::string, std::string> objectName(const Value& obj) {
 void parsePolicy(Reader& r, const Value& spec, std::string_view field, TrafficPolicy& out, const Path& p) {
   std::string s;
   r.string(spec, field, s, p);
-  if (s.empty() || s == "Cluster") {
-    out = TrafficPolicy::kCluster;
-  } else if (s == "Local") {
-    out = TrafficPolicy::kLocal;
+  if (auto policy = trafficPolicyOf(s)) {
+    out = *policy;
   } else {
     r.fail(p.member(field), "unknown traffic policy \"" + s + "\"");
   }
@@ -268,14 +293,8 @@ void parseService(Reader& r, const Value& obj, Service& svc) {
     Path sp = root.member("spec");
     std::string type;
     r.string(*spec, "type", type, sp);
-    if (type.empty() || type == "ClusterIP") {
-      svc.type = ServiceType::kClusterIP;
-    } else if (type == "NodePort") {
-      svc.type = ServiceType::kNodePort;
-    } else if (type == "LoadBalancer") {
-      svc.type = ServiceType::kLoadBalancer;
-    } else if (type == "ExternalName") {
-      svc.type = ServiceType::kExternalName;
+    if (auto t = serviceTypeOf(type)) {
+      svc.type = *t;
     } else {
       r.fail(sp.member("type"), "unknown Service type \"" + type + "\"");
     }
@@ -314,10 +333,8 @@ void parseService(Reader& r, const Value& obj, Service& svc) {
     r.stringList(*spec, "externalIPs", svc.externalIPs, sp);
     std::string affinity;
     r.string(*spec, "sessionAffinity", affinity, sp);
-    if (affinity.empty() || affinity == "None") {
-      svc.sessionAffinity = SessionAffinity::kNone;
-    } else if (affinity == "ClientIP") {
-      svc.sessionAffinity = SessionAffinity::kClientIP;
+    if (auto a = sessionAffinityOf(affinity)) {
+      svc.sessionAffinity = *a;
     } else {
       r.fail(sp.member("sessionAffinity"), "unknown session affinity \"" + affinity + "\"");
     }
@@ -362,12 +379,8 @@ void parseSlice(Reader& r, const Value& obj, EndpointSlice& es) {
   Path root;
   std::string at;
   r.string(obj, "addressType", at, root);
-  if (at == "IPv4") {
-    es.addressType = AddressType::kIPv4;
-  } else if (at == "IPv6") {
-    es.addressType = AddressType::kIPv6;
-  } else if (at == "FQDN") {
-    es.addressType = AddressType::kFqdn;
+  if (auto t = addressTypeOf(at)) {
+    es.addressType = *t;
   } else if (at.empty()) {
     r.fail(root.member("addressType"), "missing");
   } else {

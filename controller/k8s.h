@@ -35,6 +35,8 @@ struct ObjectError {
 // would find it), in input order. A flat vector: objects carry a handful, and
 // desired() looks up a few by name; a std::map costs a node per entry.
 using StringMap = std::vector<std::pair<std::string, std::string>>;
+// The value of key in m (the first), nullptr when absent.
+const std::string* findIn(const StringMap& m, std::string_view key);
 
 struct ObjectMeta {
   std::string ns;  // metadata.namespace ("namespace" is a C++ keyword)
@@ -55,6 +57,12 @@ enum class TrafficPolicy : uint8_t { kCluster, kLocal };  // absent = Cluster
 enum class SessionAffinity : uint8_t { kNone, kClientIP };
 
 const char* serviceTypeName(ServiceType t);  // "ClusterIP", ...
+
+// The API's spellings, as the parser reads them (absent/"" is the API's
+// default); nullopt for anything else.
+std::optional<ServiceType> serviceTypeOf(std::string_view s);          // "" = ClusterIP
+std::optional<TrafficPolicy> trafficPolicyOf(std::string_view s);      // "" = Cluster
+std::optional<SessionAffinity> sessionAffinityOf(std::string_view s);  // "" = None
 
 // targetPort: an int or a named container port. Unused by IPVS (the
 // EndpointSlices carry the resolved port) but kept for display.
@@ -126,6 +134,9 @@ struct Endpoint {
   std::vector<std::string> hintZones;  // hints.forZones[].name
   std::vector<std::string> hintNodes;  // hints.forNodes[].name
 };
+
+// "IPv4", "IPv6", "FQDN" (required: "" is nullopt).
+std::optional<AddressType> addressTypeOf(std::string_view s);
 
 struct EndpointSlice {
   ObjectMeta meta;

@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -72,6 +73,26 @@ inline std::string list(const std::vector<std::string>& items) {
   for (size_t i = 0; i < items.size(); ++i) out += (i ? "," : "") + items[i];
   return out + "]}";
 }
+
+// A file named `name` in a fresh temporary directory, removed with it.
+struct TempFile {
+  std::string path;
+  explicit TempFile(const std::string& content, const std::string& name = "in.json") {
+    char dir[] = "/tmp/kipvs-test-XXXXXX";
+    REQUIRE(::mkdtemp(dir) != nullptr);
+    path = std::string(dir) + "/" + name;
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    REQUIRE(fd >= 0);
+    REQUIRE(::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()));
+    ::close(fd);
+  }
+  ~TempFile() {
+    ::unlink(path.c_str());
+    ::rmdir(path.substr(0, path.rfind('/')).c_str());
+  }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+};
 
 inline Cluster parseOk(const std::string& json) {
   StatusOr<Cluster> c = parseJson(json, "test.json");

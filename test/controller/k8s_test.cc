@@ -376,23 +376,7 @@ TEST_CASE("parse: \"-\" reads stdin, from a file or a pipe of any size") {
         "<stdin>: invalid JSON at byte 1 (line 1, column 2): Missing a name for object member.");
 }
 
-// A file in a fresh temporary directory, removed with it.
-struct TempFile {
-  std::string path;
-  explicit TempFile(const std::string& content) {
-    char dir[] = "/tmp/kipvs-k8s-test-XXXXXX";
-    REQUIRE(::mkdtemp(dir) != nullptr);
-    path = std::string(dir) + "/in.json";
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    REQUIRE(fd >= 0);
-    REQUIRE(::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()));
-    ::close(fd);
-  }
-  ~TempFile() {
-    ::unlink(path.c_str());
-    ::rmdir(path.substr(0, path.rfind('/')).c_str());
-  }
-};
+using testing::TempFile;
 
 // parseFile maps the file and reads up to its end: sizes at a page boundary
 // (no zero bytes after the data in the file's last page) must neither read

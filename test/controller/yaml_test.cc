@@ -1,9 +1,6 @@
 // YAML input: manifests read as the JSON they stand for (controller/yaml.h).
 #include <doctest/doctest.h>
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <string>
 
 #include "controller/k8s.h"
@@ -14,26 +11,8 @@
 namespace kipvs::controller {
 namespace {
 
-// A file named `name` in a fresh temporary directory, removed with it.
-struct NamedFile {
-  std::string path;
-  NamedFile(const std::string& name, const std::string& content) {
-    char dir[] = "/tmp/kipvs-yaml-test-XXXXXX";
-    REQUIRE(::mkdtemp(dir) != nullptr);
-    path = std::string(dir) + "/" + name;
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    REQUIRE(fd >= 0);
-    REQUIRE(::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()));
-    ::close(fd);
-  }
-  ~NamedFile() {
-    ::unlink(path.c_str());
-    ::rmdir(path.substr(0, path.rfind('/')).c_str());
-  }
-};
-
 StatusOr<Cluster> parseYamlText(const std::string& yaml) {
-  NamedFile f("in.yaml", yaml);
+  testing::TempFile f(yaml, "in.yaml");
   return parseFile(f.path);
 }
 
