@@ -1167,12 +1167,26 @@ StatusOr<Cluster> parseInput(Input& in, std::string_view source, std::function<S
 }  // namespace
 
 void Cluster::merge(Cluster&& other) {
-  Collector out(*this);
-  for (auto& s : other.services) out.add(std::move(s));
-  for (auto& s : other.slices) out.add(std::move(s));
-  errors.insert(errors.end(), std::make_move_iterator(other.errors.begin()),
-                std::make_move_iterator(other.errors.end()));
+  std::vector<Cluster> parts;
+  parts.push_back(std::move(*this));
+  parts.push_back(std::move(other));
+  *this = merged(std::move(parts));
   other = Cluster();
+}
+
+Cluster Cluster::merged(std::vector<Cluster>&& parts) {
+  if (parts.empty()) return Cluster();
+  Cluster all = std::move(parts.front());
+  Collector out(all);
+  for (size_t i = 1; i < parts.size(); ++i) {
+    Cluster& other = parts[i];
+    for (auto& s : other.services) out.add(std::move(s));
+    for (auto& s : other.slices) out.add(std::move(s));
+    all.errors.insert(all.errors.end(), std::make_move_iterator(other.errors.begin()),
+                      std::make_move_iterator(other.errors.end()));
+    other = Cluster();
+  }
+  return all;
 }
 
 StatusOr<Cluster> parseJson(std::string_view text, std::string_view sourceName, const ParseOptions& options) {
@@ -1192,14 +1206,15 @@ StatusOr<Cluster> parseYaml(std::string_view text, const std::string& source, co
     // Taken as "no Services", it would delete every virtual server kipvs owns.
     return Status::error(Code::kParse, source + ": no YAML documents");
   }
-  Cluster all;
+  std::vector<Cluster> parts;
+  parts.reserve(docs->size());
   for (const YamlDocument& d : *docs) {
     StatusOr<Cluster> c = parseJson(d.json, source + " document " + std::to_string(d.index) + " (line " +
                                                 std::to_string(d.line) + ")", options);
     if (!c) return c.status();
-    all.merge(std::move(*c));
+    parts.push_back(std::move(*c));
   }
-  return all;
+  return Cluster::merged(std::move(parts));
 }
 
 }  // namespace
@@ -1220,13 +1235,13 @@ StatusOr<Cluster> parseFile(const std::string& path, const ParseOptions& options
 }
 
 StatusOr<Cluster> parseFiles(const std::vector<std::string>& paths, const ParseOptions& options) {
-  Cluster all;
+  std::vector<Cluster> parts;
   for (const auto& p : paths) {
     StatusOr<Cluster> c = parseFile(p, options);
     if (!c) return c.status();
-    all.merge(std::move(*c));
+    parts.push_back(std::move(*c));
   }
-  return all;
+  return Cluster::merged(std::move(parts));
 }
 
 }  // namespace kipvs::controller

@@ -160,6 +160,9 @@ struct Cluster {
   // Appends other. An object (kind, namespace/name) already present is
   // replaced by other's copy: a later file overrides an earlier one.
   void merge(Cluster&& other);
+  // All parts merged in order, as merge() one by one would, with one index
+  // of names for all (merge() indexes the growing result on every call).
+  static Cluster merged(std::vector<Cluster>&& parts);
 };
 
 // What the parser did, for tests and benchmarks.
