@@ -9,6 +9,7 @@
 #include <string>
 #include <thread>
 
+#include "test/controller/cluster_dump.h"
 #include "test/controller/k8s_json.h"
 
 namespace kipvs::controller {
@@ -294,6 +295,26 @@ TEST_CASE("parse: several files merge; a later file replaces an object of the sa
   REQUIRE(a.services.size() == 2);
   CHECK(findService(a, "ns/a")->clusterIP == "10.96.0.2");
   CHECK(a.errors.size() == 1);
+
+  // Many parts at once: as merge() one by one. An object keeps its first
+  // place and takes its last copy; errors are appended part by part.
+  std::vector<Cluster> parts;
+  for (int i = 0; i < 5; ++i) {
+    parts.push_back(parseOk(testing::list({testing::service("ns/s" + std::to_string(i % 2),
+                                                            R"("clusterIP":"10.96.0.)" + std::to_string(i + 1) + "\""),
+                                           "\"e" + std::to_string(i) + "\""})));
+  }
+  Cluster one = parseOk(R"({"kind":"List","items":[]})");
+  for (const Cluster& p : parts) one.merge(Cluster(p));
+  Cluster all = Cluster::merged(std::move(parts));
+  CHECK(testing::dumpAll(StatusOr<Cluster>(std::move(all))) == testing::dumpAll(StatusOr<Cluster>(Cluster(one))));
+  REQUIRE(one.services.size() == 2);
+  CHECK(one.services[0].meta.name == "s0");
+  CHECK(one.services[0].clusterIP == "10.96.0.5");
+  CHECK(one.services[1].clusterIP == "10.96.0.4");
+  REQUIRE(one.errors.size() == 5);
+  CHECK(one.errors[4].name.find("items[1]") != std::string::npos);
+  CHECK(Cluster::merged({}).services.empty());
 }
 
 TEST_CASE("parse: a missing file is an I/O error naming it") {
