@@ -803,10 +803,11 @@ class Pristine {
   Input input_;
 };
 
-// Parses one JSON value at a time into a small DOM whose memory is reused for
-// the next. Strings are decoded in place (rapidjson's insitu mode: the DOM
-// points into the input instead of copying every string twice, through the
-// reader's stack and into the DOM), so the input is altered.
+// Parses one JSON value at a time: a List item straight into the model
+// (item(), detail::ItemBuilder), anything else into a small DOM whose memory
+// is reused for the next. Strings are decoded in place (rapidjson's insitu
+// mode: no copy through the reader's stack), so the input is altered;
+// parseCopying() reads a pristine copy without altering it.
 class ValueParser {
  public:
   ValueParser() : poolBuffer_(new char[kPoolBytes]), pool_(poolBuffer_.get(), kPoolBytes), doc_(&pool_) {}
@@ -947,11 +948,12 @@ ItemRun parseItems(ValueParser& vp, char*& p, const char* stop, bool kindKnown, 
   }
 }
 
-// A List, one item at a time (ValueParser), read by the same code as in
-// parseDocument. A whole-input DOM of a 28 MB List is ~55 MB that is written
-// once and page-faulted in; one item's DOM stays in cache. The top level is
-// walked here, by hand (whitespace, braces, commas, colons); every value,
-// keys included, is parsed by rapidjson.
+// A List, one item at a time (ValueParser): each item straight into the
+// model, or, when the builder gives it up, read again from the pristine input
+// by the same code as in parseDocument. A whole-input DOM of a 28 MB List is
+// ~55 MB that is written once and page-faulted in. The top level is walked
+// here, by hand (whitespace, braces, commas, colons); every value, keys
+// included, is parsed by rapidjson.
 //
 // A large items array is split in two and parsed on two threads. The split
 // point is a guess (an item boundary as the first item's indentation shows
