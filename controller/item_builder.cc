@@ -33,7 +33,6 @@ enum class ItemBuilder::Ctx : uint8_t {
 // Fields, across all objects (a field's bit in Frame::seen).
 enum class ItemBuilder::F : uint8_t {
   kUnknown,
-  kApiVersion,
   kKind,
   kMetadata,
   kSpec,
@@ -91,7 +90,6 @@ using F = ItemBuilder::F;
 F lookup(Ctx ctx, ItemBuilder::Outcome kind, std::string_view k) {
   switch (ctx) {
     case Ctx::kItem:
-      if (k == "apiVersion") return F::kApiVersion;
       if (k == "kind") return F::kKind;
       if (kind == ItemBuilder::Outcome::kOtherKind) return F::kUnknown;
       if (k == "metadata") return F::kMetadata;
@@ -236,7 +234,7 @@ bool ItemBuilder::Key(const char* s, rapidjson::SizeType n, bool) {
     if (!decideKind(provisionalKind_)) return false;
   }
   F field = lookup(f.ctx, kind_, k);
-  if (field != F::kUnknown && field != F::kApiVersion) {
+  if (field != F::kUnknown) {
     const uint64_t bit = uint64_t{1} << static_cast<unsigned>(field);
     if (f.seen & bit) return giveUp();  // the DOM reader takes the first: let it
     f.seen |= bit;
@@ -257,14 +255,14 @@ bool ItemBuilder::other() {
   if (skip_) return true;
   if (frames_.empty() || isArrayCtx(top().ctx)) return giveUp();
   F field = top().field;
-  return field == F::kUnknown || field == F::kApiVersion ? true : giveUp();
+  return field == F::kUnknown ? true : giveUp();
 }
 
 bool ItemBuilder::Bool(bool b) {
   if (skip_) return true;
   if (frames_.empty() || isArrayCtx(top().ctx)) return giveUp();
   Frame& f = top();
-  if (f.field == F::kUnknown || f.field == F::kApiVersion) return true;
+  if (f.field == F::kUnknown) return true;
   if (f.ctx != Ctx::kConditions) return giveUp();
   EndpointConditions& c = slice_.endpoints.back().conditions;
   switch (f.field) {
@@ -286,7 +284,7 @@ bool ItemBuilder::integer(int64_t v) {
   if (skip_) return true;
   if (frames_.empty() || isArrayCtx(top().ctx)) return giveUp();
   Frame& f = top();
-  if (f.field == F::kUnknown || f.field == F::kApiVersion) return true;
+  if (f.field == F::kUnknown) return true;
   switch (f.ctx) {
     case Ctx::kSvcPort: {
       ServicePort& p = service_.ports.back();
@@ -328,7 +326,7 @@ bool ItemBuilder::String(const char* s, rapidjson::SizeType n, bool) {
     return true;
   }
   if (isArrayCtx(f.ctx)) return giveUp();  // elements must be objects
-  if (f.field == F::kUnknown || f.field == F::kApiVersion) return true;
+  if (f.field == F::kUnknown) return true;
   switch (f.ctx) {
     case Ctx::kItem:
       if (f.field == F::kKind) {
@@ -483,7 +481,7 @@ bool ItemBuilder::open(bool isObject) {
         break;  // kStrList: strings only
     }
   } else {
-    if (f.field == F::kUnknown || f.field == F::kApiVersion) {
+    if (f.field == F::kUnknown) {
       skip_ = 1;
       return true;
     }

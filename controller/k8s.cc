@@ -812,25 +812,15 @@ class ValueParser {
  public:
   ValueParser() : poolBuffer_(new char[kPoolBytes]), pool_(poolBuffer_.get(), kPoolBytes), doc_(&pool_) {}
 
-  // One JSON value at p (not altered), depth levels deep, into doc(); p moves past it.
-  bool parseCopying(const char*& p, int depth) {
-    release();
-    rapidjson::StringStream ss(p);
-    bool tooDeep = false;
-    if (parseValueInto<rapidjson::kParseStopWhenDoneFlag>(doc_, ss, depth, tooDeep).IsError()) return false;
-    p += ss.Tell();
-    return true;
-  }
-
   // One JSON value at p, depth levels deep, into doc(); p moves past it.
+  // parse() decodes strings in place; parseCopying() leaves p's bytes alone.
   bool parse(char*& p, int depth) {
-    release();
     rapidjson::InsituStringStream ss(p);
-    bool tooDeep = false;
-    constexpr unsigned kFlags = rapidjson::kParseStopWhenDoneFlag | rapidjson::kParseInsituFlag;
-    if (parseValueInto<kFlags>(doc_, ss, depth, tooDeep).IsError()) return false;
-    p += ss.Tell();
-    return true;
+    return parseFrom<rapidjson::kParseStopWhenDoneFlag | rapidjson::kParseInsituFlag>(ss, p, depth);
+  }
+  bool parseCopying(const char*& p, int depth) {
+    rapidjson::StringStream ss(p);
+    return parseFrom<rapidjson::kParseStopWhenDoneFlag>(ss, p, depth);
   }
   const rapidjson::Document& doc() const { return doc_; }
   // Drops doc()'s value and gives its memory back to the pool.
@@ -855,6 +845,15 @@ class ValueParser {
   detail::ItemBuilder& builder() { return builder_; }
 
  private:
+  template <unsigned kFlags, typename Stream, typename Char>
+  bool parseFrom(Stream& ss, Char*& p, int depth) {
+    release();
+    bool tooDeep = false;
+    if (parseValueInto<kFlags>(doc_, ss, depth, tooDeep).IsError()) return false;
+    p += ss.Tell();
+    return true;
+  }
+
   // Enough for a typical object's DOM; bigger ones get 64 KiB chunks, freed after the object.
   static constexpr size_t kPoolBytes = 256 * 1024;
   std::unique_ptr<char[]> poolBuffer_;

@@ -65,6 +65,9 @@ bool isOneOf(std::string_view s, std::initializer_list<std::string_view> options
   return false;
 }
 
+// A plain scalar that means null.
+bool isYamlNull(std::string_view v) { return isOneOf(v, {"", "~", "null", "Null", "NULL"}); }
+
 // An integer as YAML 1.1 writes one (go-yaml v2's resolver): decimal, 0x
 // hex, 0b binary, 0-prefixed octal, an optional sign, '_' separators.
 std::optional<int64_t> yamlInt(std::string_view s) {
@@ -135,7 +138,6 @@ Status writeScalar(const yaml_event_t& e, Writer& w, std::string_view source) {
   std::string_view v(reinterpret_cast<const char*>(sc.value), sc.length);
   std::string_view tag = sc.tag ? reinterpret_cast<const char*>(sc.tag) : "";
   const bool plain = sc.style == YAML_PLAIN_SCALAR_STYLE && sc.plain_implicit;
-  auto asNull = [&] { return isOneOf(v, {"", "~", "null", "Null", "NULL"}); };
   auto asBool = [&]() -> std::optional<bool> {
     if (isOneOf(v, {"y", "Y", "yes", "Yes", "YES", "on", "On", "ON", "true", "True", "TRUE"})) return true;
     if (isOneOf(v, {"n", "N", "no", "No", "NO", "off", "Off", "OFF", "false", "False", "FALSE"})) return false;
@@ -148,7 +150,7 @@ Status writeScalar(const yaml_event_t& e, Writer& w, std::string_view source) {
       w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()), true);
       return Status::ok();
     }
-    if (t == "null" && asNull()) {
+    if (t == "null" && isYamlNull(v)) {
       w.Null();
       return Status::ok();
     }
@@ -174,7 +176,7 @@ Status writeScalar(const yaml_event_t& e, Writer& w, std::string_view source) {
                      "tag " + std::string(tag) + (t.empty() ? " is not supported" : " does not fit \"" + std::string(v) + "\""));
   }
   if (plain) {
-    if (asNull()) {
+    if (isYamlNull(v)) {
       w.Null();
       return Status::ok();
     }
@@ -249,7 +251,7 @@ StatusOr<std::vector<YamlDocument>> yamlToJson(std::string_view text, std::strin
           const auto& sc = e.data.scalar;
           // An empty document reads as one null scalar: skip it, as kubectl does.
           std::string_view v(reinterpret_cast<const char*>(sc.value), sc.length);
-          if (sc.style == YAML_PLAIN_SCALAR_STYLE && isOneOf(v, {"", "~", "null", "Null", "NULL"}) && !sc.tag) {
+          if (sc.style == YAML_PLAIN_SCALAR_STYLE && isYamlNull(v) && !sc.tag) {
             nullRoot = true;
             break;
           }
