@@ -10,6 +10,7 @@
 #include <string>
 
 #include "controller/desired.h"
+#include "controller/heap.h"
 #include "controller/k8s.h"
 #include "test/controller/cluster_dump.h"
 
@@ -36,6 +37,7 @@ double msSince(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  kipvs::growHeapInLargeSteps();
   using namespace kipvs;
   if (argc < 2) {
     std::fprintf(stderr, "usage: %s FILE [REPEAT] [--sequential] | --dump FILE...\n", argv[0]);

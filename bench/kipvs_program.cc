@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "bench/table_gen.h"
+#include "controller/heap.h"
 #include "ipvs/netlink_client.h"
 
 using namespace kipvs;
@@ -23,6 +24,7 @@ double msSince(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  kipvs::growHeapInLargeSteps();  // as in kipvs itself, so the comparison is between the same processes
   using kipvs::bench::flagValue;
   const long services = flagValue(argc, argv, "--services", 1000);
   const long dests = flagValue(argc, argv, "--dests", 10);

@@ -1,5 +1,7 @@
 #include "controller/item_builder.h"
 
+#include <algorithm>
+#include <iterator>
 #include <optional>
 
 namespace kipvs::controller::detail {
@@ -193,6 +195,7 @@ void ItemBuilder::reset(std::string_view defaultKind, int depth, int maxDepth) {
   portSet_ = false;
   service_ = Service();
   slice_ = EndpointSlice();
+  endpoints_.clear();
 }
 
 bool ItemBuilder::decideKind(std::string_view kind) {
@@ -264,7 +267,7 @@ bool ItemBuilder::Bool(bool b) {
   Frame& f = top();
   if (f.field == F::kUnknown) return true;
   if (f.ctx != Ctx::kConditions) return giveUp();
-  EndpointConditions& c = slice_.endpoints.back().conditions;
+  EndpointConditions& c = endpoints_.back().conditions;
   switch (f.field) {
     case F::kReady:
       c.ready = b;
@@ -417,7 +420,7 @@ bool ItemBuilder::String(const char* s, rapidjson::SizeType n, bool) {
       return true;
     }
     case Ctx::kEndpoint: {
-      Endpoint& e = slice_.endpoints.back();
+      Endpoint& e = endpoints_.back();
       if (f.field == F::kNodeName) {
         e.nodeName.assign(v);
       } else if (f.field == F::kZone) {
@@ -470,7 +473,7 @@ bool ItemBuilder::open(bool isObject) {
         child = Ctx::kSlicePort;
         break;
       case Ctx::kEndpoints:
-        slice_.endpoints.emplace_back();
+        endpoints_.emplace_back();
         child = Ctx::kEndpoint;
         break;
       case Ctx::kNameList:
@@ -523,13 +526,13 @@ bool ItemBuilder::open(bool isObject) {
         if (f.field == F::kIngress) list(Ctx::kIngressList);
         break;
       case Ctx::kEndpoint:
-        if (f.field == F::kAddresses) strings(slice_.endpoints.back().addresses);
+        if (f.field == F::kAddresses) strings(endpoints_.back().addresses);
         if (f.field == F::kConditions) child = Ctx::kConditions;
         if (f.field == F::kHints) child = Ctx::kHints;
         break;
       case Ctx::kHints:
-        if (f.field == F::kForZones) nameList_ = &slice_.endpoints.back().hintZones;
-        if (f.field == F::kForNodes) nameList_ = &slice_.endpoints.back().hintNodes;
+        if (f.field == F::kForZones) nameList_ = &endpoints_.back().hintZones;
+        if (f.field == F::kForNodes) nameList_ = &endpoints_.back().hintNodes;
         if (f.field == F::kForZones || f.field == F::kForNodes) list(Ctx::kNameList);
         break;
       default:
@@ -581,6 +584,11 @@ bool ItemBuilder::endItem() {
   if (m.name.empty()) return giveUp();  // metadata or its name missing
   if (kind_ == Outcome::kSlice && !addressTypeSet_) return giveUp();
   if (m.ns.empty()) m.ns = "default";  // as Reader::meta
+  if (kind_ == Outcome::kSlice) {
+    slice_.endpoints.reserve(endpoints_.size());
+    std::move(endpoints_.begin(), endpoints_.end(), std::back_inserter(slice_.endpoints));
+    endpoints_.clear();
+  }
   outcome_ = kind_;
   return true;
 }

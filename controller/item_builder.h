@@ -108,6 +108,12 @@ class ItemBuilder {
   std::vector<std::string>* nameList_ = nullptr;  // the hints list being read
   Service service_;
   EndpointSlice slice_;
+  // The slice's endpoints while it is read; moved into slice_ at its end, in
+  // one allocation of the right size. Reused across items, it stops growing
+  // after the first large slice: growing each slice's own vector cost a
+  // chain of reallocations per slice, and the large ones made glibc
+  // consolidate its free lists every time (a fifth of the parse natively).
+  std::vector<Endpoint> endpoints_;
 };
 
 }  // namespace kipvs::controller::detail

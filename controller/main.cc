@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "controller/desired.h"
+#include "controller/heap.h"
 #include "controller/k8s.h"
 #include "controller/netlink_host.h"
 #include "controller/reconcile.h"
@@ -331,6 +332,7 @@ int cmdReconcile(Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  kipvs::growHeapInLargeSteps();
   std::ios::sync_with_stdio(false);
   Args a;
   int verbosity = 0;
