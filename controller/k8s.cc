@@ -16,6 +16,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include <rapidjson/document.h>
@@ -433,30 +434,63 @@ void parseSlice(Reader& r, const Value& obj, EndpointSlice& es) {
 }
 
 // Index of (kind, namespace/name) -> position, so that a repeated object
-// replaces the earlier one instead of appearing twice.
+// replaces the earlier one instead of appearing twice. The index holds
+// positions and hashes the objects' own names: no "namespace/name" string is
+// built per object.
 class Collector {
  public:
-  explicit Collector(Cluster& c) : cluster_(c) {
-    for (size_t i = 0; i < c.services.size(); ++i) services_.emplace(c.services[i].meta.key(), i);
-    for (size_t i = 0; i < c.slices.size(); ++i) slices_.emplace(c.slices[i].meta.key(), i);
+  explicit Collector(Cluster& c)
+      : cluster_(c),
+        services_(0, ByName<Service>{&c.services}, ByName<Service>{&c.services}),
+        slices_(0, ByName<EndpointSlice>{&c.slices}, ByName<EndpointSlice>{&c.slices}) {
+    for (size_t i = 0; i < c.services.size(); ++i) services_.insert(i);
+    for (size_t i = 0; i < c.slices.size(); ++i) slices_.insert(i);
+  }
+  // Room for the objects of an items array this many bytes long, so that the
+  // vectors do not grow by doubling (each step moves every object into fresh
+  // memory). Sized for small objects: pages reserved and never touched cost
+  // nothing.
+  void reserveFor(size_t bytes) {
+    const size_t n = std::min<size_t>(bytes / kMinItemBytes, kMaxReserve);
+    cluster_.services.reserve(cluster_.services.size() + n);
+    cluster_.slices.reserve(cluster_.slices.size() + n);
   }
   void add(Service&& s) { put(cluster_.services, services_, std::move(s)); }
   void add(EndpointSlice&& s) { put(cluster_.slices, slices_, std::move(s)); }
 
  private:
+  // Hashes and compares positions in *v by the objects' namespace and name.
   template <typename T>
-  static void put(std::vector<T>& v, std::unordered_map<std::string, size_t>& index, T&& obj) {
-    auto [it, inserted] = index.emplace(obj.meta.key(), v.size());
-    if (inserted) {
-      v.push_back(std::move(obj));
-    } else {
-      v[it->second] = std::move(obj);
+  struct ByName {
+    const std::vector<T>* v;
+    size_t operator()(size_t i) const {
+      const ObjectMeta& m = (*v)[i].meta;
+      const size_t h = std::hash<std::string_view>()(m.ns);
+      return h ^ (std::hash<std::string_view>()(m.name) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2));
+    }
+    bool operator()(size_t a, size_t b) const {
+      const ObjectMeta& x = (*v)[a].meta;
+      const ObjectMeta& y = (*v)[b].meta;
+      return x.name == y.name && x.ns == y.ns;
+    }
+  };
+  template <typename T>
+  using Index = std::unordered_set<size_t, ByName<T>, ByName<T>>;
+
+  template <typename T>
+  static void put(std::vector<T>& v, Index<T>& index, T&& obj) {
+    v.push_back(std::move(obj));
+    auto [it, inserted] = index.insert(v.size() - 1);
+    if (!inserted) {  // seen before: the later copy wins, in the earlier one's place
+      v[*it] = std::move(v.back());
+      v.pop_back();
     }
   }
 
+  static constexpr size_t kMinItemBytes = 1024, kMaxReserve = size_t{1} << 20;
   Cluster& cluster_;
-  std::unordered_map<std::string, size_t> services_;
-  std::unordered_map<std::string, size_t> slices_;
+  Index<Service> services_;
+  Index<EndpointSlice> slices_;
 };
 
 // Why one item was skipped, before its position is known: a parser working
@@ -1040,6 +1074,7 @@ class ListStreamer {
     auto record = [&](const ItemRun& run, int64_t base) {
       for (const auto& [i, e] : run.errors) errors.push_back(e.finish(itemWhere(source_, base + i)));
     };
+    out.reserveFor(static_cast<size_t>(base_ + in_.size() - open));
     Progress done;
     if (const char* split = options_.parallel ? splitPoint(open) : nullptr) {
       done = itemsInTwo(p, split, kindKnown, itemKind, out, record);
@@ -1073,6 +1108,7 @@ class ListStreamer {
       if (options_.helperDelay.count() > 0) std::this_thread::sleep_for(options_.helperDelay);
       ValueParser vp;
       Collector tailOut(tailCluster);
+      tailOut.reserveFor(tailBytes);
       Source src{tail.data(), static_cast<size_t>(split - base_), &pristine_};
       tailRun = parseItems(vp, tailEnd, nullptr, kindKnown, itemKind, options_.fastItems, src, tailOut, &cancel);
     });
