@@ -1,7 +1,6 @@
 #include "controller/k8s.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -579,47 +578,19 @@ std::string_view itemKindOf(std::string_view listKind) {
 // (harmless to the hardware, an out-of-bounds read to the sanitizers).
 constexpr size_t kPadding = 16;
 
-// A byte buffer whose pages, when it is large, are faulted in at once
-// (MAP_POPULATE): taking one page fault per 4 KiB costs about as much as
-// parsing that page under emulation (and on a paravirtualized host).
+// A byte buffer, not zero-filled (unlike a resized std::string). It comes
+// from the heap, not from a mapping of its own: once the parse is done and it
+// is freed, the desired state's allocations reuse its pages instead of
+// faulting in and zeroing fresh ones (kipvs's main() lets malloc serve blocks
+// of up to 32 MB from the heap, controller/heap.h).
 class PageBuffer {
  public:
   PageBuffer() = default;
-  explicit PageBuffer(size_t n) : size_(n) {
-    if (n >= kMapBytes) {
-      void* m = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-      if (m != MAP_FAILED) {
-        data_ = static_cast<char*>(m);
-        mapped_ = true;
-        return;
-      }
-    }
-    data_ = new char[n];  // not zero-filled, unlike a resized std::string
-  }
-  PageBuffer(PageBuffer&& o) noexcept { swap(o); }
-  PageBuffer& operator=(PageBuffer&& o) noexcept {
-    swap(o);
-    return *this;
-  }
-  ~PageBuffer() {
-    if (mapped_) {
-      ::munmap(data_, size_);
-    } else {
-      delete[] data_;
-    }
-  }
-  char* data() const { return data_; }
+  explicit PageBuffer(size_t n) : data_(new char[n]) {}
+  char* data() const { return data_.get(); }
 
  private:
-  static constexpr size_t kMapBytes = size_t{1} << 20;
-  void swap(PageBuffer& o) noexcept {
-    std::swap(data_, o.data_);
-    std::swap(size_, o.size_);
-    std::swap(mapped_, o.mapped_);
-  }
-  char* data_ = nullptr;
-  size_t size_ = 0;
-  bool mapped_ = false;
+  std::unique_ptr<char[]> data_;
 };
 
 // The input, NUL-terminated: rapidjson's NUL-terminated reader is about three
