@@ -36,40 +36,40 @@ namespace {
 
 // Dest ops for a service that exists (or is being created) with `desired`
 // dests, given what the kernel has. Adds, then updates, then deletes: new
-// real servers take traffic before old ones stop.
+// real servers take traffic before old ones stop. One merge walk over the two
+// sorted maps (no lookups): a converged table costs one pass of compares.
 void planDests(const ServiceKey& key, const std::map<DestKey, DestState>& desired,
                const std::map<DestKey, DestState>* actual, ServicePlan& out) {
-  std::vector<Op> adds, updates, deletes;
-  for (const auto& [dk, ds] : desired) {
-    const DestState* have = nullptr;
-    if (actual) {
-      auto it = actual->find(dk);
-      if (it != actual->end()) have = &it->second;
-    }
-    if (!have) {
-      adds.push_back(Op::addDest(key, dk, ds.spec));
-    } else if (!(have->spec == ds.spec)) {
-      updates.push_back(Op::updateDest(key, dk, ds.spec));
-    }
-  }
-  if (actual) {
-    const bool graceful = drainsGracefully(key);
-    for (const auto& [dk, have] : *actual) {
-      if (desired.count(dk)) continue;
-      const auto& c = have.counters;
+  static const std::map<DestKey, DestState> kNone;
+  const auto& have = actual ? *actual : kNone;
+  std::vector<Op> adds, updates, quiesces, deletes;
+  const bool graceful = drainsGracefully(key);
+  auto d = desired.begin();
+  auto h = have.begin();
+  while (d != desired.end() || h != have.end()) {
+    if (h == have.end() || (d != desired.end() && d->first < h->first)) {
+      adds.push_back(Op::addDest(key, d->first, d->second.spec));
+      ++d;
+    } else if (d == desired.end() || h->first < d->first) {
+      const auto& c = h->second.counters;
       if (graceful && c.activeConns + c.inactiveConns > 0) {
-        out.draining.push_back({dk, c.activeConns, c.inactiveConns});
-        if (have.spec.weight != 0) {
-          ipvs::DestSpec quiesced = have.spec;
+        out.draining.push_back({h->first, c.activeConns, c.inactiveConns});
+        if (h->second.spec.weight != 0) {
+          ipvs::DestSpec quiesced = h->second.spec;
           quiesced.weight = 0;
-          updates.push_back(Op::updateDest(key, dk, quiesced));
+          quiesces.push_back(Op::updateDest(key, h->first, quiesced));
         }
       } else {
-        deletes.push_back(Op::deleteDest(key, dk));
+        deletes.push_back(Op::deleteDest(key, h->first));
       }
+      ++h;
+    } else {
+      if (!(h->second.spec == d->second.spec)) updates.push_back(Op::updateDest(key, d->first, d->second.spec));
+      ++d;
+      ++h;
     }
   }
-  for (auto* v : {&adds, &updates, &deletes}) {
+  for (auto* v : {&adds, &updates, &quiesces, &deletes}) {
     out.ops.insert(out.ops.end(), std::make_move_iterator(v->begin()), std::make_move_iterator(v->end()));
   }
 }
