@@ -121,6 +121,32 @@ TEST_CASE("plan: new dests before old ones go; a TCP dest with connections drain
   }
 }
 
+TEST_CASE("plan: within a service, adds, then edits, then quiescing, then deletes, each in key order") {
+  // The dests interleave by key, so the order is the plan's, not the walk's.
+  Table desired, actual;
+  auto k = svc("10.96.0.1", 80);
+  put(actual, k, spec(),
+      {{dst("10.244.0.1", 8080), 1}, {dst("10.244.0.2", 8080), 1}, {dst("10.244.0.4", 8080), 1},
+       {dst("10.244.0.6", 8080), 1}, {dst("10.244.0.8", 8080), 1}});
+  actual.services[k].dests[dst("10.244.0.1", 8080)].counters.activeConns = 1;   // leaves, busy
+  actual.services[k].dests[dst("10.244.0.6", 8080)].counters.inactiveConns = 3; // leaves, busy
+  put(desired, k, spec(),
+      {{dst("10.244.0.0", 8080), 1}, {dst("10.244.0.2", 8080), 5}, {dst("10.244.0.5", 8080), 1},
+       {dst("10.244.0.8", 8080), 2}, {dst("10.244.0.9", 8080), 1}});
+  Plan p = plan(desired, actual, ownAll({"10.96.0.1"}));
+  CHECK(opStrings(p) == std::vector<std::string>{
+                            "add-dest TCP 10.96.0.1:80 -> 10.244.0.0:8080 masq weight 1",
+                            "add-dest TCP 10.96.0.1:80 -> 10.244.0.5:8080 masq weight 1",
+                            "add-dest TCP 10.96.0.1:80 -> 10.244.0.9:8080 masq weight 1",
+                            "update-dest TCP 10.96.0.1:80 -> 10.244.0.2:8080 masq weight 5",
+                            "update-dest TCP 10.96.0.1:80 -> 10.244.0.8:8080 masq weight 2",
+                            "update-dest TCP 10.96.0.1:80 -> 10.244.0.1:8080 masq weight 0",
+                            "update-dest TCP 10.96.0.1:80 -> 10.244.0.6:8080 masq weight 0",
+                            "delete-dest TCP 10.96.0.1:80 -> 10.244.0.4:8080",
+                        });
+  CHECK(p.drainingCount() == 2);
+}
+
 TEST_CASE("plan: UDP and SCTP dests go at once even with connections") {
   for (Protocol proto : {Protocol::kUdp, Protocol::kSctp}) {
     Table desired, actual;
