@@ -23,6 +23,7 @@
 
 #include "controller/helper_thread.h"
 #include "controller/item_builder.h"
+#include "controller/json_scan.h"
 #include "controller/yaml.h"
 
 namespace kipvs::controller {
@@ -574,8 +575,9 @@ std::string_view itemKindOf(std::string_view listKind) {
 }
 
 // Zero bytes after an input's terminating NUL: rapidjson's SSE2 scanning
-// loads 16 aligned bytes at a time and may read up to 15 bytes past the NUL
-// (harmless to the hardware, an out-of-bounds read to the sanitizers).
+// loads 16 aligned bytes at a time, and the item tokenizer (json_scan.h) 16
+// unaligned ones, so either may read up to 15 bytes past the NUL (harmless to
+// the hardware, an out-of-bounds read to the sanitizers).
 constexpr size_t kPadding = 16;
 
 // A byte buffer, not zero-filled (unlike a resized std::string). It comes
@@ -839,15 +841,20 @@ class ValueParser {
   // (builder().gaveUp()) or the JSON is invalid. Either way the item's
   // strings may be decoded in place already: only a pristine copy can be
   // read again.
+  // The item is tokenized by detail::JsonScanner (rapidjson's events, faster
+  // on short strings); what it leaves to rapidjson (bailed()) is read again
+  // like an item the builder gave up.
   bool item(char*& p, std::string_view defaultKind) {
     builder_.reset(defaultKind, 2, kMaxDepth);
-    rapidjson::InsituStringStream ss(p);
-    constexpr unsigned kFlags = rapidjson::kParseStopWhenDoneFlag | rapidjson::kParseInsituFlag;
-    if (reader_.Parse<kFlags>(ss, builder_).IsError()) return false;
-    p += ss.Tell();
+    char* q = p;
+    const detail::ScanResult r = detail::JsonScanner<detail::ItemBuilder>(builder_).scan(q);
+    bailed_ = r == detail::ScanResult::kBail;
+    if (r != detail::ScanResult::kDone) return false;
+    p = q;
     return true;
   }
   detail::ItemBuilder& builder() { return builder_; }
+  bool bailed() const { return bailed_; }
 
  private:
   template <unsigned kFlags, typename Stream, typename Char>
@@ -864,8 +871,8 @@ class ValueParser {
   std::unique_ptr<char[]> poolBuffer_;
   rapidjson::MemoryPoolAllocator<> pool_;
   rapidjson::Document doc_;
-  rapidjson::Reader reader_;  // its stack is reused from item to item
   detail::ItemBuilder builder_;
+  bool bailed_ = false;  // the last item() was left to rapidjson
 };
 
 // List items from p (at an item, maybe after whitespace) through the closing
@@ -920,10 +927,12 @@ ItemRun parseItems(ValueParser& vp, char*& p, const char* stop, bool kindKnown, 
       if (b.outcome() == detail::ItemBuilder::Outcome::kService) out.add(std::move(b.service()));
       if (b.outcome() == detail::ItemBuilder::Outcome::kSlice) out.add(std::move(b.slice()));
     } else {
-      if (fast && !vp.builder().gaveUp()) return run;  // a syntax error
+      if (fast && !vp.builder().gaveUp() && !vp.bailed()) return run;
       if (fast) {
-        // Parsed in place up to where the builder gave up: read the item
-        // again from the pristine input, then go on past it here.
+        // Parsed in place up to where the builder gave up, or the tokenizer
+        // left it to rapidjson (an odd number, a syntax error): read the item
+        // again from the pristine input, then go on past it here. A syntax
+        // error fails there too, and parseDocument reports it.
         const char* q = src.pristineAt(start);
         if (!q) return run;
         const char* from = q;
@@ -956,8 +965,8 @@ ItemRun parseItems(ValueParser& vp, char*& p, const char* stop, bool kindKnown, 
 // model, or, when the builder gives it up, read again from the pristine input
 // by the same code as in parseDocument. A whole-input DOM of a 28 MB List is
 // ~55 MB that is written once and page-faulted in. The top level is walked
-// here, by hand (whitespace, braces, commas, colons); every value, keys
-// included, is parsed by rapidjson.
+// here, by hand (whitespace, braces, commas, colons); each item is tokenized
+// by detail::JsonScanner (rapidjson's events), every other value by rapidjson.
 //
 // A large items array is split in two and parsed on two threads. The split
 // point is a guess (an item boundary as the first item's indentation shows
