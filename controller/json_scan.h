@@ -30,6 +30,30 @@
 
 namespace kipvs::controller::detail {
 
+inline bool isJsonSpace(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+
+// Past a run of whitespace 16 bytes at a time; p must be in a buffer padded as
+// scan() needs (the NUL ends every run).
+[[gnu::noinline]] inline char* skipJsonSpaceRun(char* p) {
+#if defined(__SSE2__)
+  const __m128i sp = _mm_set1_epi8(' '), nl = _mm_set1_epi8('\n'), cr = _mm_set1_epi8('\r'), tab = _mm_set1_epi8('\t');
+  for (;;) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i ws = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, sp), _mm_cmpeq_epi8(v, nl)),
+                                    _mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, tab)));
+    const unsigned other = ~static_cast<unsigned>(_mm_movemask_epi8(ws)) & 0xFFFFu;
+    if (other != 0) return p + __builtin_ctz(other);
+    p += 16;
+  }
+#else
+  while (isJsonSpace(*p)) ++p;
+  return p;
+#endif
+}
+
+// Inline for the common case (compact JSON has no whitespace at all).
+inline char* skipJsonSpace(char* p) { return isJsonSpace(*p) ? skipJsonSpaceRun(p + 1) : p; }
+
 enum class ScanResult : uint8_t {
   kDone,     // the value was read; p is just past it
   kStopped,  // the handler returned false
@@ -44,35 +68,12 @@ class JsonScanner {
   // One value at p, after optional whitespace. The buffer must end in a NUL
   // followed by 16 readable bytes.
   ScanResult scan(char*& p) {
-    p = skipSpace(p);
+    p = skipJsonSpace(p);
     if (*p == '\0') return ScanResult::kBail;
     return value(p);
   }
 
  private:
-  static bool isSpace(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
-
-  // Inline for the common case (compact JSON has no whitespace at all).
-  static char* skipSpace(char* p) { return isSpace(*p) ? skipSpaceRun(p + 1) : p; }
-
-  [[gnu::noinline]] static char* skipSpaceRun(char* p) {
-#if defined(__SSE2__)
-    const __m128i sp = _mm_set1_epi8(' '), nl = _mm_set1_epi8('\n'), cr = _mm_set1_epi8('\r'),
-                  tab = _mm_set1_epi8('\t');
-    for (;;) {
-      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-      const __m128i ws = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, sp), _mm_cmpeq_epi8(v, nl)),
-                                      _mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, tab)));
-      const unsigned other = ~static_cast<unsigned>(_mm_movemask_epi8(ws)) & 0xFFFFu;
-      if (other != 0) return p + __builtin_ctz(other);
-      p += 16;
-    }
-#else
-    while (isSpace(*p)) ++p;
-    return p;
-#endif
-  }
-
   // The first '"', '\\' or control character (a NUL included) at or after p.
   static char* stringEnd(char* p) {
 #if defined(__SSE2__)
@@ -266,7 +267,7 @@ class JsonScanner {
   ScanResult object(char*& p) {
     ++p;
     if (!h_.StartObject()) return ScanResult::kStopped;
-    p = skipSpace(p);
+    p = skipJsonSpace(p);
     rapidjson::SizeType members = 0;
     if (*p == '}') {
       ++p;
@@ -276,14 +277,14 @@ class JsonScanner {
       if (*p != '"') return ScanResult::kBail;
       ++p;
       if (ScanResult r = string(p, true); r != ScanResult::kDone) return r;
-      p = skipSpace(p);
+      p = skipJsonSpace(p);
       if (*p != ':') return ScanResult::kBail;
-      p = skipSpace(p + 1);
+      p = skipJsonSpace(p + 1);
       if (ScanResult r = value(p); r != ScanResult::kDone) return r;
       ++members;
-      p = skipSpace(p);
+      p = skipJsonSpace(p);
       if (*p == ',') {
-        p = skipSpace(p + 1);
+        p = skipJsonSpace(p + 1);
         continue;
       }
       if (*p != '}') return ScanResult::kBail;
@@ -295,7 +296,7 @@ class JsonScanner {
   ScanResult array(char*& p) {
     ++p;
     if (!h_.StartArray()) return ScanResult::kStopped;
-    p = skipSpace(p);
+    p = skipJsonSpace(p);
     rapidjson::SizeType elements = 0;
     if (*p == ']') {
       ++p;
@@ -304,9 +305,9 @@ class JsonScanner {
     for (;;) {
       if (ScanResult r = value(p); r != ScanResult::kDone) return r;
       ++elements;
-      p = skipSpace(p);
+      p = skipJsonSpace(p);
       if (*p == ',') {
-        p = skipSpace(p + 1);
+        p = skipJsonSpace(p + 1);
         continue;
       }
       if (*p != ']') return ScanResult::kBail;

@@ -28,10 +28,6 @@
 
 namespace kipvs::controller {
 
-namespace {
-
-}  // namespace
-
 const std::string* findIn(const StringMap& m, std::string_view key) {
   for (const auto& [k, value] : m) {
     if (k == key) return &value;
@@ -766,11 +762,10 @@ Status parseDocument(const Input& in, std::string_view source, Cluster& cluster)
   return Status::ok();
 }
 
-bool isSpace(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }  // JSON's whitespace
+using detail::isJsonSpace;
 
-void skipSpace(char*& p) {
-  while (isSpace(*p)) ++p;
-}
+// Only ever on an Input (padded as detail::skipJsonSpace needs).
+void skipSpace(char*& p) { p = detail::skipJsonSpace(p); }
 
 // The input as it was before parsing in place altered it, loaded on first
 // use (rare: an item the fast path cannot take, or the whole-document
@@ -836,25 +831,20 @@ class ValueParser {
     pool_.Clear();
   }
 
-  // A List item (depth 2) straight into the model: true when builder()
-  // holds it and p moved past it; false when the builder gave up
-  // (builder().gaveUp()) or the JSON is invalid. Either way the item's
-  // strings may be decoded in place already: only a pristine copy can be
-  // read again.
-  // The item is tokenized by detail::JsonScanner (rapidjson's events, faster
-  // on short strings); what it leaves to rapidjson (bailed()) is read again
-  // like an item the builder gave up.
+  // A List item (depth 2) straight into the model, tokenized by
+  // detail::JsonScanner (rapidjson's events, faster on short strings): true
+  // when builder() holds it and p moved past it; false when the builder gave
+  // up or the scanner left the item to rapidjson (a syntax error, an odd
+  // number). Either way the item's strings may be decoded in place already:
+  // only a pristine copy can be read again.
   bool item(char*& p, std::string_view defaultKind) {
     builder_.reset(defaultKind, 2, kMaxDepth);
     char* q = p;
-    const detail::ScanResult r = detail::JsonScanner<detail::ItemBuilder>(builder_).scan(q);
-    bailed_ = r == detail::ScanResult::kBail;
-    if (r != detail::ScanResult::kDone) return false;
+    if (detail::JsonScanner<detail::ItemBuilder>(builder_).scan(q) != detail::ScanResult::kDone) return false;
     p = q;
     return true;
   }
   detail::ItemBuilder& builder() { return builder_; }
-  bool bailed() const { return bailed_; }
 
  private:
   template <unsigned kFlags, typename Stream, typename Char>
@@ -872,7 +862,6 @@ class ValueParser {
   rapidjson::MemoryPoolAllocator<> pool_;
   rapidjson::Document doc_;
   detail::ItemBuilder builder_;
-  bool bailed_ = false;  // the last item() was left to rapidjson
 };
 
 // List items from p (at an item, maybe after whitespace) through the closing
@@ -927,7 +916,6 @@ ItemRun parseItems(ValueParser& vp, char*& p, const char* stop, bool kindKnown, 
       if (b.outcome() == detail::ItemBuilder::Outcome::kService) out.add(std::move(b.service()));
       if (b.outcome() == detail::ItemBuilder::Outcome::kSlice) out.add(std::move(b.slice()));
     } else {
-      if (fast && !vp.builder().gaveUp() && !vp.bailed()) return run;
       if (fast) {
         // Parsed in place up to where the builder gave up, or the tokenizer
         // left it to rapidjson (an odd number, a syntax error): read the item
@@ -1137,14 +1125,14 @@ class ListStreamer {
     if (static_cast<size_t>(end - p) < options_.parallelMinBytes) return nullptr;
     if (!haveSpareCpu()) return nullptr;
     const char* first = p;
-    while (first < end && isSpace(*first)) ++first;
+    while (first < end && isJsonSpace(*first)) ++first;
     if (first == end || *first != '{') return nullptr;
     const std::string_view indent(p, static_cast<size_t>(first - p));
     for (const char* q = p + (end - p) / 2; q + 1 + indent.size() < end; ++q) {
       q = static_cast<const char*>(std::memchr(q, ',', static_cast<size_t>(end - q)));
       if (!q) return nullptr;
       const char* before = q;
-      while (before > p && isSpace(before[-1])) --before;
+      while (before > p && isJsonSpace(before[-1])) --before;
       if (before == p || before[-1] != '}') continue;
       if (std::string_view(q + 1, indent.size()) != indent) continue;
       const char* brace = q + 1 + indent.size();
