@@ -25,16 +25,48 @@ uint64_t mix(uint64_t h, uint64_t v) {
   return h;
 }
 
+// Dotted-quad IPv4 in its one strict form (four decimal groups of 1-3 digits,
+// no leading zeros, each <= 255), which is what inet_pton(AF_INET) accepts, in
+// a tenth of its instructions: Kubernetes input carries 100,000s of these. It
+// only ever accepts; anything else goes to inet_pton, which decides.
+bool parseDottedQuad(std::string_view s, uint8_t* out) {
+  const char* p = s.data();
+  const char* const end = p + s.size();
+  auto digit = [&](unsigned& d) { return p != end && (d = static_cast<unsigned char>(*p) - unsigned('0')) <= 9; };
+  for (int group = 0; group < 4; ++group) {
+    if (group > 0 && (p == end || *p++ != '.')) return false;
+    unsigned v, d;
+    if (!digit(v)) return false;
+    ++p;
+    if (digit(d)) {
+      if (v == 0) return false;  // a leading zero
+      v = v * 10 + d;
+      ++p;
+      if (digit(d)) {
+        v = v * 10 + d;
+        ++p;
+        if (v > 255) return false;
+      }
+    }
+    out[group] = static_cast<uint8_t>(v);
+  }
+  return p == end;
+}
+
 }  // namespace
 
 StatusOr<Address> Address::parse(std::string_view text) {
+  Address a;
+  if (parseDottedQuad(text, a.bytes.data())) {
+    a.family = Family::kV4;
+    return a;
+  }
   char buf[INET6_ADDRSTRLEN + 1];
   if (text.empty() || text.size() >= sizeof(buf)) {
     return Status::invalid("invalid IP address \"" + std::string(text) + "\"");
   }
   std::memcpy(buf, text.data(), text.size());
   buf[text.size()] = '\0';
-  Address a;
   if (inet_pton(AF_INET, buf, a.bytes.data()) == 1) {
     a.family = Family::kV4;
     return a;

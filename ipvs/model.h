@@ -5,8 +5,10 @@
 // means equal and a converged table plans to nothing.
 
 #include <array>
+#include <bit>
 #include <compare>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <optional>
@@ -32,8 +34,27 @@ struct Address {
   size_t size() const { return family == Family::kV4 ? 4 : 16; }
   bool isV4() const { return family == Family::kV4; }
   bool isUnspecified() const;          // 0.0.0.0 / ::
-  auto operator<=>(const Address&) const = default;
-  bool operator==(const Address&) const = default;
+  // Family, then the bytes in order (what the defaulted operators did), as two
+  // 64-bit loads instead of a memcmp call: every map of services and dests
+  // compares addresses, and a call per compare showed in profiles.
+  std::strong_ordering operator<=>(const Address& o) const {
+    if (auto c = family <=> o.family; c != 0) return c;
+    if (auto c = half(0) <=> o.half(0); c != 0) return c;
+    return half(1) <=> o.half(1);
+  }
+  bool operator==(const Address& o) const {
+    return family == o.family && rawHalf(0) == o.rawHalf(0) && rawHalf(1) == o.rawHalf(1);
+  }
+
+ private:
+  uint64_t rawHalf(int i) const {
+    uint64_t v;
+    std::memcpy(&v, bytes.data() + 8 * i, 8);
+    return v;
+  }
+  uint64_t half(int i) const {  // as a big-endian number, so that it orders like the bytes
+    return std::endian::native == std::endian::little ? __builtin_bswap64(rawHalf(i)) : rawHalf(i);
+  }
 };
 
 enum class Protocol : uint16_t { kTcp = 6, kUdp = 17, kSctp = 132 };

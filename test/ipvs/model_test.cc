@@ -1,3 +1,9 @@
+#include <arpa/inet.h>
+
+#include <cstring>
+#include <random>
+#include <string>
+
 #include <doctest/doctest.h>
 
 #include "ipvs/client.h"
@@ -28,6 +34,60 @@ TEST_CASE("Address parses and prints both families") {
   }
   CHECK(A("10.0.0.1") < A("10.0.0.2"));
   CHECK(A("10.0.0.1") != A("fd00::1"));
+}
+
+// Address orders by family, then its bytes in order, and is equal only when all agree.
+TEST_CASE("Address compares like its family and bytes, in order") {
+  std::mt19937 rng(11);
+  auto random = [&] {
+    Address a;
+    a.family = rng() % 2 ? Family::kV4 : Family::kV6;
+    for (auto& b : a.bytes) b = static_cast<uint8_t>(rng() % 3 == 0 ? rng() : rng() % 2);  // many ties
+    return a;
+  };
+  for (int i = 0; i < 20000; ++i) {
+    const Address a = random(), b = random();
+    auto want = a.family != b.family ? a.family <=> b.family : a.bytes <=> b.bytes;
+    CHECK((a <=> b) == want);
+    CHECK((a == b) == (want == 0));
+    CHECK((a <=> a) == std::strong_ordering::equal);
+  }
+}
+
+// parse() reads dotted quads itself; it must agree with inet_pton on every input.
+TEST_CASE("Address::parse agrees with inet_pton on IPv4-like text") {
+  std::mt19937 rng(7);
+  const std::string alphabet = "0123456789....:x ";
+  auto agree = [](const std::string& s) {
+    in_addr want{};
+    const bool ok = inet_pton(AF_INET, s.c_str(), &want) == 1;
+    auto got = Address::parse(s);
+    if (ok) {
+      REQUIRE_MESSAGE(got.isOk(), s);
+      CHECK_MESSAGE(got->family == Family::kV4, s);
+      CHECK_MESSAGE(std::memcmp(got->bytes.data(), &want, 4) == 0, s);
+    } else if (got.isOk()) {
+      CHECK_MESSAGE(got->family == Family::kV6, s);  // only inet_pton(AF_INET6) may accept it
+    }
+  };
+  for (const char* s : {"0.0.0.0", "255.255.255.255", "256.1.1.1", "01.2.3.4", "1.2.3.04", "1.2.3.0", "1..2.3",
+                        "1.2.3.4.", ".1.2.3.4", "1.2.3", "1.2.3.4.5", "1234.1.1.1", "1.2.3.400", "99.99.99.99", "1.2.3.4 "}) {
+    agree(s);
+  }
+  for (int i = 0; i < 20000; ++i) {
+    std::string s;
+    const int len = 1 + int(rng() % 17);
+    for (int j = 0; j < len; ++j) s += alphabet[rng() % alphabet.size()];
+    agree(s);
+    // And near-valid quads: four random groups of 0-4 digits.
+    std::string q;
+    for (int g = 0; g < 4; ++g) {
+      if (g) q += '.';
+      const int digits = int(rng() % 5);
+      for (int d = 0; d < digits; ++d) q += char('0' + rng() % (d == 0 ? 3 : 10));
+    }
+    agree(q);
+  }
 }
 
 TEST_CASE("ServiceKey and DestKey print like ipvsadm") {
