@@ -30,6 +30,7 @@ enum class ItemBuilder::Ctx : uint8_t {
   kNameList,        // hints.forZones / forNodes: array of kNameObj
   kNameObj,
   kStrList,         // array of strings (strList_)
+  kAddrList,        // an endpoint's addresses
 };
 
 // Fields, across all objects (a field's bit in Frame::seen).
@@ -176,7 +177,7 @@ F lookup(Ctx ctx, ItemBuilder::Outcome kind, std::string_view k) {
 
 bool isArrayCtx(Ctx c) {
   return c == Ctx::kSvcPorts || c == Ctx::kIngressList || c == Ctx::kSlicePorts || c == Ctx::kEndpoints ||
-         c == Ctx::kNameList || c == Ctx::kStrList;
+         c == Ctx::kNameList || c == Ctx::kStrList || c == Ctx::kAddrList;
 }
 
 }  // namespace
@@ -326,6 +327,10 @@ bool ItemBuilder::String(const char* s, rapidjson::SizeType n, bool) {
   std::string_view v(s, n);
   if (f.ctx == Ctx::kStrList) {
     strList_->emplace_back(v);
+    return true;
+  }
+  if (f.ctx == Ctx::kAddrList) {
+    endpoints_.back().addresses.push_back(v);
     return true;
   }
   if (isArrayCtx(f.ctx)) return giveUp();  // elements must be objects
@@ -481,7 +486,7 @@ bool ItemBuilder::open(bool isObject) {
         child = Ctx::kNameObj;
         break;
       default:
-        break;  // kStrList: strings only
+        break;  // kStrList, kAddrList: strings only
     }
   } else {
     if (f.field == F::kUnknown) {
@@ -526,7 +531,7 @@ bool ItemBuilder::open(bool isObject) {
         if (f.field == F::kIngress) list(Ctx::kIngressList);
         break;
       case Ctx::kEndpoint:
-        if (f.field == F::kAddresses) strings(endpoints_.back().addresses);
+        if (f.field == F::kAddresses) list(Ctx::kAddrList);
         if (f.field == F::kConditions) child = Ctx::kConditions;
         if (f.field == F::kHints) child = Ctx::kHints;
         break;

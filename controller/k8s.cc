@@ -203,7 +203,8 @@ class Reader {
     out = v->GetBool();
   }
 
-  void stringList(const Value& obj, std::string_view name, std::vector<std::string>& out, const Path& p) {
+  template <class List>  // std::vector<std::string> or StringList
+  void stringList(const Value& obj, std::string_view name, List& out, const Path& p) {
     const Value* arr = array(obj, name, p);
     if (!arr) return;
     Path ap = p.member(name);
@@ -211,7 +212,7 @@ class Reader {
     for (rapidjson::SizeType i = 0; i < arr->Size(); ++i) {
       const Value& e = (*arr)[i];
       if (!e.IsString()) return wrongType(ap.element(i), "a string", e);
-      out.emplace_back(e.GetString(), e.GetStringLength());
+      out.push_back(std::string(e.GetString(), e.GetStringLength()));
     }
   }
 

@@ -91,7 +91,7 @@ TEST_CASE("parse: a kubectl List keeps Services and EndpointSlices, ignores othe
   CHECK(es->ports[2].protocol == "UDP");
   REQUIRE(es->endpoints.size() == 3);
   const Endpoint& e0 = es->endpoints[0];
-  CHECK(e0.addresses == std::vector<std::string>{"10.244.1.5"});
+  CHECK(e0.addresses == StringList{"10.244.1.5"});
   CHECK(e0.conditions.ready == true);
   CHECK(e0.conditions.serving == true);
   CHECK(e0.conditions.terminating == false);
@@ -149,6 +149,31 @@ TEST_CASE("parse: ServiceList and EndpointSliceList items may omit kind") {
   REQUIRE(idle);
   CHECK(idle->ports.empty());
   CHECK(idle->endpoints.empty());
+}
+
+// An endpoint's addresses keep their first element inline (StringList): every
+// reader must still keep them all, in order.
+TEST_CASE("parse: an endpoint with several addresses keeps them all, in order") {
+  const std::string slice =
+      R"({"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1","metadata":{"name":"m-1","namespace":"ns",)"
+      R"("labels":{"kubernetes.io/service-name":"m"}},"addressType":"IPv4","endpoints":[)"
+      R"({"addresses":["10.1.0.1","10.1.0.2","10.1.0.3"]},{"addresses":[]},{"addresses":["10.1.0.9"]}]})";
+  for (const std::string& text : {"{\"kind\":\"List\",\"items\":[" + slice + "]}", slice}) {
+    CAPTURE(text);
+    StatusOr<Cluster> c = parseJson(text, "t.json");
+    REQUIRE(c.isOk());
+    REQUIRE(c->slices.size() == 1);
+    const auto& eps = c->slices[0].endpoints;
+    REQUIRE(eps.size() == 3);
+    CHECK(eps[0].addresses == StringList{"10.1.0.1", "10.1.0.2", "10.1.0.3"});
+    CHECK(eps[0].addresses.size() == 3);
+    CHECK(eps[0].addresses[2] == "10.1.0.3");
+    std::vector<std::string> seen(eps[0].addresses.begin(), eps[0].addresses.end());
+    CHECK(seen == std::vector<std::string>{"10.1.0.1", "10.1.0.2", "10.1.0.3"});
+    CHECK(eps[1].addresses.empty());
+    CHECK(eps[2].addresses == StringList{"10.1.0.9"});
+    CHECK_FALSE(eps[2].addresses == StringList{"10.1.0.9", "10.1.0.1"});
+  }
 }
 
 TEST_CASE("parse: a single object") {

@@ -80,7 +80,7 @@ endpoints:
   CHECK(es.endpoints[0].conditions.terminating == std::optional<bool>(false));
   CHECK(es.endpoints[1].conditions.ready == std::optional<bool>(false));
   CHECK_FALSE(es.endpoints[1].conditions.serving.has_value());
-  CHECK(es.endpoints[1].addresses == std::vector<std::string>{"10.1.0.2"});
+  CHECK(es.endpoints[1].addresses == StringList{"10.1.0.2"});
 }
 
 TEST_CASE("yaml: quoted, tagged and odd scalars keep the JSON parser's rules and name the document") {
