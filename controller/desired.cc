@@ -496,9 +496,11 @@ class Builder {
     std::vector<const Service*> order;
     order.reserve(cluster_.services.size());
     for (const Service& s : cluster_.services) order.push_back(&s);
-    std::sort(order.begin(), order.end(), [](const Service* a, const Service* b) {
+    auto byName = [](const Service* a, const Service* b) {
       return std::tie(a->meta.ns, a->meta.name) < std::tie(b->meta.ns, b->meta.name);
-    });
+    };
+    // kubectl lists objects sorted by namespace and name: one pass says so.
+    if (!std::is_sorted(order.begin(), order.end(), byName)) std::sort(order.begin(), order.end(), byName);
     // Services are independent until resolve(): two threads take one half
     // each, and their claims are joined in order (seq renumbered), so the
     // result is the one-thread one.
