@@ -146,18 +146,30 @@ std::string readString(Bytes b) {
   return std::string(p, n);
 }
 
+namespace {
+
+Status truncatedAttr(size_t left) {
+  return Status::error(Code::kParse, "truncated attribute header: " + std::to_string(left) + " bytes left");
+}
+
+Status malformedAttr(uint16_t type, uint16_t len, size_t left) {
+  return Status::error(Code::kParse, "malformed attribute type " + std::to_string(type & NLA_TYPE_MASK) +
+                                         ": length " + std::to_string(len) + " with " + std::to_string(left) +
+                                         " bytes left");
+}
+
+}  // namespace
+
 std::optional<Attr> AttrIter::next() {
   if (rest_.empty() || !error_.isOk()) return std::nullopt;
   if (rest_.size() < sizeof(nlattr)) {
-    error_ = Status::error(Code::kParse, "truncated attribute header: " + std::to_string(rest_.size()) + " bytes left");
+    error_ = truncatedAttr(rest_.size());
     return std::nullopt;
   }
   uint16_t len = load<uint16_t>(rest_.data());
   uint16_t type = load<uint16_t>(rest_.data() + 2);
   if (len < sizeof(nlattr) || len > rest_.size()) {
-    error_ = Status::error(Code::kParse, "malformed attribute type " + std::to_string(type & NLA_TYPE_MASK) +
-                                             ": length " + std::to_string(len) + " with " +
-                                             std::to_string(rest_.size()) + " bytes left");
+    error_ = malformedAttr(type, len, rest_.size());
     return std::nullopt;
   }
   Attr a{static_cast<uint16_t>(type & NLA_TYPE_MASK), rest_.subspan(sizeof(nlattr), len - sizeof(nlattr))};
@@ -166,13 +178,25 @@ std::optional<Attr> AttrIter::next() {
   return a;
 }
 
+// AttrIter's walk without its per-attribute optional and Status: the table
+// read decodes about 20 attributes for each of 100,000s of real servers, and
+// this loop was a tenth of the reading thread's time in the VM.
 Status parseAttrs(Bytes run, std::span<std::optional<Bytes>> table) {
   for (auto& t : table) t.reset();
-  AttrIter it(run);
-  while (auto a = it.next()) {
-    if (a->type < table.size()) table[a->type] = a->data;
+  const uint8_t* p = run.data();
+  size_t left = run.size();
+  while (left != 0) {
+    if (left < sizeof(nlattr)) return truncatedAttr(left);
+    const uint16_t len = load<uint16_t>(p);
+    const uint16_t type = load<uint16_t>(p + 2);
+    if (len < sizeof(nlattr) || len > left) return malformedAttr(type, len, left);
+    const uint16_t t = type & NLA_TYPE_MASK;
+    if (t < table.size()) table[t] = Bytes(p + sizeof(nlattr), len - sizeof(nlattr));
+    const size_t step = std::min(align4(len), left);  // the last attribute may lack its padding
+    p += step;
+    left -= step;
   }
-  return it.error();
+  return Status::ok();
 }
 
 std::optional<Message> MessageIter::next() {

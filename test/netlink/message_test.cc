@@ -1,3 +1,6 @@
+#include <random>
+#include <vector>
+
 #include <doctest/doctest.h>
 #include <linux/genetlink.h>
 #include <linux/netlink.h>
@@ -153,6 +156,43 @@ TEST_CASE("parseAttrs keeps the last of each type and ignores unknown types") {
   CHECK(readScalar<uint16_t>(*t[1]) == 11);
   CHECK_FALSE(t[2]);
   CHECK_FALSE(readScalar<uint32_t>(*t[1]).has_value());  // wrong length -> nullopt
+}
+
+// parseAttrs walks the run itself: it must give what AttrIter's walk gives
+// (the last attribute of each type, the same error), on any bytes.
+TEST_CASE("parseAttrs agrees with AttrIter on random runs") {
+  std::mt19937 rng(5);
+  for (int i = 0; i < 20000; ++i) {
+    std::vector<uint8_t> b;
+    const int attrs = int(rng() % 6);
+    for (int a = 0; a < attrs; ++a) {
+      const uint16_t payload = uint16_t(rng() % 9);
+      uint16_t len = uint16_t(4 + payload);
+      if (rng() % 8 == 0) len = uint16_t(rng() % 24);  // sometimes a wrong length
+      const uint16_t type = uint16_t((rng() % 6) | (rng() % 4 == 0 ? 0x8000 : 0));
+      b.push_back(uint8_t(len & 0xff));
+      b.push_back(uint8_t(len >> 8));
+      b.push_back(uint8_t(type & 0xff));
+      b.push_back(uint8_t(type >> 8));
+      for (int k = 0; k < payload; ++k) b.push_back(uint8_t(rng()));
+      while (b.size() % 4 && rng() % 4) b.push_back(0);  // padding, sometimes missing
+    }
+    if (rng() % 5 == 0 && !b.empty()) b.resize(rng() % b.size());  // cut anywhere
+    CAPTURE(i);
+    std::optional<Bytes> want[4], got[4];
+    AttrIter it{Bytes(b)};
+    while (auto a = it.next()) {
+      if (a->type < 4) want[a->type] = a->data;
+    }
+    Status st = parseAttrs(Bytes(b), got);
+    CHECK(st.code() == it.error().code());
+    CHECK(st.message() == it.error().message());
+    if (!st.isOk()) continue;  // the table's content is unspecified on error
+    for (int t = 0; t < 4; ++t) {
+      REQUIRE(got[t].has_value() == want[t].has_value());
+      if (got[t]) CHECK((got[t]->data() == want[t]->data() && got[t]->size() == want[t]->size()));
+    }
+  }
 }
 
 TEST_CASE("MessageIter splits a datagram and rejects bad lengths") {
