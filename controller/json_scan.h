@@ -14,8 +14,9 @@
 //
 // An integer of 20 digits or more, a double out of range and every syntax
 // error come back as kBail: the caller reads the item again, from the
-// pristine input, with rapidjson (which owns the error messages). test/controller/json_scan_test.cc holds the two to the
-// same events and bytes.
+// pristine input, with rapidjson (which owns the error messages).
+// test/controller/json_scan_test.cc holds the two to the same events and
+// bytes.
 
 #include <charconv>
 #include <cstdint>

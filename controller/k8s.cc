@@ -582,15 +582,7 @@ constexpr size_t kPadding = 16;
 // is freed, the desired state's allocations reuse its pages instead of
 // faulting in and zeroing fresh ones (kipvs's main() lets malloc serve blocks
 // of up to 32 MB from the heap, controller/heap.h).
-class PageBuffer {
- public:
-  PageBuffer() = default;
-  explicit PageBuffer(size_t n) : data_(new char[n]) {}
-  char* data() const { return data_.get(); }
-
- private:
-  std::unique_ptr<char[]> data_;
-};
+std::unique_ptr<char[]> byteBuffer(size_t n) { return std::make_unique_for_overwrite<char[]>(n); }
 
 // The input, NUL-terminated: rapidjson's NUL-terminated reader is about three
 // times faster than its (pointer, length) one. Read, not mmapped: a mapped
@@ -609,10 +601,10 @@ class Input {
 
   static Input copyOf(std::string_view text) {
     Input in;
-    in.heap_ = PageBuffer(text.size() + 1 + kPadding);
-    if (!text.empty()) std::memcpy(in.heap_.data(), text.data(), text.size());
-    std::memset(in.heap_.data() + text.size(), 0, 1 + kPadding);
-    in.data_ = in.heap_.data();
+    in.heap_ = byteBuffer(text.size() + 1 + kPadding);
+    if (!text.empty()) std::memcpy(in.heap_.get(), text.data(), text.size());
+    std::memset(in.heap_.get() + text.size(), 0, 1 + kPadding);
+    in.data_ = in.heap_.get();
     in.size_ = text.size();
     return in;
   }
@@ -631,7 +623,7 @@ class Input {
 
   const char* data() const { return data_; }
   // The buffer itself, for parsing in place (always owned: copyOf or read).
-  char* mutableData() { return heap_.data(); }
+  char* mutableData() { return heap_.get(); }
   size_t size() const { return size_; }
   std::string_view view() const { return {data_, size_}; }
 
@@ -640,15 +632,15 @@ class Input {
   // EOF is seen without growing), else growing by doubling; kPadding more.
   Status readAll(int fd, const std::string& path, size_t sizeHint) {
     size_t capacity = sizeHint ? sizeHint + 2 : size_t{1} << 16, size = 0;
-    heap_ = PageBuffer(capacity + kPadding);
+    heap_ = byteBuffer(capacity + kPadding);
     for (;;) {
       if (capacity - size < 2) {
-        PageBuffer bigger(capacity * 2 + kPadding);
-        std::memcpy(bigger.data(), heap_.data(), size);
+        auto bigger = byteBuffer(capacity * 2 + kPadding);
+        std::memcpy(bigger.get(), heap_.get(), size);
         heap_ = std::move(bigger);
         capacity *= 2;
       }
-      ssize_t n = ::read(fd, heap_.data() + size, capacity - size - 1);
+      ssize_t n = ::read(fd, heap_.get() + size, capacity - size - 1);
       if (n < 0) {
         if (errno == EINTR) continue;
         return Status::error(Code::kIo, "cannot read " + path, errno);
@@ -656,13 +648,13 @@ class Input {
       if (n == 0) break;
       size += static_cast<size_t>(n);
     }
-    std::memset(heap_.data() + size, 0, 1 + kPadding);
-    data_ = heap_.data();
+    std::memset(heap_.get() + size, 0, 1 + kPadding);
+    data_ = heap_.get();
     size_ = size;
     return Status::ok();
   }
 
-  PageBuffer heap_;
+  std::unique_ptr<char[]> heap_;
   const char* data_ = "";
   size_t size_ = 0;
 };
@@ -1067,18 +1059,18 @@ class ListStreamer {
   Progress itemsInTwo(char*& p, const char* split, bool kindKnown, std::string_view itemKind, Collector& out,
                       const Record& record) {
     const size_t tailBytes = static_cast<size_t>(base_ + in_.size() - split);
-    PageBuffer tail(tailBytes + 1 + kPadding);
-    std::memcpy(tail.data(), split, tailBytes + 1 + kPadding);  // with the NUL and padding
+    auto tail = byteBuffer(tailBytes + 1 + kPadding);
+    std::memcpy(tail.get(), split, tailBytes + 1 + kPadding);  // with the NUL and padding
     Cluster tailCluster;
     ItemRun tailRun;
-    char* tailEnd = tail.data();
+    char* tailEnd = tail.get();
     std::atomic<bool> cancel{false};
     std::thread worker = startHelper([&] {
       if (options_.helperDelay.count() > 0) std::this_thread::sleep_for(options_.helperDelay);
       ValueParser vp;
       Collector tailOut(tailCluster);
       tailOut.reserveFor(tailBytes);
-      Source src{tail.data(), static_cast<size_t>(split - base_), &pristine_};
+      Source src{tail.get(), static_cast<size_t>(split - base_), &pristine_};
       tailRun = parseItems(vp, tailEnd, nullptr, kindKnown, itemKind, options_.fastItems, src, tailOut, &cancel);
     });
     if (!worker.joinable()) return {};  // no thread: parse alone
@@ -1110,7 +1102,7 @@ class ListStreamer {
       options_.stats->itemsByDom += static_cast<int>(tailRun.byDom);
     }
     // Where the second thread stopped, in this buffer (it only altered its copy).
-    p = q + (tailEnd - tail.data());
+    p = q + (tailEnd - tail.get());
     if (tailRun.end == ItemRun::End::kClose) return {true};
     return {std::nullopt, head.count + tailRun.count};
   }

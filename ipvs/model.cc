@@ -26,9 +26,11 @@ uint64_t mix(uint64_t h, uint64_t v) {
 }
 
 // Dotted-quad IPv4 in its one strict form (four decimal groups of 1-3 digits,
-// no leading zeros, each <= 255), which is what inet_pton(AF_INET) accepts, in
-// a tenth of its instructions: Kubernetes input carries 100,000s of these. It
-// only ever accepts; anything else goes to inet_pton, which decides.
+// no leading zeros, each <= 255), which is what inet_pton(AF_INET) accepts,
+// without the copy to a NUL-terminated buffer and in about two thirds of
+// inet_pton's instructions (callgrind: ~170 against ~250 per address).
+// Kubernetes input carries 100,000s of these. It only ever accepts; anything
+// else goes to inet_pton, which decides.
 bool parseDottedQuad(std::string_view s, uint8_t* out) {
   const char* p = s.data();
   const char* const end = p + s.size();
