@@ -3,6 +3,7 @@
 // one JSON line per phase with timings (ms), counts and syscalls.
 //
 // Usage: kipvs_program [--services N] [--dests M] [--batch OPS] [--chunk OPS] [--unshare] [--flush] [--no-dump]
+//                      [--dump-readers R]
 
 #include <chrono>
 #include <cstdio>
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
   if (kipvs::bench::hasFlag(argc, argv, "--unshare") && !kipvs::bench::enterFreshNetns()) return 1;
   NetlinkIpvsClient::Options options;
   if (batch > 0) options.maxBatchOps = static_cast<size_t>(batch);
+  options.dumpReaders = static_cast<size_t>(flagValue(argc, argv, "--dump-readers", 1));
   auto client = NetlinkIpvsClient::create(options);
   if (!client) {
     std::fprintf(stderr, "%s\n", client.status().toString().c_str());

@@ -132,10 +132,16 @@ int usageError(const std::string& msg) {
 
 // readStats: decode traffic counters in dumps; only `dump --output json`
 // shows them (connection counts are read either way).
-StatusOr<std::unique_ptr<ipvs::NetlinkIpvsClient>> openKernel(bool readStats = true, bool decodeThread = true) {
+// decodeThread: a full read decodes beside the reading thread. parallelRead:
+// a full read spreads its dests dumps over two sockets and threads instead
+// (kipvs dump: a tenth faster at 10,000 Services in the VM; not for reconcile,
+// whose read runs beside the parse, which needs the CPU).
+StatusOr<std::unique_ptr<ipvs::NetlinkIpvsClient>> openKernel(bool readStats = true, bool decodeThread = true,
+                                                              bool parallelRead = false) {
   ipvs::NetlinkIpvsClient::Options options;
   options.readStats = readStats;
   if (!decodeThread) options.decodeThreadMinServices = SIZE_MAX;
+  if (parallelRead && std::thread::hardware_concurrency() >= 2) options.dumpReaders = 2;
   auto c = ipvs::NetlinkIpvsClient::create(options);
   if (!c.isOk()) return c.status().withContext("cannot reach the kernel's IPVS");
   return c;
@@ -171,7 +177,7 @@ int cmdDump(Args& a) {
   if (output != "text" && output != "json" && output != "ipvsadm") {
     return usageError("dump: --output must be text, json or ipvsadm");
   }
-  auto c = openKernel(output == "json");
+  auto c = openKernel(output == "json", /*decodeThread=*/true, /*parallelRead=*/true);
   if (!c.isOk()) {
     std::cerr << "kipvs: " << c.status().toString() << "\n";
     return 2;

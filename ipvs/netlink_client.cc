@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
@@ -67,15 +68,17 @@ size_t NetlinkIpvsClient::batchOps() const {
 
 netlink::IoCounters NetlinkIpvsClient::ioCounters() const {
   netlink::IoCounters sum = socket_->counters();
-  if (readSocket_) {
-    const auto& r = readSocket_->counters();
+  auto add = [&](const netlink::GenlSocket& s) {
+    const auto& r = s.counters();
     sum.sends += r.sends;
     sum.receives += r.receives;
     sum.polls += r.polls;
     sum.datagrams += r.datagrams;
     sum.messagesSent += r.messagesSent;
     sum.reopens += r.reopens;
-  }
+  };
+  if (readSocket_) add(*readSocket_);
+  for (const auto& s : extraReadSockets_) add(*s);
   return sum;
 }
 
@@ -97,24 +100,24 @@ StatusOr<netlink::GenlSocket*> NetlinkIpvsClient::readSocket() {
   return readSocket_.get();
 }
 
-Status NetlinkIpvsClient::request(netlink::GenlSocket& sock, uint8_t cmd,
+Status NetlinkIpvsClient::request(netlink::GenlSocket& sock, MessageWriter& writer, uint8_t cmd,
                                   const std::function<Status(MessageWriter&)>& fill, const ReplyFn& onReply) {
   const bool isDump = cmd == IPVS_CMD_GET_SERVICE || cmd == IPVS_CMD_GET_DEST;
-  writer_.clear();
+  writer.clear();
   const uint32_t seq = sock.seqBase();
   // Dumps end with NLMSG_DONE; everything else with its ack.
-  writer_.beginGenl(sock.familyId(), NLM_F_REQUEST | (isDump ? NLM_F_DUMP : NLM_F_ACK), seq, cmd,
-                    codec::kGenlVersion);
+  writer.beginGenl(sock.familyId(), NLM_F_REQUEST | (isDump ? NLM_F_DUMP : NLM_F_ACK), seq, cmd,
+                   codec::kGenlVersion);
   if (fill) {
-    Status s = fill(writer_);
+    Status s = fill(writer);
     if (!s.isOk()) {
-      writer_.clear();
+      writer.clear();
       return s;
     }
   }
-  writer_.endMessage();
+  writer.endMessage();
   sock.advanceSeq(1);
-  KIPVS_RETURN_IF_ERROR(sock.send(writer_.bytes()));
+  KIPVS_RETURN_IF_ERROR(sock.send(writer.bytes()));
 
   Status result;
   bool interrupted = false;
@@ -152,8 +155,13 @@ Status NetlinkIpvsClient::request(netlink::GenlSocket& sock, uint8_t cmd,
 Status NetlinkIpvsClient::dumpDests(const ServiceKey& key, const std::function<Status(netlink::Bytes)>& onDest) {
   auto sock = readSocket();
   if (!sock) return sock.status();
+  return dumpDests(**sock, writer_, key, onDest);
+}
+
+Status NetlinkIpvsClient::dumpDests(netlink::GenlSocket& sock, MessageWriter& writer, const ServiceKey& key,
+                                    const std::function<Status(netlink::Bytes)>& onDest) {
   Status s = request(
-      **sock, IPVS_CMD_GET_DEST, [&](MessageWriter& w) { return codec::putServiceKey(w, key); },
+      sock, writer, IPVS_CMD_GET_DEST, [&](MessageWriter& w) { return codec::putServiceKey(w, key); },
       [&](const GenlView& g) { return g.cmd == IPVS_CMD_NEW_DEST ? onDest(g.attrs) : Status::ok(); });
   if (!s.isOk()) return s.withContext("dumping the destinations of " + key.toString());
   return s;
@@ -296,6 +304,11 @@ StatusOr<Table> NetlinkIpvsClient::dumpTable() {
   // costs one sendmsg and, thanks to recvmmsg, usually one receive.
   // A large table's dests are decoded beside the reads (here, when no
   // thread can be had).
+  if (options_.dumpReaders > 1 && table.services.size() >= options_.parallelDumpMinServices) {
+    KIPVS_RETURN_IF_ERROR(dumpDestsParallel(table));
+    normalize(table);
+    return table;
+  }
   std::optional<DestDecoder> decoder;
   if (table.services.size() >= options_.decodeThreadMinServices) {
     try {
@@ -319,6 +332,69 @@ StatusOr<Table> NetlinkIpvsClient::dumpTable() {
   if (decoder) KIPVS_RETURN_IF_ERROR(decoder->finish());
   normalize(table);
   return table;
+}
+
+Status NetlinkIpvsClient::dumpDestsParallel(Table& table) {
+  auto first = readSocket();
+  if (!first) return first.status();
+  // Every reader's socket and writer; a reader that cannot be had (no socket,
+  // no thread) just leaves more work to the others.
+  struct Reader {
+    netlink::GenlSocket* sock;
+    MessageWriter ownWriter;
+    MessageWriter* writer;
+    Status error;
+  };
+  std::vector<Reader> readers;
+  readers.reserve(options_.dumpReaders);
+  readers.push_back({*first, {}, &writer_, {}});
+  for (size_t i = 0; i + 1 < options_.dumpReaders; ++i) {
+    if (i == extraReadSockets_.size()) {
+      auto s = netlink::GenlSocket::open(codec::kGenlName, readSocketOptions(options_.socket));
+      if (!s) break;
+      extraReadSockets_.push_back(std::move(*s));
+    }
+    readers.push_back({extraReadSockets_[i].get(), {}, nullptr, {}});
+    readers.back().writer = &readers.back().ownWriter;
+  }
+
+  std::vector<std::pair<const ServiceKey*, ServiceState*>> work;
+  work.reserve(table.services.size());
+  for (auto& [key, state] : table.services) work.emplace_back(&key, &state);
+  // Readers take small runs of services in turn, so that one slowed down
+  // (its CPU taken by something else) holds up nothing.
+  constexpr size_t kRun = 32;
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  auto read = [&](Reader& r) {
+    for (;;) {
+      const size_t begin = next.fetch_add(kRun, std::memory_order_relaxed);
+      if (begin >= work.size() || failed.load(std::memory_order_relaxed)) return;
+      for (size_t i = begin; i < std::min(begin + kRun, work.size()); ++i) {
+        const ServiceKey& key = *work[i].first;
+        ServiceState& state = *work[i].second;
+        Status s = dumpDests(*r.sock, *r.writer, key,
+                             [&](netlink::Bytes attrs) { return decodeDestInto(attrs, key.family, stats(), state); });
+        if (!s.isOk()) {
+          r.error = s;
+          failed = true;
+          return;
+        }
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (size_t i = 1; i < readers.size(); ++i) {
+    try {
+      threads.emplace_back([&read, &r = readers[i]] { read(r); });
+    } catch (const std::system_error&) {
+      break;
+    }
+  }
+  read(readers[0]);
+  for (auto& t : threads) t.join();
+  for (const Reader& r : readers) KIPVS_RETURN_IF_ERROR(r.error);
+  return Status::ok();
 }
 
 StatusOr<std::optional<ServiceState>> NetlinkIpvsClient::dumpService(const ServiceKey& key) {

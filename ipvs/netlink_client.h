@@ -41,6 +41,14 @@ class NetlinkIpvsClient : public IpvsClient {
     // From this many services on, a full read decodes the dests on a second
     // thread while the first keeps reading (tests vary it).
     size_t decodeThreadMinServices = 256;
+    // Sockets a full read spreads its dests dumps over, each read and decoded
+    // by its own thread (from parallelDumpMinServices services on). A socket
+    // runs one dump at a time, but the kernel serves dumps of different
+    // sockets side by side: only filling the replies holds the IPVS mutex,
+    // not allocating, zeroing and copying them. 1: one reader (with the
+    // decode thread above).
+    size_t dumpReaders = 1;
+    size_t parallelDumpMinServices = 256;
   };
 
   // Opens the socket and resolves the "IPVS" family: Code::kUnsupported when
@@ -62,7 +70,7 @@ class NetlinkIpvsClient : public IpvsClient {
   // that bench/dump_floor reads the way the client does.
   static netlink::SocketOptions readSocketOptions(netlink::SocketOptions base);
 
-  // Syscall counters of both sockets, summed.
+  // Syscall counters of all sockets, summed.
   netlink::IoCounters ioCounters() const;
   // Ops per sendmsg actually used (after the buffer-size caps).
   size_t batchOps() const;
@@ -73,10 +81,19 @@ class NetlinkIpvsClient : public IpvsClient {
   // Sends one request built by `fill` with NLM_F_ACK and reads until its ack;
   // replies before the ack go to `onReply` (may be empty).
   using ReplyFn = std::function<Status(const netlink::GenlView&)>;
-  Status request(netlink::GenlSocket& sock, uint8_t cmd, const std::function<Status(netlink::MessageWriter&)>& fill, const ReplyFn& onReply);
+  Status request(netlink::GenlSocket& sock, uint8_t cmd, const std::function<Status(netlink::MessageWriter&)>& fill,
+                 const ReplyFn& onReply) {
+    return request(sock, writer_, cmd, fill, onReply);
+  }
+  Status request(netlink::GenlSocket& sock, netlink::MessageWriter& writer, uint8_t cmd,
+                 const std::function<Status(netlink::MessageWriter&)>& fill, const ReplyFn& onReply);
   // Runs the dests dump of `key` on the read socket, handing each dest's
   // attributes to onDest.
   Status dumpDests(const ServiceKey& key, const std::function<Status(netlink::Bytes)>& onDest);
+  Status dumpDests(netlink::GenlSocket& sock, netlink::MessageWriter& writer, const ServiceKey& key,
+                   const std::function<Status(netlink::Bytes)>& onDest);
+  // The dests of every service in `table`, over options_.dumpReaders sockets.
+  Status dumpDestsParallel(Table& table);
   // One batch: ops[begin, end) already encoded in writer_ with seqs from firstSeq.
   void runBatch(std::span<const Op> ops, const std::vector<size_t>& indexOf, uint32_t firstSeq,
                 std::vector<Status>& results);
@@ -96,6 +113,7 @@ class NetlinkIpvsClient : public IpvsClient {
   Options options_;
   std::unique_ptr<netlink::GenlSocket> socket_;
   std::unique_ptr<netlink::GenlSocket> readSocket_;
+  std::vector<std::unique_ptr<netlink::GenlSocket>> extraReadSockets_;  // dumpReaders beyond the first
   netlink::MessageWriter writer_;  // reused for every request and batch
   uint64_t writeCount_ = 0;
 };

@@ -241,7 +241,7 @@ TEST_CASE("kernel: a service whose dests span many page-sized dump datagrams rea
   CHECK(lineSet(shell("ipvsadm -Sn | grep -c -- '-a -t \\[fd00:96::1\\]:443'")) == std::set<std::string>{"1000"});
 }
 
-TEST_CASE("kernel: a full read decodes dests on a second thread with the same result") {
+TEST_CASE("kernel: a full read gives the same table inline, with a decode thread, and over several sockets") {
   NetlinkIpvsClient::Options threaded;
   threaded.decodeThreadMinServices = 0;
   auto c = freshClient(threaded);
@@ -249,6 +249,11 @@ TEST_CASE("kernel: a full read decodes dests on a second thread with the same re
   inline_.decodeThreadMinServices = SIZE_MAX;
   auto plain = NetlinkIpvsClient::create(inline_);
   REQUIRE(plain.isOk());
+  NetlinkIpvsClient::Options parallel;
+  parallel.dumpReaders = 3;
+  parallel.parallelDumpMinServices = 0;
+  auto spread = NetlinkIpvsClient::create(parallel);
+  REQUIRE(spread.isOk());
   std::vector<Op> ops;
   ServiceSpec rr4;
   rr4.netmask = 0xffffffffu;
@@ -261,28 +266,35 @@ TEST_CASE("kernel: a full read decodes dests on a second thread with the same re
     }
   }
   for (const Status& st : c->apply(ops)) REQUIRE_MESSAGE(st.isOk(), st.toString());
-  auto a = c->dumpTable();
   auto b = (*plain)->dumpTable();
-  REQUIRE_MESSAGE(a.isOk(), a.status().toString());
   REQUIRE_MESSAGE(b.isOk(), b.status().toString());
-  CHECK(a->services.size() == 600);
+  CHECK(b->services.size() == 600);
   size_t dests = 0;
-  for (const auto& [k, st] : a->services) dests += st.dests.size();
+  for (const auto& [k, st] : b->services) dests += st.dests.size();
   CHECK(dests == 1795);  // the sum of i % 7 over 0..599
-  REQUIRE(a->services.size() == b->services.size());
-  for (const auto& [k, st] : a->services) {
-    CAPTURE(k.toString());
-    auto it = b->services.find(k);
-    REQUIRE(it != b->services.end());
-    CHECK(st.spec == it->second.spec);
-    REQUIRE(st.dests.size() == it->second.dests.size());
-    for (const auto& [dk, ds] : st.dests) {
-      auto jt = it->second.dests.find(dk);
-      REQUIRE(jt != it->second.dests.end());
-      CHECK(ds.spec == jt->second.spec);
-      CHECK(ds.counters == jt->second.counters);
+
+  REQUIRE((*spread)->dumpTable().isOk());  // opens its sockets (each resolves the family: one send)
+  const auto spreadIo0 = (*spread)->ioCounters();
+  for (auto* other : {c.get(), spread->get()}) {
+    auto a = other->dumpTable();
+    REQUIRE_MESSAGE(a.isOk(), a.status().toString());
+    REQUIRE(a->services.size() == b->services.size());
+    for (const auto& [k, st] : a->services) {
+      CAPTURE(k.toString());
+      auto it = b->services.find(k);
+      REQUIRE(it != b->services.end());
+      CHECK(st.spec == it->second.spec);
+      REQUIRE(st.dests.size() == it->second.dests.size());
+      for (const auto& [dk, ds] : st.dests) {
+        auto jt = it->second.dests.find(dk);
+        REQUIRE(jt != it->second.dests.end());
+        CHECK(ds.spec == jt->second.spec);
+        CHECK(ds.counters == jt->second.counters);
+      }
     }
   }
+  // One dests dump per service, whichever socket sent it.
+  CHECK((*spread)->ioCounters().sends - spreadIo0.sends == 600 + 1);
 }
 
 TEST_CASE("kernel: a big batch where every op fails gets every error back") {
