@@ -132,15 +132,12 @@ int usageError(const std::string& msg) {
 
 // readStats: decode traffic counters in dumps; only `dump --output json`
 // shows them (connection counts are read either way).
-// decodeThread: a full read decodes beside the reading thread. parallelRead:
-// a full read spreads its dests dumps over two sockets and threads instead
-// (kipvs dump: a tenth faster at 10,000 Services in the VM; not for reconcile,
-// whose read runs beside the parse, which needs the CPU).
-StatusOr<std::unique_ptr<ipvs::NetlinkIpvsClient>> openKernel(bool readStats = true, bool decodeThread = true,
-                                                              bool parallelRead = false) {
+// parallelRead: a full read spreads its dests dumps over two sockets and
+// threads (kipvs dump: a tenth faster at 10,000 Services in the VM; not for
+// reconcile, whose read runs beside the parse, which needs the CPU).
+StatusOr<std::unique_ptr<ipvs::NetlinkIpvsClient>> openKernel(bool readStats = true, bool parallelRead = false) {
   ipvs::NetlinkIpvsClient::Options options;
   options.readStats = readStats;
-  if (!decodeThread) options.decodeThreadMinServices = SIZE_MAX;
   if (parallelRead && std::thread::hardware_concurrency() >= 2) options.dumpReaders = 2;
   auto c = ipvs::NetlinkIpvsClient::create(options);
   if (!c.isOk()) return c.status().withContext("cannot reach the kernel's IPVS");
@@ -177,7 +174,7 @@ int cmdDump(Args& a) {
   if (output != "text" && output != "json" && output != "ipvsadm") {
     return usageError("dump: --output must be text, json or ipvsadm");
   }
-  auto c = openKernel(output == "json", /*decodeThread=*/true, /*parallelRead=*/true);
+  auto c = openKernel(output == "json", /*parallelRead=*/true);
   if (!c.isOk()) {
     std::cerr << "kipvs: " << c.status().toString() << "\n";
     return 2;
@@ -297,10 +294,10 @@ int cmdReconcile(Args& a) {
   // more than one CPU. Nothing is written before the whole input has parsed:
   // a bad file changes nothing.
   // Reconcile compares specs and connection counts only (no traffic counters),
-  // and decodes the dests in the reading thread: the parse beside it is the
-  // long pole, and a decode thread would take CPU from it (VM, no-op at
-  // 10,000 Services: 2.8-3.9 s inline against 3.1-5.3 s with the thread).
-  auto client = openKernel(/*readStats=*/false, /*decodeThread=*/false);
+  // and reads and decodes on one thread: the parse beside it needs the CPUs
+  // (VM, no-op at 10,000 Services: 2.8-3.9 s inline against 3.1-5.3 s with a
+  // decode thread; 1.9-3.1 s against 2.2-2.6 s with a second read socket).
+  auto client = openKernel(/*readStats=*/false);
   std::future<StatusOr<ipvs::Table>> dump;
   if (client.isOk()) {
     VLOG(1) << "reading the live table, parsing the input";

@@ -7,11 +7,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <cstring>
-#include <deque>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <system_error>
@@ -183,107 +180,6 @@ Status decodeDestInto(netlink::Bytes attrs, Family family, codec::WithStats stat
   return Status::ok();
 }
 
-// Dests replies copied off the socket, decoded by another thread: the thread
-// that talks to the kernel then runs at the kernel's pace (decoding 100,000
-// dests is about a third of a full read under emulation).
-class DestDecoder {
- public:
-  explicit DestDecoder(codec::WithStats stats) : stats_(stats), thread_([this] { run(); }) {}
-  ~DestDecoder() { finish(); }
-
-  // Starts the replies of one service; add() them, then send() now and then.
-  void begin(const ServiceKey& key, ServiceState& state) {
-    filling_.services.push_back({&key, &state, filling_.bytes.size()});
-  }
-  // One NEW_DEST message's attributes, with a 4-byte length before them.
-  void add(netlink::Bytes attrs) {
-    const uint32_t n = static_cast<uint32_t>(attrs.size());
-    const auto* len = reinterpret_cast<const uint8_t*>(&n);
-    filling_.bytes.insert(filling_.bytes.end(), len, len + sizeof n);
-    filling_.bytes.insert(filling_.bytes.end(), attrs.begin(), attrs.end());
-  }
-  // Hands the batch so far to the decoder (once enough is gathered).
-  void send(bool force) {
-    if (filling_.services.empty() || (!force && filling_.bytes.size() < kBatchBytes)) return;
-    std::unique_lock lock(mu_);
-    queue_.push_back(std::move(filling_));
-    filling_ = Batch{};
-    if (!spare_.empty()) {
-      filling_ = std::move(spare_.back());
-      spare_.pop_back();
-    }
-    cv_.notify_one();
-  }
-  // Waits for the decoder; the first decode error, if any.
-  Status finish() {
-    send(true);
-    {
-      std::lock_guard lock(mu_);
-      done_ = true;
-    }
-    cv_.notify_one();
-    if (thread_.joinable()) thread_.join();
-    return error_;
-  }
-
- private:
-  static constexpr size_t kBatchBytes = 256 << 10;
-  struct Piece {
-    const ServiceKey* key;
-    ServiceState* state;
-    size_t offset;  // where its replies start in bytes
-  };
-  struct Batch {
-    std::vector<uint8_t> bytes;
-    std::vector<Piece> services;
-  };
-
-  void run() {
-    for (;;) {
-      Batch b;
-      {
-        std::unique_lock lock(mu_);
-        cv_.wait(lock, [&] { return done_ || !queue_.empty(); });
-        if (queue_.empty()) return;
-        b = std::move(queue_.front());
-        queue_.pop_front();
-      }
-      if (error_.isOk()) decode(b);
-      b.bytes.clear();
-      b.services.clear();
-      std::lock_guard lock(mu_);
-      spare_.push_back(std::move(b));
-    }
-  }
-
-  void decode(const Batch& b) {
-    for (size_t i = 0; i < b.services.size() && error_.isOk(); ++i) {
-      const Piece& piece = b.services[i];
-      const size_t end = i + 1 < b.services.size() ? b.services[i + 1].offset : b.bytes.size();
-      for (size_t at = piece.offset; at + 4 <= end;) {
-        uint32_t n;
-        std::memcpy(&n, b.bytes.data() + at, sizeof n);
-        netlink::Bytes attrs(b.bytes.data() + at + 4, n);
-        at += 4 + n;
-        if (Status st = decodeDestInto(attrs, piece.key->family, stats_, *piece.state); !st.isOk()) {
-          error_ = st.withContext("dumping the destinations of " + piece.key->toString());
-          break;
-        }
-      }
-    }
-  }
-
-  codec::WithStats stats_;
-  Batch filling_;  // the reading thread's
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Batch> queue_;
-  std::vector<Batch> spare_;
-  bool done_ = false;
-  Status error_;  // the decoder's, read after join
-  std::thread thread_;
-};
-
 }  // namespace
 
 StatusOr<Table> NetlinkIpvsClient::dumpTable() {
@@ -302,34 +198,16 @@ StatusOr<Table> NetlinkIpvsClient::dumpTable() {
   // socket runs one dump at a time (a second dump request while one is in
   // progress gets EBUSY), so they cannot be pipelined on this socket. Each
   // costs one sendmsg and, thanks to recvmmsg, usually one receive.
-  // A large table's dests are decoded beside the reads (here, when no
-  // thread can be had).
+  // A large table's dests dumps are spread over several sockets (when
+  // asked, and when more than one thread can be had).
   if (options_.dumpReaders > 1 && table.services.size() >= options_.parallelDumpMinServices) {
     KIPVS_RETURN_IF_ERROR(dumpDestsParallel(table));
-    normalize(table);
-    return table;
-  }
-  std::optional<DestDecoder> decoder;
-  if (table.services.size() >= options_.decodeThreadMinServices) {
-    try {
-      decoder.emplace(stats());
-    } catch (const std::system_error&) {
-    }
-  }
-  for (auto& [key, state] : table.services) {
-    if (decoder) {
-      decoder->begin(key, state);
-      KIPVS_RETURN_IF_ERROR(dumpDests(key, [&](netlink::Bytes attrs) {
-        decoder->add(attrs);
-        return Status::ok();
-      }));
-      decoder->send(false);
-    } else {
+  } else {
+    for (auto& [key, state] : table.services) {
       KIPVS_RETURN_IF_ERROR(
           dumpDests(key, [&](netlink::Bytes attrs) { return decodeDestInto(attrs, key.family, stats(), state); }));
     }
   }
-  if (decoder) KIPVS_RETURN_IF_ERROR(decoder->finish());
   normalize(table);
   return table;
 }

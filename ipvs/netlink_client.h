@@ -38,16 +38,14 @@ class NetlinkIpvsClient : public IpvsClient {
     // Decode traffic counters in dumps (codec::WithStats). Off for callers
     // that never show them; connection counts are read either way.
     bool readStats = true;
-    // From this many services on, a full read decodes the dests on a second
-    // thread while the first keeps reading (tests vary it).
-    size_t decodeThreadMinServices = 256;
     // Sockets a full read spreads its dests dumps over, each read and decoded
     // by its own thread (from parallelDumpMinServices services on). A socket
     // runs one dump at a time, but the kernel serves dumps of different
     // sockets side by side: only filling the replies holds genl's and the
     // IPVS mutex, not allocating, zeroing and copying them (VM, 10,000
-    // services: 6-20 % less wall time with two). 1: one reader (with the
-    // decode thread above).
+    // services: 6-20 % less wall time with two than with one reader and a
+    // decode thread, which this replaced). 1: the calling thread reads and
+    // decodes everything (for callers whose other threads need the CPUs).
     size_t dumpReaders = 1;
     size_t parallelDumpMinServices = 256;
   };

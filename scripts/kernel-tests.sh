@@ -18,7 +18,7 @@ run() {
 }
 run bash test/vm/smoke.sh
 run build/test/kipvs-kernel-tests --no-intro=true
-# The client's threads (a full read decodes on a second one, or reads over several sockets) under TSan, on the real kernel.
+# The client's threads (a full read over several sockets) under TSan, on the real kernel.
 if [ -x build-tsan/test/kipvs-kernel-tests ]; then
     run env TSAN_OPTIONS=halt_on_error=1 build-tsan/test/kipvs-kernel-tests --no-intro=true \
         -tc='*full read gives*,*page-sized*,*dumpService*'

@@ -204,10 +204,11 @@ TEST_CASE("kernel: dumpService, updates, zero") {
 TEST_CASE("kernel: a service whose dests span many page-sized dump datagrams reads back whole") {
   // Per-service reads use page-sized receive slots (readSocket()): 1,000 v6
   // dests with counters are about 100 datagrams, and at most 16 per recvmmsg.
-  // The full read decodes them on its second thread (any table size here).
-  NetlinkIpvsClient::Options threaded;
-  threaded.decodeThreadMinServices = 0;
-  auto c = freshClient(threaded);
+  // The full read spreads the dests dumps over two sockets (any table size here).
+  NetlinkIpvsClient::Options parallel;
+  parallel.dumpReaders = 2;
+  parallel.parallelDumpMinServices = 0;
+  auto c = freshClient(parallel);
   auto v6 = ServiceKey::tcp(A("fd00:96::1"), 443);
   auto v4 = ServiceKey::tcp(A("10.0.0.1"), 80);
   ServiceSpec rr6;
@@ -241,18 +242,17 @@ TEST_CASE("kernel: a service whose dests span many page-sized dump datagrams rea
   CHECK(lineSet(shell("ipvsadm -Sn | grep -c -- '-a -t \\[fd00:96::1\\]:443'")) == std::set<std::string>{"1000"});
 }
 
-TEST_CASE("kernel: a full read gives the same table inline, with a decode thread, and over several sockets") {
-  NetlinkIpvsClient::Options threaded;
-  threaded.decodeThreadMinServices = 0;
-  auto c = freshClient(threaded);
-  NetlinkIpvsClient::Options inline_;
-  inline_.decodeThreadMinServices = SIZE_MAX;
-  auto plain = NetlinkIpvsClient::create(inline_);
+TEST_CASE("kernel: a full read gives the same table on one socket and spread over several") {
+  NetlinkIpvsClient::Options two;
+  two.dumpReaders = 2;
+  two.parallelDumpMinServices = 0;
+  auto c = freshClient(two);
+  auto plain = NetlinkIpvsClient::create();  // one socket, one thread
   REQUIRE(plain.isOk());
-  NetlinkIpvsClient::Options parallel;
-  parallel.dumpReaders = 3;
-  parallel.parallelDumpMinServices = 0;
-  auto spread = NetlinkIpvsClient::create(parallel);
+  NetlinkIpvsClient::Options three;
+  three.dumpReaders = 3;
+  three.parallelDumpMinServices = 0;
+  auto spread = NetlinkIpvsClient::create(three);
   REQUIRE(spread.isOk());
   std::vector<Op> ops;
   ServiceSpec rr4;
