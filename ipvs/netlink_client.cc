@@ -149,12 +149,6 @@ Status NetlinkIpvsClient::request(netlink::GenlSocket& sock, MessageWriter& writ
   return result;
 }
 
-Status NetlinkIpvsClient::dumpDests(const ServiceKey& key, const std::function<Status(netlink::Bytes)>& onDest) {
-  auto sock = readSocket();
-  if (!sock) return sock.status();
-  return dumpDests(**sock, writer_, key, onDest);
-}
-
 Status NetlinkIpvsClient::dumpDests(netlink::GenlSocket& sock, MessageWriter& writer, const ServiceKey& key,
                                     const std::function<Status(netlink::Bytes)>& onDest) {
   Status s = request(
@@ -198,42 +192,33 @@ StatusOr<Table> NetlinkIpvsClient::dumpTable() {
   // socket runs one dump at a time (a second dump request while one is in
   // progress gets EBUSY), so they cannot be pipelined on this socket. Each
   // costs one sendmsg and, thanks to recvmmsg, usually one receive.
-  // A large table's dests dumps are spread over several sockets (when
-  // asked, and when more than one thread can be had).
-  if (options_.dumpReaders > 1 && table.services.size() >= options_.parallelDumpMinServices) {
-    KIPVS_RETURN_IF_ERROR(dumpDestsParallel(table));
-  } else {
-    for (auto& [key, state] : table.services) {
-      KIPVS_RETURN_IF_ERROR(
-          dumpDests(key, [&](netlink::Bytes attrs) { return decodeDestInto(attrs, key.family, stats(), state); }));
-    }
-  }
+  // A large table's dests dumps are spread over several sockets, when asked.
+  const bool large = table.services.size() >= options_.parallelDumpMinServices;
+  KIPVS_RETURN_IF_ERROR(dumpAllDests(table, large ? std::max<size_t>(options_.dumpReaders, 1) : 1));
   normalize(table);
   return table;
 }
 
-Status NetlinkIpvsClient::dumpDestsParallel(Table& table) {
+Status NetlinkIpvsClient::dumpAllDests(Table& table, size_t readerCount) {
   auto first = readSocket();
   if (!first) return first.status();
-  // Every reader's socket and writer; a reader that cannot be had (no socket,
-  // no thread) just leaves more work to the others.
+  // Every reader's socket; a reader that cannot be had (no socket, no
+  // thread) just leaves more work to the others.
   struct Reader {
     netlink::GenlSocket* sock;
-    MessageWriter ownWriter;
-    MessageWriter* writer;
+    MessageWriter writer;
     Status error;
   };
   std::vector<Reader> readers;
-  readers.reserve(options_.dumpReaders);
-  readers.push_back({*first, {}, &writer_, {}});
-  for (size_t i = 0; i + 1 < options_.dumpReaders; ++i) {
+  readers.reserve(readerCount);
+  readers.push_back({*first, {}, {}});
+  for (size_t i = 0; i + 1 < readerCount; ++i) {
     if (i == extraReadSockets_.size()) {
       auto s = netlink::GenlSocket::open(codec::kGenlName, readSocketOptions(options_.socket));
       if (!s) break;
       extraReadSockets_.push_back(std::move(*s));
     }
-    readers.push_back({extraReadSockets_[i].get(), {}, nullptr, {}});
-    readers.back().writer = &readers.back().ownWriter;
+    readers.push_back({extraReadSockets_[i].get(), {}, {}});
   }
 
   std::vector<std::pair<const ServiceKey*, ServiceState*>> work;
@@ -251,7 +236,7 @@ Status NetlinkIpvsClient::dumpDestsParallel(Table& table) {
       for (size_t i = begin; i < std::min(begin + kRun, work.size()); ++i) {
         const ServiceKey& key = *work[i].first;
         ServiceState& state = *work[i].second;
-        Status s = dumpDests(*r.sock, *r.writer, key,
+        Status s = dumpDests(*r.sock, r.writer, key,
                              [&](netlink::Bytes attrs) { return decodeDestInto(attrs, key.family, stats(), state); });
         if (!s.isOk()) {
           r.error = s;

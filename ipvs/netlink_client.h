@@ -86,13 +86,13 @@ class NetlinkIpvsClient : public IpvsClient {
   }
   Status request(netlink::GenlSocket& sock, netlink::MessageWriter& writer, uint8_t cmd,
                  const std::function<Status(netlink::MessageWriter&)>& fill, const ReplyFn& onReply);
-  // Runs the dests dump of `key` on the read socket, handing each dest's
-  // attributes to onDest.
-  Status dumpDests(const ServiceKey& key, const std::function<Status(netlink::Bytes)>& onDest);
+  // Runs the dests dump of `key` on `sock` (a read socket), handing each
+  // dest's attributes to onDest.
   Status dumpDests(netlink::GenlSocket& sock, netlink::MessageWriter& writer, const ServiceKey& key,
                    const std::function<Status(netlink::Bytes)>& onDest);
-  // The dests of every service in `table`, over options_.dumpReaders sockets.
-  Status dumpDestsParallel(Table& table);
+  // The dests of every service in `table`, over `readers` read sockets, each
+  // with its own thread (the first is the calling thread).
+  Status dumpAllDests(Table& table, size_t readers);
   // One batch: ops[begin, end) already encoded in writer_ with seqs from firstSeq.
   void runBatch(std::span<const Op> ops, const std::vector<size_t>& indexOf, uint32_t firstSeq,
                 std::vector<Status>& results);
