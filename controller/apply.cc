@@ -2,6 +2,8 @@
 
 #include <glog/logging.h>
 
+#include <chrono>
+
 namespace kipvs::controller {
 
 using ipvs::Op;
@@ -93,51 +95,104 @@ class BatchRunner {
   ApplyReport& report_;
 };
 
-}  // namespace
-
-ApplyReport apply(const Plan& plan, ipvs::IpvsClient& client) {
+// The three batches. Dest ops come from nextDests in chunks (false: no more);
+// deletes is asked for once they are all sent.
+template <typename NextDests, typename Deletes>
+ApplyReport applyBatches(const std::vector<Op>& svcOps, const NextDests& nextDests, const Deletes& deletes,
+                         ipvs::IpvsClient& client) {
   ApplyReport report;
   BatchRunner runner(client, report);
 
   // Batch 1: service adds and updates.
-  std::vector<Op> svcOps;
-  std::vector<const ServicePlan*> svcOwners;
-  for (const auto& sp : plan.services) {
-    if (sp.action == ServicePlan::Action::kDelete) continue;
-    if (!sp.ops.empty() && sp.ops.front().isServiceOp()) {
-      svcOps.push_back(sp.ops.front());
-      svcOwners.push_back(&sp);
-    }
-  }
   std::vector<bool> svcOk = runner.run(svcOps);
   std::set<ipvs::ServiceKey> blocked;
   for (size_t i = 0; i < svcOps.size(); ++i) {
-    if (!svcOk[i]) blocked.insert(svcOwners[i]->key);
+    if (!svcOk[i]) blocked.insert(svcOps[i].service);
   }
 
   // Batch 2: dest ops of every service that now exists as wanted.
-  std::vector<Op> destOps;
-  for (const auto& sp : plan.services) {
-    if (sp.action == ServicePlan::Action::kDelete) continue;
-    if (blocked.count(sp.key)) {
-      bool hasDestOps = false;
-      for (const auto& op : sp.ops) hasDestOps |= !op.isServiceOp();
-      if (hasDestOps) report.skippedDests.insert(sp.key);
-      continue;
+  std::vector<Op> chunk;
+  while (nextDests(chunk)) {
+    if (!blocked.empty()) {
+      std::erase_if(chunk, [&](const Op& op) {
+        if (!blocked.count(op.service)) return false;
+        report.skippedDests.insert(op.service);
+        return true;
+      });
     }
-    for (const auto& op : sp.ops) {
-      if (!op.isServiceOp()) destOps.push_back(op);
-    }
+    runner.run(chunk);
+    chunk.clear();
   }
-  runner.run(destOps);
 
   // Batch 3: stale services go last.
-  std::vector<Op> delOps;
-  for (const auto& sp : plan.services) {
-    if (sp.action == ServicePlan::Action::kDelete) delOps.insert(delOps.end(), sp.ops.begin(), sp.ops.end());
-  }
-  runner.run(delOps);
+  runner.run(deletes());
   return report;
+}
+
+std::vector<Op> deleteOps(const Plan& plan) {
+  std::vector<Op> out;
+  for (const auto& sp : plan.services) {
+    if (sp.action == ServicePlan::Action::kDelete) out.insert(out.end(), sp.ops.begin(), sp.ops.end());
+  }
+  return out;
+}
+
+}  // namespace
+
+ApplyReport apply(const Plan& plan, ipvs::IpvsClient& client) {
+  std::vector<Op> svcOps, destOps;
+  for (const auto& sp : plan.services) {
+    if (sp.action == ServicePlan::Action::kDelete) continue;
+    for (const auto& op : sp.ops) (op.isServiceOp() ? svcOps : destOps).push_back(op);
+  }
+  bool given = false;
+  return applyBatches(
+      svcOps,
+      [&](std::vector<Op>& chunk) {
+        if (given) return false;
+        chunk.swap(destOps);
+        given = true;
+        return true;
+      },
+      [&] { return deleteOps(plan); }, client);
+}
+
+void OpStream::push(std::vector<Op>&& chunk) {
+  if (chunk.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    chunks_.push_back(std::move(chunk));
+  }
+  cv_.notify_one();
+  chunk.clear();
+}
+
+void OpStream::close() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+  }
+  cv_.notify_one();
+}
+
+bool OpStream::pop(std::vector<Op>& chunk) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!closed_ && chunks_.empty()) {
+    const auto start = std::chrono::steady_clock::now();
+    cv_.wait(lock, [&] { return closed_ || !chunks_.empty(); });
+    waited_ += std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
+  }
+  if (chunks_.empty()) return false;
+  chunk = std::move(chunks_.front());
+  chunks_.pop_front();
+  return true;
+}
+
+ApplyReport applyStreamed(const std::vector<Op>& serviceOps, OpStream& destOps, const Plan& plan,
+                          ipvs::IpvsClient& client) {
+  return applyBatches(
+      serviceOps, [&](std::vector<Op>& chunk) { return destOps.pop(chunk); }, [&] { return deleteOps(plan); },
+      client);
 }
 
 }  // namespace kipvs::controller

@@ -6,6 +6,10 @@
 // add -> EEXIST retries as update, update-dest -> ENOENT retries as add,
 // delete -> ENOENT/ESRCH is done.
 
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -32,6 +36,34 @@ struct ApplyReport {
 };
 
 ApplyReport apply(const Plan& plan, ipvs::IpvsClient& client);
+
+// Dest ops handed from the thread that plans them to the one that applies
+// them, in chunks, in plan order.
+class OpStream {
+ public:
+  void push(std::vector<ipvs::Op>&& chunk);  // leaves chunk empty
+  void close();                              // no more chunks
+  // The next chunk; false once closed and drained. Waits for one.
+  bool pop(std::vector<ipvs::Op>& chunk);
+  // How long pop() waited for chunks, in all (the writes were ahead of the plan).
+  std::chrono::microseconds waited() const { return waited_; }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::vector<ipvs::Op>> chunks_;
+  bool closed_ = false;
+  std::chrono::microseconds waited_{0};  // pop()'s thread only
+};
+
+// apply() while the plan is still being made: batch 1 is serviceOps (the
+// plan's service adds and updates, serviceOps()), batch 2 what destOps
+// brings until it is closed, batch 3 the deletes of `plan`, which must be
+// complete once destOps is closed. Same writes, in the same order, as
+// apply(plan) of the finished plan when every chunk holds the dest ops of
+// the services placed since the last one.
+ApplyReport applyStreamed(const std::vector<ipvs::Op>& serviceOps, OpStream& destOps, const Plan& plan,
+                          ipvs::IpvsClient& client);
 
 // Lost or refused for now (ENOBUFS, EAGAIN, EINTR, a timeout): re-dump and retry.
 bool isTransient(const Status& s);

@@ -1,6 +1,7 @@
 #include "controller/desired.h"
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <memory>
 #include <optional>
@@ -353,6 +354,28 @@ std::vector<const Cand*> localEndpoints(const std::vector<Cand>& cands) {
 // A virtual server one Service wants; it may lose to another Service's claim.
 using DestMap = std::map<DestKey, DestState>;
 
+// The real servers of one Service port in one family under one traffic
+// policy, shared by the claims that use it (a ClusterIP and its NodePort,
+// say). Computed when first asked for, after the claims are settled: a
+// reconcile sends the virtual servers to the kernel first and computes these
+// beside the writes.
+struct DestSlot {
+  const Service* svc = nullptr;
+  std::string_view portName;  // in svc
+  Protocol proto = Protocol::kTcp;
+  Family family = Family::kV4;
+  bool local = false;  // externalTrafficPolicy / internalTrafficPolicy Local
+  std::optional<ZoneWeights> zoneWeights;
+  // kTodo -> kBusy (one thread claimed it) -> kDone (dests are there).
+  enum : uint8_t { kTodo, kBusy, kDone };
+  std::atomic<uint8_t> state{kTodo};
+  // Winning claims yet to take the dests (fillDests' thread only): the last
+  // one moves them, the others copy. 100k destinations copied once more
+  // would be ~20 MB of fresh memory.
+  size_t takers = 0;
+  DestMap dests;
+};
+
 struct Claim {
   ServiceKey key;
   VsKind kind = VsKind::kClusterIP;
@@ -360,10 +383,7 @@ struct Claim {
   size_t seq = 0;  // global order of production: Services sorted, then ports, then addresses
   std::string_view portName;  // in svc
   ipvs::ServiceSpec spec;
-  // Shared by the claims of one port, family and policy (a ClusterIP and its
-  // NodePort, say): the last one left moves it into the table, the others
-  // copy. 100k destinations copied once more would be ~20 MB of fresh memory.
-  std::shared_ptr<DestMap> dests;
+  std::shared_ptr<DestSlot> slot;
 };
 
 bool beats(const Claim& a, const Claim& b) {
@@ -478,9 +498,11 @@ bool skipped(const Service& svc, const NodeFacts& node) {
   return primary.empty() || primary == "None";
 }
 
-class Builder {
+}  // namespace
+
+class DesiredBuilder::Impl {
  public:
-  Builder(const Cluster& cluster, const NodeFacts& node, size_t parallelMinServices)
+  Impl(const Cluster& cluster, const NodeFacts& node, size_t parallelMinServices)
       : cluster_(cluster), node_(node), parallelMinServices_(parallelMinServices) {}
 
   // What service() produces: one per thread when the Services are split.
@@ -490,9 +512,9 @@ class Builder {
     std::vector<std::string> notes;
   };
 
-  Desired run() {
-    d_.errors = cluster_.errors;
-    indexSlices();
+  Desired servers() {
+    Desired d;
+    d.errors = cluster_.errors;
     std::vector<const Service*> order;
     order.reserve(cluster_.services.size());
     for (const Service& s : cluster_.services) order.push_back(&s);
@@ -520,32 +542,105 @@ class Builder {
         c.seq = claims_.size();
         claims_.push_back(std::move(c));
       }
-      d_.errors.insert(d_.errors.end(), std::make_move_iterator(part->errors.begin()),
-                       std::make_move_iterator(part->errors.end()));
-      d_.notes.insert(d_.notes.end(), std::make_move_iterator(part->notes.begin()),
-                      std::make_move_iterator(part->notes.end()));
+      d.errors.insert(d.errors.end(), std::make_move_iterator(part->errors.begin()),
+                      std::make_move_iterator(part->errors.end()));
+      d.notes.insert(d.notes.end(), std::make_move_iterator(part->notes.begin()),
+                     std::make_move_iterator(part->notes.end()));
     }
-    resolve();
-    ipvs::normalize(d_.table);
-    std::sort(d_.errors.begin(), d_.errors.end());
-    std::sort(d_.notes.begin(), d_.notes.end());
-    d_.notes.erase(std::unique(d_.notes.begin(), d_.notes.end()), d_.notes.end());
-    return std::move(d_);
+    resolve(d);
+    claims_.clear();
+    std::sort(d.errors.begin(), d.errors.end());
+    std::sort(d.notes.begin(), d.notes.end());
+    d.notes.erase(std::unique(d.notes.begin(), d.notes.end()), d.notes.end());
+    return d;
   }
 
+  std::vector<ObjectError> readSlices() {
+    std::vector<ObjectError> errors = indexSlices();
+    slicesRead_.store(true, std::memory_order_release);
+    slicesRead_.notify_all();
+    return errors;
+  }
+
+  // readSlices() on the helper's behalf: stopHelping() gives the errors.
+  void readSlicesForFill() { sliceErrors_ = readSlices(); }
+
+  void computeAll() {
+    std::thread worker;
+    if (winners_.size() >= parallelMinServices_ && haveSpareCpu()) {
+      worker = startHelper([this, from = winners_.size() / 2] {
+        for (size_t i = from; i < winners_.size(); ++i) computeIfTodo(*winners_[i].second);
+      });
+    }
+    const size_t split = worker.joinable() ? winners_.size() / 2 : winners_.size();
+    for (size_t i = 0; i < split; ++i) computeIfTodo(*winners_[i].second);
+    if (worker.joinable()) worker.join();
+  }
+
+  void startHelping() {
+    if (helper_.joinable() || slicesRead_) return;
+    if (winners_.size() >= parallelMinServices_ && haveSpareCpu()) {
+      helper_ = startHelper([this] {
+        readSlicesForFill();
+        for (size_t i = 0; i < winners_.size() && !stop_.load(std::memory_order_relaxed); ++i) {
+          computeIfTodo(*winners_[i].second);
+        }
+      });
+    }
+    if (!helper_.joinable()) readSlicesForFill();
+  }
+
+  bool computeAhead() {
+    if (!slicesRead_.load(std::memory_order_acquire)) slicesRead_.wait(false, std::memory_order_acquire);
+    for (; ahead_ < winners_.size(); ++ahead_) {
+      DestSlot& slot = *winners_[ahead_].second;
+      if (slot.state.load(std::memory_order_relaxed) != DestSlot::kTodo) continue;
+      computeIfTodo(slot);
+      return true;
+    }
+    return false;
+  }
+
+  std::vector<ObjectError> stopHelping() {
+    stop_ = true;
+    if (helper_.joinable()) helper_.join();
+    return std::move(sliceErrors_);
+  }
+
+  void fillDests(const ServiceKey& key, ServiceState& state) {
+    auto it = std::lower_bound(winners_.begin(), winners_.end(), key,
+                               [](const auto& w, const ServiceKey& k) { return w.first < k; });
+    if (it == winners_.end() || it->first != key) return;
+    DestSlot& slot = *it->second;
+    if (slot.takers == 0) return;  // taken already
+    if (!slicesRead_.load(std::memory_order_acquire)) slicesRead_.wait(false, std::memory_order_acquire);
+    computeIfTodo(slot);
+    // The helper has it: wait until it is there (one slot's work at most).
+    for (uint8_t st = slot.state.load(std::memory_order_acquire); st != DestSlot::kDone;
+         st = slot.state.load(std::memory_order_acquire)) {
+      slot.state.wait(st, std::memory_order_acquire);
+    }
+    state.dests = --slot.takers == 0 ? std::move(slot.dests) : slot.dests;
+    ipvs::normalizeDests(key, state.dests);
+  }
+
+  ~Impl() { stopHelping(); }
+
  private:
-  void indexSlices() {
+  std::vector<ObjectError> indexSlices() {
+    std::vector<ObjectError> errors;
     slices_.reserve(cluster_.slices.size());
     for (const EndpointSlice& s : cluster_.slices) {
       if (s.addressType == AddressType::kFqdn) continue;  // kube-proxy never reads FQDN slices
       std::string_view svcName = s.serviceName();
       if (svcName.empty()) continue;  // not tied to a Service (kube-proxy logs and skips)
-      slices_[s.meta.ns + "/" + std::string(svcName)].push_back(indexSlice(s, node_, d_.errors));
+      slices_[s.meta.ns + "/" + std::string(svcName)].push_back(indexSlice(s, node_, errors));
     }
     for (auto& [k, v] : slices_) {
       std::sort(v.begin(), v.end(),
                 [](const SliceInfo& a, const SliceInfo& b) { return a.slice->meta.name < b.slice->meta.name; });
     }
+    return errors;
   }
 
   void service(const Service& svc, Part& part) const {
@@ -575,22 +670,26 @@ class Builder {
       }
     }
 
-    auto slicesIt = slices_.find(key);
-    const std::vector<SliceInfo>* slices = slicesIt == slices_.end() ? nullptr : &slicesIt->second;
     bool produced = false;
-
     for (size_t pi = 0; pi < svc.ports.size(); ++pi) {
       const ServicePort& port = svc.ports[pi];
       Protocol proto = v.protocols[pi];
       uint16_t portNum = static_cast<uint16_t>(port.port);
       for (Family fam : {Family::kV4, Family::kV6}) {
         if (!hasFamily(fam)) continue;
-        std::vector<Cand> cands = candidates(slices, fam, port.name, proto);
-        std::shared_ptr<DestMap> clusterSet, localSet;
-        auto dests = [&](bool local) {
-          auto& slot = local ? localSet : clusterSet;
-          if (!slot) slot = std::make_shared<DestMap>(weigh(local ? localEndpoints(cands) : clusterEndpoints(cands, node_), v));
-          return slot;
+        std::shared_ptr<DestSlot> clusterSet, localSet;
+        auto slot = [&](bool local) {
+          auto& s = local ? localSet : clusterSet;
+          if (!s) {
+            s = std::make_shared<DestSlot>();
+            s->svc = &svc;
+            s->portName = port.name;
+            s->proto = proto;
+            s->family = fam;
+            s->local = local;
+            s->zoneWeights = v.zoneWeights;
+          }
+          return s;
         };
         auto claim = [&](VsKind kind, const Address& a, uint16_t p, bool local) {
           Claim c;
@@ -600,7 +699,7 @@ class Builder {
           c.seq = part.claims.size();
           c.portName = port.name;
           c.spec = v.spec;
-          c.dests = dests(local);
+          c.slot = slot(local);
           part.claims.push_back(std::move(c));
           produced = true;
         };
@@ -660,7 +759,7 @@ class Builder {
   // Endpoints of one Service port in one family, across all its slices, each
   // (address, port) once. Slices are matched by port name and protocol; the
   // port number comes from each slice (they may differ during a rollout).
-  std::vector<Cand> candidates(const std::vector<SliceInfo>* slices, Family fam, const std::string& portName,
+  std::vector<Cand> candidates(const std::vector<SliceInfo>* slices, Family fam, std::string_view portName,
                                Protocol proto) const {
     std::vector<Cand> out;
     if (!slices) return out;
@@ -688,67 +787,125 @@ class Builder {
     return out;
   }
 
-  DestMap weigh(const std::vector<const Cand*>& chosen, const Validated& v) const {
+  DestMap weigh(const std::vector<const Cand*>& chosen, const std::optional<ZoneWeights>& zoneWeights) const {
     DestMap out;
     for (const Cand* c : chosen) {
       DestState ds;
       ds.spec.fwd = ipvs::FwdMethod::kMasq;
       ds.spec.weight = 1;
-      if (v.zoneWeights) {
+      if (zoneWeights) {
         bool same = !node_.zone.empty() && c->ep->src->zone == node_.zone;
-        ds.spec.weight = same ? v.zoneWeights->same : v.zoneWeights->other;
+        ds.spec.weight = same ? zoneWeights->same : zoneWeights->other;
       }
       out.emplace_hint(out.end(), c->key, ds);  // chosen is sorted by key
     }
     return out;
   }
 
+  // A slot's dests, unless another thread has them or is at them; readSlices() has run.
+  void computeIfTodo(DestSlot& slot) const {
+    uint8_t todo = DestSlot::kTodo;
+    if (!slot.state.compare_exchange_strong(todo, DestSlot::kBusy, std::memory_order_acq_rel)) return;
+    auto it = slices_.find(slot.svc->meta.key());
+    std::vector<Cand> cands = candidates(it == slices_.end() ? nullptr : &it->second, slot.family, slot.portName,
+                                         slot.proto);
+    slot.dests = weigh(slot.local ? localEndpoints(cands) : clusterEndpoints(cands, node_), slot.zoneWeights);
+    slot.state.store(DestSlot::kDone, std::memory_order_release);
+    slot.state.notify_all();
+  }
+
   // One winner per virtual server; losers are reported, their Service keeps
-  // its other virtual servers.
-  void resolve() {
-    std::unordered_map<ServiceKey, size_t> best;
-    best.reserve(claims_.size());
-    for (size_t i = 0; i < claims_.size(); ++i) {
-      auto [it, inserted] = best.emplace(claims_[i].key, i);
-      if (!inserted && beats(claims_[i], claims_[it->second])) it->second = i;
-    }
-    for (size_t i = 0; i < claims_.size(); ++i) {
-      Claim& c = claims_[i];
-      const Claim& w = claims_[best[c.key]];
-      if (&w != &c) {
-        c.dests.reset();
+  // its other virtual servers. Winners go into d's table without dests, and
+  // into winners_ with their slot. One sort of the claims by key, best
+  // first, then every map is filled in key order (each insert at the end).
+  void resolve(Desired& d) {
+    std::vector<uint32_t> byKey(claims_.size());
+    for (uint32_t i = 0; i < byKey.size(); ++i) byKey[i] = i;
+    std::sort(byKey.begin(), byKey.end(), [&](uint32_t a, uint32_t b) {
+      const Claim& x = claims_[a];
+      const Claim& y = claims_[b];
+      if (x.key != y.key) return x.key < y.key;
+      return beats(x, y);
+    });
+    std::vector<bool> won(claims_.size(), false);
+    winners_.reserve(claims_.size());
+    for (size_t g = 0; g < byKey.size();) {
+      Claim& w = claims_[byKey[g]];
+      size_t end = g + 1;
+      for (; end < byKey.size() && claims_[byKey[end]].key == w.key; ++end) {
+        const Claim& c = claims_[byKey[end]];
         if (w.svc == c.svc && w.kind == c.kind) continue;  // an address listed twice: same outcome, nothing to say
         std::string winner = w.svc == c.svc ? "its own " + std::string(vsKindName(w.kind)) + " virtual server"
                                             : "Service " + w.svc->meta.key() + " (" + vsKindName(w.kind) + ")";
-        d_.errors.push_back({"Service", c.svc->meta.key(),
-                             std::string(vsKindName(c.kind)) + " virtual server " + c.key.toString() +
-                                 " conflicts with " + winner + "; not programmed"});
-        continue;
+        d.errors.push_back({"Service", c.svc->meta.key(),
+                            std::string(vsKindName(c.kind)) + " virtual server " + c.key.toString() +
+                                " conflicts with " + winner + "; not programmed"});
       }
-      std::string name = c.svc->meta.key();
-      if (c.kind != VsKind::kNodePort) d_.vips.insert(c.key.address);
-      d_.origins[c.key] = VsOrigin{name, std::string(c.portName), vsKindName(c.kind)};
-      d_.services.insert(std::move(name));
+      won[byKey[g]] = true;
+      if (w.kind != VsKind::kNodePort) d.vips.insert(w.key.address);
+      d.origins.emplace_hint(d.origins.end(), w.key,
+                             VsOrigin{w.svc->meta.key(), std::string(w.portName), vsKindName(w.kind)});
+      // kipvs makes no fwmark services, so normalizing never changes a key.
+      ServiceKey key = w.key;
       ServiceState state;
-      state.spec = std::move(c.spec);
-      state.dests = c.dests.use_count() == 1 ? std::move(*c.dests) : *c.dests;
-      c.dests.reset();
-      d_.table.services.emplace(c.key, std::move(state));
+      state.spec = std::move(w.spec);
+      ipvs::normalize(key, state.spec);
+      ++w.slot->takers;
+      winners_.emplace_back(key, std::move(w.slot));
+      d.table.services.emplace_hint(d.table.services.end(), key, std::move(state));
+      g = end;
+    }
+    // Services with a virtual server, from the claims in production order
+    // (each Service's together).
+    const Service* last = nullptr;
+    for (size_t i = 0; i < claims_.size(); ++i) {
+      if (!won[i] || claims_[i].svc == last) continue;
+      last = claims_[i].svc;
+      d.services.emplace_hint(d.services.end(), last->meta.key());
     }
   }
 
   const Cluster& cluster_;
   const NodeFacts& node_;
   size_t parallelMinServices_;
-  Desired d_;
   std::unordered_map<std::string, std::vector<SliceInfo>> slices_;  // "namespace/service" -> slices by name
   std::vector<Claim> claims_;
+  // Every virtual server of servers()'s table, by key, with the slot its
+  // dests come from. Fixed once servers() returns: the helper reads it.
+  std::vector<std::pair<ServiceKey, std::shared_ptr<DestSlot>>> winners_;
+  // startHelping(): a thread that reads the slices, then works out slots in
+  // key order. fillDests() goes the same way: each takes the next slot
+  // nobody has, and waits only for one the other is at.
+  std::thread helper_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> slicesRead_{false};
+  std::vector<ObjectError> sliceErrors_;
+  size_t ahead_ = 0;  // computeAhead()'s place in winners_
 };
 
-}  // namespace
+DesiredBuilder::DesiredBuilder(const Cluster& cluster, const NodeFacts& node, size_t parallelMinServices)
+    : impl_(std::make_unique<Impl>(cluster, node, parallelMinServices)) {}
+DesiredBuilder::~DesiredBuilder() = default;
+Desired DesiredBuilder::servers() { return impl_->servers(); }
+std::vector<ObjectError> DesiredBuilder::readSlices() { return impl_->readSlices(); }
+void DesiredBuilder::computeAll() { impl_->computeAll(); }
+void DesiredBuilder::startHelping() { impl_->startHelping(); }
+bool DesiredBuilder::computeAhead() { return impl_->computeAhead(); }
+std::vector<ObjectError> DesiredBuilder::stopHelping() { return impl_->stopHelping(); }
+void DesiredBuilder::fillDests(const ServiceKey& key, ServiceState& state) { impl_->fillDests(key, state); }
 
 Desired computeDesired(const Cluster& cluster, const NodeFacts& node, size_t parallelMinServices) {
-  return Builder(cluster, node, parallelMinServices).run();
+  DesiredBuilder b(cluster, node, parallelMinServices);
+  Desired d = b.servers();
+  std::vector<ObjectError> sliceErrors = b.readSlices();
+  b.computeAll();
+  for (auto& [key, state] : d.table.services) b.fillDests(key, state);
+  if (!sliceErrors.empty()) {
+    d.errors.insert(d.errors.end(), std::make_move_iterator(sliceErrors.begin()),
+                    std::make_move_iterator(sliceErrors.end()));
+    std::sort(d.errors.begin(), d.errors.end());
+  }
+  return d;
 }
 
 }  // namespace kipvs::controller

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -54,8 +55,44 @@ struct Desired {
 // unknown names early; whether the module is really present is the kernel's word.
 bool isKnownScheduler(std::string_view name);
 
-// From parallelMinServices Services on, they are computed on two threads
-// (same result); tests vary it.
+// The desired state in two steps, so that a reconcile can send its virtual
+// servers to the kernel while their real servers are still being worked out:
+//   1. servers(): every virtual server with its spec, origin and VIP, the
+//      conflicts between Services settled, the Services' errors and notes
+//      (sorted); no real servers yet. Needs no EndpointSlice.
+//   2. fillDests() for each virtual server of step 1's table: any order,
+//      each key once, one thread at a time. Either readSlices() (the
+//      EndpointSlices' own errors) first, and maybe computeAll() to work them
+//      all out on two threads; or startHelping(), which has a second thread
+//      read the slices and work the real servers out in key order, beside
+//      whatever the caller does meanwhile (fillDests() waits only for what
+//      the helper is at), and stopHelping() at the end, which gives the
+//      slices' errors. Meanwhile computeAhead() has the calling thread work
+//      out real servers too (one virtual server's worth per call), while it
+//      would otherwise wait (for the table read, say).
+// computeDesired() is both steps. From parallelMinServices Services on, step
+// 1 and computeAll() use two threads (same result); tests vary it.
+class DesiredBuilder {
+ public:
+  // cluster and node must outlive the builder.
+  DesiredBuilder(const Cluster& cluster, const NodeFacts& node, size_t parallelMinServices = 1000);
+  ~DesiredBuilder();
+  DesiredBuilder(const DesiredBuilder&) = delete;
+  DesiredBuilder& operator=(const DesiredBuilder&) = delete;
+
+  Desired servers();
+  std::vector<ObjectError> readSlices();
+  void computeAll();
+  void startHelping();
+  bool computeAhead();  // false: nothing left to work out
+  std::vector<ObjectError> stopHelping();  // joins the helper (the destructor does too)
+  void fillDests(const ipvs::ServiceKey& key, ipvs::ServiceState& state);
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 Desired computeDesired(const Cluster& cluster, const NodeFacts& node, size_t parallelMinServices = 1000);
 
 }  // namespace kipvs::controller

@@ -327,7 +327,8 @@ int cmdReconcile(Args& a) {
   // The desired state is computed while the dump may still be running.
   ReconcileResult r = reconcile(*cluster, opts, kernel, **hostNet, std::cout, std::cerr,
                                 [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); },
-                                [&dump] { return dump.get(); });
+                                [&dump] { return dump.get(); },
+                                [&dump] { return dump.wait_for(std::chrono::seconds(0)) == std::future_status::ready; });
   VLOG(1) << "done; kernel writes: " << (*client)->writeCount();
   exitNow(r.exitCode());
 }

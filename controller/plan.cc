@@ -1,6 +1,7 @@
 #include "controller/plan.h"
 
 #include <algorithm>
+#include <optional>
 
 namespace kipvs::controller {
 
@@ -76,6 +77,12 @@ void planDests(const ServiceKey& key, const std::map<DestKey, DestState>& desire
 
 }  // namespace
 
+std::optional<Op> serviceOp(const ServiceKey& key, const ServiceState& desired, const ServiceState* actual) {
+  if (!actual) return Op::addService(key, desired.spec);
+  if (!(desired.spec == actual->spec)) return Op::updateService(key, desired.spec);  // SET in place: never delete + add
+  return std::nullopt;
+}
+
 ServicePlan planService(const ServiceKey& key, const ServiceState* desired, const ServiceState* actual,
                         bool owned) {
   ServicePlan p;
@@ -87,18 +94,23 @@ ServicePlan planService(const ServiceKey& key, const ServiceState* desired, cons
     }
     return p;
   }
-  if (!actual) {
-    p.action = ServicePlan::Action::kCreate;
-    p.ops.push_back(Op::addService(key, desired->spec));
-    planDests(key, desired->dests, nullptr, p);
-    return p;
+  if (std::optional<Op> op = serviceOp(key, *desired, actual)) {
+    p.action = actual ? ServicePlan::Action::kUpdate : ServicePlan::Action::kCreate;
+    p.ops.push_back(std::move(*op));
   }
-  if (!(desired->spec == actual->spec)) {
-    p.action = ServicePlan::Action::kUpdate;
-    p.ops.push_back(Op::updateService(key, desired->spec));  // SET in place: never delete + add
-  }
-  planDests(key, desired->dests, &actual->dests, p);
+  planDests(key, desired->dests, actual ? &actual->dests : nullptr, p);
   return p;
+}
+
+std::vector<Op> serviceOps(const ipvs::Table& desired, const ipvs::Table& actual) {
+  std::vector<Op> out;
+  for (const auto& [key, state] : desired.services) {
+    auto it = actual.services.find(key);
+    if (std::optional<Op> op = serviceOp(key, state, it == actual.services.end() ? nullptr : &it->second)) {
+      out.push_back(std::move(*op));
+    }
+  }
+  return out;
 }
 
 namespace {
@@ -121,28 +133,53 @@ const ServiceState* find(const ipvs::Table& t, const T& key) {
 
 }  // namespace
 
-Plan plan(const ipvs::Table& desired, const ipvs::Table& actual, const Ownership& own) {
+namespace {
+
+// plan()'s merge walk over two sorted maps: O(desired + actual). fill(key,
+// state) runs on each desired entry just before it is planned; placed(sp) on
+// each creation or update as it joins the plan.
+template <typename Desired, typename Fill, typename Placed>
+Plan walk(Desired& desired, const ipvs::Table& actual, const Ownership& own, const Fill& fill, const Placed& placed) {
   Plan out;
   std::vector<ServicePlan> deletes;
   auto d = desired.services.begin();
   auto a = actual.services.begin();
-  // Merge walk over two sorted maps: O(desired + actual).
+  auto planned = [&](ServicePlan&& sp) {
+    const size_t before = out.services.size();
+    place(out, deletes, std::move(sp), false);
+    if (out.services.size() > before) placed(out.services.back());
+  };
   while (d != desired.services.end() || a != actual.services.end()) {
     if (a == actual.services.end() || (d != desired.services.end() && d->first < a->first)) {
-      place(out, deletes, planService(d->first, &d->second, nullptr, true), false);
+      fill(d->first, d->second);
+      planned(planService(d->first, &d->second, nullptr, true));
       ++d;
     } else if (d == desired.services.end() || a->first < d->first) {
       const bool owned = own.owns(a->first);
       place(out, deletes, planService(a->first, nullptr, &a->second, owned), !owned);
       ++a;
     } else {
-      place(out, deletes, planService(d->first, &d->second, &a->second, true), false);
+      fill(d->first, d->second);
+      planned(planService(d->first, &d->second, &a->second, true));
       ++d;
       ++a;
     }
   }
   for (auto& sp : deletes) out.services.push_back(std::move(sp));
   return out;
+}
+
+}  // namespace
+
+Plan plan(const ipvs::Table& desired, const ipvs::Table& actual, const Ownership& own) {
+  return walk(desired, actual, own, [](const ServiceKey&, const ServiceState&) {}, [](const ServicePlan&) {});
+}
+
+Plan planFilling(ipvs::Table& desired, const ipvs::Table& actual, const Ownership& own, const FillDests& fill,
+                 const std::function<void(const ServicePlan&)>& placed) {
+  return walk(desired, actual, own, fill, [&](const ServicePlan& sp) {
+    if (placed) placed(sp);
+  });
 }
 
 Plan planKeys(const ipvs::Table& desired, const ipvs::Table& actual, const Ownership& own,

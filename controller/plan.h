@@ -4,6 +4,8 @@
 // and an incremental one, so planning N services costs O(N log table), not
 // O(table).
 
+#include <functional>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -52,8 +54,25 @@ struct Plan {
 ServicePlan planService(const ipvs::ServiceKey& key, const ipvs::ServiceState* desired,
                         const ipvs::ServiceState* actual, bool owned);
 
+// The service op planService() puts first for a desired service: an add when
+// the kernel lacks it, an update when its spec differs, else none. A reconcile
+// sends these before the real servers are planned (same ops).
+std::optional<ipvs::Op> serviceOp(const ipvs::ServiceKey& key, const ipvs::ServiceState& desired,
+                                  const ipvs::ServiceState* actual);
+// serviceOp() of every desired service, in key order: apply()'s first batch.
+std::vector<ipvs::Op> serviceOps(const ipvs::Table& desired, const ipvs::Table& actual);
+
 // Every service in desired ∪ actual.
 Plan plan(const ipvs::Table& desired, const ipvs::Table& actual, const Ownership& own);
+
+// plan() of a desired table whose real servers are not there yet: fill(key,
+// state) gives each desired service its real servers just before it is
+// planned (DesiredBuilder::fillDests), and placed(sp) sees each creation or
+// update as it joins the plan, in plan order (a reconcile sends their dest
+// ops while the rest is planned). Same plan as plan() of the filled table.
+using FillDests = std::function<void(const ipvs::ServiceKey&, ipvs::ServiceState&)>;
+Plan planFilling(ipvs::Table& desired, const ipvs::Table& actual, const Ownership& own, const FillDests& fill,
+                 const std::function<void(const ServicePlan&)>& placed);
 
 // Only the given keys (an incremental sync after an event): cost is
 // proportional to keys.size(), whatever the size of the tables.

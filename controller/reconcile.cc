@@ -2,6 +2,9 @@
 
 #include <glog/logging.h>
 
+#include <algorithm>
+#include <functional>
+#include <system_error>
 #include <thread>
 
 #include "controller/render.h"
@@ -16,31 +19,61 @@ int ReconcileResult::exitCode() const {
   return 0;
 }
 
-void dropInvalid(Desired& desired) {
+namespace {
+
+// Virtual servers and real servers the kernel would refuse (ipvs::validate*)
+// are dropped with an error each, so one bad object cannot fail a batch or
+// hide among kernel errors. Errors are kept with their key: they follow the
+// objects' own errors in key order.
+using KeyedErrors = std::vector<std::pair<ServiceKey, ObjectError>>;
+
+std::string originOf(const Desired& desired, const ServiceKey& key) {
+  auto origin = desired.origins.find(key);
+  return origin != desired.origins.end() ? origin->second.service : key.toString();
+}
+
+void dropInvalidServices(Desired& desired, KeyedErrors& errors) {
   for (auto it = desired.table.services.begin(); it != desired.table.services.end();) {
     const ServiceKey& key = it->first;
-    auto origin = desired.origins.find(key);
-    const std::string who = origin != desired.origins.end() ? origin->second.service : key.toString();
     if (Status s = ipvs::validateService(key, it->second.spec); !s.isOk()) {
-      desired.errors.push_back({"Service", who, s.message()});
+      errors.push_back({key, {"Service", originOf(desired, key), s.message()}});
       desired.origins.erase(key);
       it = desired.table.services.erase(it);
       continue;
-    }
-    auto& dests = it->second.dests;
-    for (auto d = dests.begin(); d != dests.end();) {
-      if (Status s = ipvs::validateDest(key, d->first, d->second.spec); !s.isOk()) {
-        desired.errors.push_back({"Service", who, s.message()});
-        d = dests.erase(d);
-      } else {
-        ++d;
-      }
     }
     ++it;
   }
 }
 
-namespace {
+void dropInvalidDests(const Desired& desired, const ServiceKey& key, ipvs::ServiceState& state, KeyedErrors& errors) {
+  auto& dests = state.dests;
+  for (auto d = dests.begin(); d != dests.end();) {
+    if (Status s = ipvs::validateDest(key, d->first, d->second.spec); !s.isOk()) {
+      errors.push_back({key, {"Service", originOf(desired, key), s.message()}});
+      d = dests.erase(d);
+    } else {
+      ++d;
+    }
+  }
+}
+
+// desired.errors (step 1's, sorted) with the EndpointSlices' and the kernel
+// rules', in the order computeDesired() and a validation pass over its table
+// would give them.
+void finishErrors(Desired& desired, std::vector<ObjectError>&& sliceErrors, KeyedErrors&& invalid) {
+  if (!sliceErrors.empty()) {
+    desired.errors.insert(desired.errors.end(), std::make_move_iterator(sliceErrors.begin()),
+                          std::make_move_iterator(sliceErrors.end()));
+    std::sort(desired.errors.begin(), desired.errors.end());
+  }
+  std::stable_sort(invalid.begin(), invalid.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [key, e] : invalid) desired.errors.push_back(std::move(e));
+}
+
+// Dest ops go to the writing thread in chunks of about this many: large
+// enough that each is one pipelined send, small enough that the writes start
+// soon after the first services are planned.
+constexpr size_t kDestChunk = 4096;
 
 void merge(ApplyReport& into, ApplyReport&& from) {
   into.attempted += from.attempted;
@@ -77,7 +110,7 @@ std::set<ServiceKey> drainingKeys(const Plan& p) {
 
 ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, ipvs::IpvsClient& client,
                           HostNetwork& host, std::ostream& out, std::ostream& err, const Sleeper& sleep,
-                          const TableSource& firstRead) {
+                          const TableSource& firstRead, const TableReady& firstReadReady) {
   ReconcileResult result;
   NodeFacts node = opts.node;
   if (opts.nodeIpsFromHost) {
@@ -90,11 +123,16 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     node.nodeIps = *ips;
   }
 
-  Desired desired = computeDesired(cluster, node);
-  dropInvalid(desired);
+  // The virtual servers first (DesiredBuilder step 1): their writes can go
+  // out while the real servers are still being worked out (below).
+  DesiredBuilder builder(cluster, node);
+  Desired desired = builder.servers();
+  KeyedErrors invalid;
+  dropInvalidServices(desired, invalid);
   VLOG(1) << "desired: " << desired.table.services.size() << " virtual servers";
-  result.objectErrors = desired.errors;
-  for (const auto& e : desired.errors) err << "error: " << e.toString() << "\n";
+  // Step 2 starts on a helper thread now, beside the wait for the table read
+  // and the writes; the plan below takes each service's real servers as it goes.
+  builder.startHelping();
 
   // What is local through our dummy interface is ours: its VIPs' services
   // may be deleted. `mine` is made local the way opts.vipMode says; `other`
@@ -123,6 +161,10 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     }
   }
 
+  if (firstRead && firstReadReady) {
+    while (!firstReadReady() && builder.computeAhead()) {
+    }
+  }
   // A dump is not a snapshot: an interrupted or overrun one is read again.
   StatusOr<ipvs::Table> actualOr = firstRead ? firstRead() : client.dumpTable();
   for (int attempt = 1; !actualOr.isOk() && isTransient(actualOr.status()) && attempt <= 3; ++attempt) {
@@ -147,9 +189,21 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   own.nodePortMin = node.nodePortMin;
   own.nodePortMax = node.nodePortMax;
 
-  result.plan = plan(desired.table, actual, own);
-  result.plannedWrites = result.plan.opCount();
-  VLOG(1) << "planned " << result.plannedWrites << " writes";
+  // The real servers (DesiredBuilder step 2), planned service by service in
+  // key order as they are worked out: the plan is the one plan() gives for
+  // the whole desired table. `placed` sees each creation or update as it
+  // joins the plan.
+  auto makePlan = [&](const std::function<void(const ServicePlan&)>& placed) {
+    result.plan = planFilling(
+        desired.table, actual, own,
+        [&](const ServiceKey& key, ipvs::ServiceState& state) {
+          builder.fillDests(key, state);
+          dropInvalidDests(desired, key, state, invalid);
+        },
+        placed);
+    finishErrors(desired, builder.stopHelping(), std::move(invalid));
+    VLOG(1) << "planned " << result.plan.opCount() << " writes";
+  };
   PlanContext ctx{&desired, &actual};
 
   // toConvert: wanted, but local the other way; removed before toBind adds
@@ -185,9 +239,8 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   };
   // The head of the output: the plan (text: its lines and the VIP lines;
   // json: the object's opening up to the "plan" value). A real run writes it
-  // from the second thread while the kernel writes go on (see below): nothing
-  // else writes to `out` before that thread is joined, and the plan is not
-  // held in memory twice.
+  // once the plan is made, while the kernel writes go on (see below); the
+  // plan is not held in memory twice.
   auto writePlan = [&] {
     if (opts.output == OutputFormat::kText) {
       renderPlanText(result.plan, ctx, out);
@@ -202,7 +255,16 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
       renderPlanJson(result.plan, ctx, out);
     }
   };
-  if (opts.dryRun) writePlan();
+  auto reportObjectErrors = [&] {
+    result.plannedWrites = result.plan.opCount();
+    result.objectErrors = desired.errors;
+    for (const auto& e : desired.errors) err << "error: " << e.toString() << "\n";
+  };
+  if (opts.dryRun) {
+    makePlan(nullptr);
+    reportObjectErrors();
+    writePlan();
+  }
 
   if (!opts.dryRun) {
     // Results of host changes, in the order made; `errors` may be another
@@ -233,6 +295,27 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     // yet sees no packets, as if it were not there; a VIP local before its
     // virtual server is answered by the host's own stack, which is what
     // happens to a Service before kipvs programs it either way.
+    //
+    // The real servers are planned beside the writes too: the service adds
+    // and updates need only step 1 and go first (apply's first batch), and
+    // the dest ops follow chunk by chunk as this thread plans them. The
+    // kernel sees the same writes in the same order as from apply() of the
+    // finished plan. This thread plans and the writes have their own: what
+    // the plan allocates comes from this thread's heap, where the input's
+    // freed memory waits to be reused.
+    std::vector<ipvs::Op> svcOps = serviceOps(desired.table, actual);
+    OpStream destOps;
+    ApplyReport written;
+    std::thread writer;
+    try {
+      writer = std::thread([&] {
+        VLOG(1) << "writing " << svcOps.size() << " service adds and updates; real servers follow as planned";
+        written = applyStreamed(svcOps, destOps, result.plan, client);
+        VLOG(1) << "writes done; they waited " << destOps.waited().count() / 1000 << " ms for the plan";
+      });
+    } catch (const std::system_error&) {
+      // No thread: plan first, then write (below).
+    }
     std::vector<std::string> hostChanges;
     std::vector<Status> hostErrors;
     std::thread hostWork([&] {
@@ -243,10 +326,27 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
       }
       record(otherMode, false, change(otherMode, false, toConvert), toConvert, hostChanges, hostErrors);
       record(opts.vipMode, true, change(opts.vipMode, true, toBind), toBind, hostChanges, hostErrors);
-      writePlan();
     });
-    merge(result.report, apply(result.plan, client));
+    {
+      std::vector<ipvs::Op> chunk;
+      makePlan([&](const ServicePlan& sp) {
+        for (const auto& op : sp.ops) {
+          if (!op.isServiceOp()) chunk.push_back(op);
+        }
+        if (chunk.size() >= kDestChunk) destOps.push(std::move(chunk));
+      });
+      destOps.push(std::move(chunk));
+      destOps.close();
+    }
+    writePlan();  // while the writes go on
+    if (writer.joinable()) {
+      writer.join();
+    } else {
+      written = applyStreamed(svcOps, destOps, result.plan, client);
+    }
     hostWork.join();
+    merge(result.report, std::move(written));
+    reportObjectErrors();
     result.hostChanges = std::move(hostChanges);
     result.hostErrors = std::move(hostErrors);
 

@@ -63,15 +63,14 @@ using Sleeper = std::function<void(std::chrono::milliseconds)>;
 // pass computes the desired state and reads the host before it waits for it,
 // and uses `client` only after.
 using TableSource = std::function<StatusOr<ipvs::Table>()>;
+// Whether firstRead would answer at once. Until it would, the pass works
+// out real servers on its own thread rather than wait (kipvs reconcile: what
+// that thread allocates reuses the freed input's memory).
+using TableReady = std::function<bool()>;
 
 // The plan and summary go to `out`; every error, named, also goes to `err`.
 ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, ipvs::IpvsClient& client,
                           HostNetwork& host, std::ostream& out, std::ostream& err, const Sleeper& sleep,
-                          const TableSource& firstRead = nullptr);
-
-// Drops, with an error each, desired virtual servers and real servers that
-// the kernel would refuse (ipvs::validate*), so one bad object cannot fail a
-// batch or hide among kernel errors.
-void dropInvalid(Desired& desired);
+                          const TableSource& firstRead = nullptr, const TableReady& firstReadReady = nullptr);
 
 }  // namespace kipvs::controller

@@ -218,10 +218,14 @@ void normalizeKeys(Map& m, Fix fix) {
 
 }  // namespace
 
+void normalizeDests(const ServiceKey& service, std::map<DestKey, DestState>& dests) {
+  normalizeKeys(dests, [&service](DestKey& dk, DestState& ds) { normalize(service, dk, ds.spec); });
+}
+
 void normalize(Table& table) {
   normalizeKeys(table.services, [](ServiceKey& key, ServiceState& s) {
     normalize(key, s.spec);
-    normalizeKeys(s.dests, [&key](DestKey& dk, DestState& ds) { normalize(key, dk, ds.spec); });
+    normalizeDests(key, s.dests);
   });
 }
 

@@ -190,6 +190,8 @@ struct Info {
 void normalize(ServiceKey& key, ServiceSpec& spec);
 void normalize(const ServiceKey& service, DestKey& key, DestSpec& spec);
 void normalize(Table& table);
+// One service's dests (normalize(Table&) does this for each service).
+void normalizeDests(const ServiceKey& service, std::map<DestKey, DestState>& dests);
 
 // A real-server address the kernel accepts (ip_vs_new_dest: unicast; not
 // 0/8, multicast, limited broadcast, ::, fe80::/10).

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "controller/fake_host.h"
+#include "test/controller/cluster_dump.h"
 #include "controller/k8s.h"
 #include "controller/reconcile.h"
 #include "ipvs/fake_client.h"
@@ -59,7 +60,7 @@ struct Rig {
     opts.node.nodeIps = {A("192.168.1.10")};
     opts.nodeIpsFromHost = false;
   }
-  ReconcileResult run(const Cluster& c, const TableSource& firstRead = nullptr) {
+  ReconcileResult run(const Cluster& c, const TableSource& firstRead = nullptr, const TableReady& ready = nullptr) {
     out.str("");
     err.str("");
     return reconcile(
@@ -68,7 +69,7 @@ struct Rig {
           ++sleeps;
           if (onSleep) onSleep();
         },
-        firstRead);
+        firstRead, ready);
   }
 };
 
@@ -328,4 +329,171 @@ TEST_CASE("reconcile: lost answers (ENOBUFS) are retried after a re-dump; perman
   CHECK(r2.exitCode() == 2);
   CHECK(rig2.sleeps == 3);
   CHECK(rig2.err.str().find("reading the IPVS table") != std::string::npos);
+}
+
+namespace {
+
+// The fake kernel, recording what each apply() call sent.
+class RecordingClient : public IpvsClient {
+ public:
+  explicit RecordingClient(FakeIpvsClient& inner) : inner_(inner) {}
+  StatusOr<Table> dumpTable() override { return inner_.dumpTable(); }
+  StatusOr<std::optional<ServiceState>> dumpService(const ServiceKey& key) override { return inner_.dumpService(key); }
+  std::vector<Status> apply(std::span<const Op> ops) override {
+    std::vector<std::string> call;
+    for (const Op& op : ops) call.push_back(op.toString());
+    calls.push_back(std::move(call));
+    return inner_.apply(ops);
+  }
+  StatusOr<Timeouts> getTimeouts() override { return inner_.getTimeouts(); }
+  Status setTimeouts(const Timeouts& t) override { return inner_.setTimeouts(t); }
+  Status zero(const std::optional<ServiceKey>& key) override { return inner_.zero(key); }
+  Status flush() override { return inner_.flush(); }
+  StatusOr<Info> info() override { return inner_.info(); }
+  uint64_t writeCount() const override { return inner_.writeCount(); }
+
+  std::vector<std::vector<std::string>> calls;
+
+ private:
+  FakeIpvsClient& inner_;
+};
+
+// n Services web-0000.. (ClusterIP 10.96.x.y; every third also a NodePort,
+// whose virtual server shares the ClusterIP's real servers), each with
+// `eps` endpoints from `base` on.
+std::vector<std::string> manyServices(int n, int eps, int base) {
+  std::vector<std::string> items;
+  for (int i = 0; i < n; ++i) {
+    char name[16];
+    std::snprintf(name, sizeof name, "web-%04d", i);
+    std::string ip = "10.96." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1);
+    std::string extra = i % 3 == 0 ? R"(,"type":"NodePort")" : "";
+    std::string svc = service(name, ip, extra);
+    if (i % 3 == 0) {
+      const std::string port = R"("targetPort":8080})";
+      svc.replace(svc.find(port), port.size(), R"("targetPort":8080,"nodePort":)" + std::to_string(30000 + i) + "}");
+    }
+    items.push_back(svc);
+    std::vector<std::pair<std::string, std::string>> list;
+    for (int e = 0; e < eps; ++e) {
+      int a = base + i * eps + e;
+      list.push_back({"10.244." + std::to_string(a / 250) + "." + std::to_string(a % 250 + 1), kReady});
+    }
+    items.push_back(slice(name, list));
+  }
+  return items;
+}
+
+}  // namespace
+
+TEST_CASE("reconcile: real servers are planned beside the writes; the kernel gets apply()'s writes of the whole plan") {
+  Rig rig;
+  // Before: 1,000 Services with other endpoints, and one more that goes.
+  std::vector<std::string> before = manyServices(1000, 3, 0);
+  before.push_back(service("gone", "10.97.0.1"));
+  REQUIRE(rig.run(cluster(before)).exitCode() == 0);
+
+  // After: 1,200 Services (200 new; the others' endpoints move by one, so
+  // every old one has adds and deletes), a bad Service, an endpoint that is
+  // not an address, and two Services claiming one externalIP.
+  std::vector<std::string> items = manyServices(1200, 4, 1);
+  items.push_back(service("broken", "10.96.0.300"));
+  items.push_back(slice("web-0001", {{"10.244.999.1", kReady}}));
+  items.push_back(service("ext-a", "10.98.0.1", R"(,"externalIPs":["203.0.113.7"])"));
+  items.push_back(service("ext-b", "10.98.0.2", R"(,"externalIPs":["203.0.113.7"])"));
+  Cluster c = cluster(items);
+
+  RecordingClient recorder(rig.kernel);
+  rig.out.str("");
+  rig.err.str("");
+  ReconcileResult r = reconcile(c, rig.opts, recorder, rig.host, rig.out, rig.err, [](std::chrono::milliseconds) {});
+  CHECK(r.exitCode() == 1);  // the bad objects
+
+  // The desired state is computeDesired()'s, errors included.
+  Desired whole = computeDesired(c, rig.opts.node);
+  CHECK(testing::dumpDesired(r.desired) == testing::dumpDesired(whole));
+  CHECK(r.objectErrors == whole.errors);
+  CHECK(rig.err.str().find("default/broken") != std::string::npos);
+  CHECK(rig.err.str().find("10.244.999.1") != std::string::npos);
+  CHECK(rig.err.str().find("conflicts with Service default/ext-a") != std::string::npos);
+
+  // The plan is plan()'s of that table against the table read.
+  Ownership own;
+  own.vips = whole.vips;
+  own.vips.insert(A("10.97.0.1"));  // bound by the first run
+  own.nodeIps = {A("192.168.1.10")};
+  Plan expected = plan(whole.table, r.observed, own);
+  std::vector<std::string> planned, got, wanted;
+  for (const auto& sp : r.plan.services) {
+    for (const auto& op : sp.ops) planned.push_back(op.toString());
+  }
+  for (const auto& sp : expected.services) {
+    for (const auto& op : sp.ops) wanted.push_back(op.toString());
+  }
+  CHECK(planned == wanted);
+  CHECK(r.plannedWrites == wanted.size());
+
+  // The kernel got apply()'s batches: service adds and updates, every dest
+  // op, the deletes, in plan order; the dest ops in more than one chunk.
+  std::vector<std::string> svc, dests, dels;
+  for (const auto& sp : expected.services) {
+    for (const auto& op : sp.ops) {
+      (sp.action == ServicePlan::Action::kDelete ? dels : op.isServiceOp() ? svc : dests).push_back(op.toString());
+    }
+  }
+  REQUIRE(dests.size() > 2 * 4096);
+  REQUIRE(!dels.empty());
+  for (const auto& call : recorder.calls) got.insert(got.end(), call.begin(), call.end());
+  std::vector<std::string> order = svc;
+  order.insert(order.end(), dests.begin(), dests.end());
+  order.insert(order.end(), dels.begin(), dels.end());
+  CHECK(got == order);
+  CHECK(recorder.calls.size() >= 4);  // services, two or more chunks of dests, deletes
+  CHECK(recorder.calls.front() == svc);
+  CHECK(recorder.calls.back() == dels);
+
+  // Converged: a second run writes nothing.
+  const uint64_t writes = rig.kernel.writeCount();
+  ReconcileResult again = rig.run(c);
+  CHECK(again.plan.empty());
+  CHECK(rig.kernel.writeCount() == writes);
+}
+
+TEST_CASE("reconcile: a dry run plans what the real run applies") {
+  Rig dry, real;
+  std::vector<std::string> items = manyServices(300, 2, 0);
+  items.push_back(service("broken", "10.96.0.300"));
+  Cluster c = cluster(items);
+  dry.opts.dryRun = true;
+  ReconcileResult d = dry.run(c);
+  ReconcileResult r = real.run(c);
+  CHECK(dry.kernel.writeCount() == 0);
+  std::vector<std::string> a, b;
+  for (const auto& sp : d.plan.services) {
+    for (const auto& op : sp.ops) a.push_back(op.toString());
+  }
+  for (const auto& sp : r.plan.services) {
+    for (const auto& op : sp.ops) b.push_back(op.toString());
+  }
+  CHECK(a.size() == 300 * 3 + 100 * 3);
+  CHECK(a == b);
+  CHECK(d.objectErrors == r.objectErrors);
+  CHECK(testing::dumpDesired(d.desired) == testing::dumpDesired(r.desired));
+}
+
+TEST_CASE("reconcile: while the first read is not ready, the pass works out real servers instead of waiting") {
+  for (int n : {20, 1200}) {  // without and with the helper thread
+    CAPTURE(n);
+    Rig rig, plain;
+    Cluster c = cluster(manyServices(n, 3, 0));
+    int asked = 0;
+    ReconcileResult r = rig.run(
+        c, [&] { return rig.kernel.dumpTable(); }, [&] { return ++asked > 8; });
+    ReconcileResult p = plain.run(c);
+    CHECK(asked == 9);  // asked until ready, one virtual server's worth of work between asks
+    CHECK(r.exitCode() == 0);
+    CHECK(testing::dumpDesired(r.desired) == testing::dumpDesired(p.desired));
+    CHECK(r.plan.opCount() == p.plan.opCount());
+    CHECK(rig.kernel.dumpTable()->destCount() == static_cast<size_t>(n) * 3 + (n + 2) / 3 * 3);
+  }
 }
