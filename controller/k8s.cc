@@ -13,6 +13,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -609,12 +610,29 @@ class Input {
     return in;
   }
 
-  static StatusOr<Input> read(const std::string& path) {
+  // A regular file of at least inTwoMinBytes (0: none) is read as two halves
+  // at once: under qemu TCG the copy and the zeroing of fresh pages are CPU
+  // work (~0.2 s for 28 MB), and nothing else runs yet.
+  static StatusOr<Input> read(const std::string& path, size_t inTwoMinBytes = 0, ParseStats* stats = nullptr) {
     int fd = path == "-" ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return Status::error(Code::kIo, "cannot open " + path, errno);
     Input in;
     struct stat st;
     bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
+    if (regular && inTwoMinBytes > 0 && static_cast<size_t>(st.st_size) >= inTwoMinBytes) {
+      if (in.readHalves(fd, static_cast<size_t>(st.st_size))) {
+        ::close(fd);
+        if (stats) ++stats->readsInTwo;
+        return in;
+      }
+      // The file is not the size fstat gave (being rewritten?), a read
+      // failed, or no thread: read it in one go, which says what is wrong.
+      if (::lseek(fd, 0, SEEK_SET) != 0) {
+        Status s = Status::error(Code::kIo, "cannot read " + path, errno);
+        ::close(fd);
+        return s;
+      }
+    }
     Status s = in.readAll(fd, path, regular ? static_cast<size_t>(st.st_size) : 0);
     if (fd != STDIN_FILENO) ::close(fd);
     if (!s.isOk()) return s;
@@ -628,6 +646,40 @@ class Input {
   std::string_view view() const { return {data_, size_}; }
 
  private:
+  // Exactly `size` bytes, the second half by a thread of its own; false
+  // unless the file held exactly that many.
+  bool readHalves(int fd, size_t size) {
+    heap_ = byteBuffer(size + 1 + kPadding);
+    const size_t mid = size / 2;
+    bool secondOk = false;
+    std::thread second;
+    try {
+      second = std::thread([&] { secondOk = preadFully(fd, heap_.get() + mid, size - mid, mid); });
+    } catch (const std::system_error&) {
+      return false;
+    }
+    const bool firstOk = preadFully(fd, heap_.get(), mid, 0);
+    second.join();
+    char more;
+    if (!firstOk || !secondOk || ::pread(fd, &more, 1, static_cast<off_t>(size)) != 0) return false;
+    std::memset(heap_.get() + size, 0, 1 + kPadding);
+    data_ = heap_.get();
+    size_ = size;
+    return true;
+  }
+
+  static bool preadFully(int fd, char* p, size_t n, size_t offset) {
+    while (n > 0) {
+      ssize_t r = ::pread(fd, p, n, static_cast<off_t>(offset));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return false;
+      p += r;
+      n -= static_cast<size_t>(r);
+      offset += static_cast<size_t>(r);
+    }
+    return true;
+  }
+
   // One buffer, its size from fstat when known (+1 for the NUL, +1 so that
   // EOF is seen without growing), else growing by doubling; kPadding more.
   Status readAll(int fd, const std::string& path, size_t sizeHint) {
@@ -1218,7 +1270,8 @@ StatusOr<Cluster> parseYaml(std::string_view text, const std::string& source, co
 }  // namespace
 
 StatusOr<Cluster> parseFile(const std::string& path, const ParseOptions& options) {
-  StatusOr<Input> in = Input::read(path);
+  const size_t inTwo = options.parallel && haveSpareCpu() ? std::max<size_t>(options.parallelMinBytes, 1) : 0;
+  StatusOr<Input> in = Input::read(path, inTwo, options.stats);
   if (!in) return in.status();
   if (isYamlInput(path == "-" ? std::string_view() : std::string_view(path), in->view())) {
     return parseYaml(in->view(), path == "-" ? "<stdin>" : path, options);

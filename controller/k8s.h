@@ -239,11 +239,13 @@ struct ParseStats {
   int itemsByHelper = 0;  // items the second thread parsed
   int wholeDocument = 0;  // inputs the streaming parser left to the whole-document one
   int itemsByDom = 0;     // List items read through the DOM reader (the fast path gave them up, or was off)
+  int readsInTwo = 0;     // files read as two halves at once
 };
 
 // How to parse; the defaults are what kipvs uses (tests and benchmarks vary them).
 struct ParseOptions {
-  // Split a large List's items over two threads (same result as one thread).
+  // Split a large List's items over two threads (same result as one
+  // thread), and read a large file as two halves at once.
   bool parallel = true;
   size_t parallelMinBytes = size_t{1} << 20;  // ... when they span at least this much
   ParseStats* stats = nullptr;                // filled in when set

@@ -12,7 +12,10 @@
 #include <sstream>
 #include <string>
 #include <random>
+#include <thread>
 #include <vector>
+
+#include <stdlib.h>
 
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
@@ -496,4 +499,36 @@ TEST_CASE("computeDesired: two threads give the one-thread result") {
 }
 
 }  // namespace
+TEST_CASE("parse: a file read as two halves at once gives what one read gives") {
+  std::vector<std::string> items;
+  for (int i = 0; i < 200; ++i) items.push_back(svc(i));
+  const std::string json = indentedList(items);
+  char dir[] = "/tmp/kipvs-read-XXXXXX";
+  REQUIRE(::mkdtemp(dir) != nullptr);
+  const std::string path = std::string(dir) + "/list.json";
+  {
+    std::ofstream f(path, std::ios::binary);
+    f << json;
+  }
+  ParseStats halves;
+  ParseOptions two;
+  two.parallelMinBytes = 0;
+  two.stats = &halves;
+  ParseStats whole;
+  ParseOptions one;
+  one.parallelMinBytes = json.size() + 1;  // no split, one read
+  one.stats = &whole;
+  const std::string a = testing::dumpAll(parseFile(path, two));
+  const std::string b = testing::dumpAll(parseFile(path, one));
+  CHECK(a == b);
+  CHECK(a == testing::dumpAll(parseJson(json, path, one)));
+  CHECK(a.find("ns/s199") != std::string::npos);
+  CHECK(halves.readsInTwo == (std::thread::hardware_concurrency() >= 2 ? 1 : 0));
+  CHECK(whole.readsInTwo == 0);
+  // Straight from that read: no item, and not the whole input, read again.
+  CHECK(halves.wholeDocument == 0);
+  CHECK(halves.itemsByDom == 0);
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace kipvs::controller
