@@ -292,17 +292,16 @@ class Suite:
         ("main", "main"),
         ("parse", "kipvs::controller::parseFiles("),
         ("reconcile()", "kipvs::controller::reconcile("),
-        ("computeDesired", "kipvs::controller::computeDesired("),
-        ("dropInvalid", "kipvs::controller::dropInvalid("),
+        ("virtual servers (desired, step 1)", "kipvs::controller::DesiredBuilder::servers("),
         ("ensureDummy", "kipvs::controller::NetlinkHostNetwork::ensureDummy("),
         ("boundAddresses", "kipvs::controller::NetlinkHostNetwork::boundAddresses("),
         ("localRoutes", "kipvs::controller::NetlinkHostNetwork::localRoutes("),
         ("dumpTable", "kipvs::ipvs::NetlinkIpvsClient::dumpTable("),
-        ("plan", "kipvs::controller::plan("),
+        ("plan, with the real servers (step 2)", "kipvs::controller::planFilling("),
         ("sysctls", "kipvs::controller::prepareIpvsSysctls("),
         ("bind VIPs (address mode)", "kipvs::controller::NetlinkHostNetwork::bindAddresses("),
-        ("VIP routes (beside apply)", "kipvs::controller::NetlinkHostNetwork::addLocalRoutes("),
-        ("apply", "kipvs::controller::apply("),
+        ("VIP routes (beside the writes)", "kipvs::controller::NetlinkHostNetwork::addLocalRoutes("),
+        ("IPVS writes (beside the plan)", "kipvs::controller::applyStreamed("),
         ("render plan JSON", "kipvs::controller::renderPlanJson("),
         ("render ipvsadm", "kipvs::controller::renderIpvsadmRules("),
     ]
@@ -611,8 +610,8 @@ def report(args):
     probes = [r for r in recs if r.get("what") == "phases"]
     if probes:
         o.append("Where the time goes (one extra run with uprobes on kipvs's functions; ms include callees, so "
-                 "nested rows overlap; `reconcile()` contains computeDesired…apply; outside it: exec, parse, "
-                 "opening the sockets, exit):")
+                 "nested rows overlap; `reconcile()` contains the desired state, the plan and the writes; outside it: "
+                 "exec, parse, opening the sockets, exit):")
         o.append("")
         cols = [p["of"] for p in probes]
         phases = []
