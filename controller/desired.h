@@ -55,23 +55,21 @@ struct Desired {
 // unknown names early; whether the module is really present is the kernel's word.
 bool isKnownScheduler(std::string_view name);
 
-// The desired state in two steps, so that a reconcile can send its virtual
-// servers to the kernel while their real servers are still being worked out:
-//   1. servers(): every virtual server with its spec, origin and VIP, the
-//      conflicts between Services settled, the Services' errors and notes
-//      (sorted); no real servers yet. Needs no EndpointSlice.
-//   2. fillDests() for each virtual server of step 1's table: any order,
-//      each key once, one thread at a time. Either readSlices() (the
-//      EndpointSlices' own errors) first, and maybe computeAll() to work them
-//      all out on two threads; or startHelping(), which has a second thread
-//      read the slices and work the real servers out in key order, beside
-//      whatever the caller does meanwhile (fillDests() waits only for what
-//      the helper is at), and stopHelping() at the end, which gives the
-//      slices' errors. Meanwhile computeAhead() has the calling thread work
-//      out real servers too (one virtual server's worth per call), while it
-//      would otherwise wait (for the table read, say).
+// The desired state in two steps, so that a reconcile can send the virtual
+// servers to the kernel while their real servers are still being worked out.
+//  1. servers(): every virtual server (spec, origin, VIP), conflicts between
+//     Services settled, the Services' errors and notes (sorted); no real
+//     servers yet. Needs the Services only.
+//  2. fillDests() for each of step 1's virtual servers: each once, any order,
+//     one thread. The EndpointSlices are read first, either by readSlices()
+//     (which returns their errors; computeAll() may then work out every real
+//     server on two threads), or by the helper thread startHelping() starts,
+//     which then works the real servers out in key order. fillDests() waits
+//     only for one the helper is at; computeAhead() has the calling thread
+//     work ahead while it would otherwise wait; stopHelping() joins the
+//     helper and returns the slices' errors.
 // computeDesired() is both steps. From parallelMinServices Services on, step
-// 1 and computeAll() use two threads (same result); tests vary it.
+// 1, computeAll() and the helper use two threads (same result); tests vary it.
 class DesiredBuilder {
  public:
   // cluster and node must outlive the builder.
