@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
     std::vector<controller::ObjectError> sliceErrors = builder.readSlices();
     builder.computeAll();
     for (auto& [key, state] : d.table.services) builder.fillDests(key, state);
-    d.errors.insert(d.errors.end(), sliceErrors.begin(), sliceErrors.end());
+    controller::addSliceErrors(d, std::move(sliceErrors));
     double desiredMs = msSince(t1), desiredCpu = cpuMs() - c1;
     long desiredFaults = faults() - f0 - parseFaults;
     std::printf(

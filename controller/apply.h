@@ -2,7 +2,7 @@
 // apply(Plan, IpvsClient&) -> ApplyReport. Writes go out in three batches
 // (service adds/updates; dest ops of services that exist; service deletes) so
 // that a failed service op skips only its own dest ops, and each batch is one
-// pipelined send. Kernel answers that mean "already converged" are folded:
+// pipelined send (applyStreamed: the dest ops one per chunk). Kernel answers that mean "already converged" are folded:
 // add -> EEXIST retries as update, update-dest -> ENOENT retries as add,
 // delete -> ENOENT/ESRCH is done.
 

@@ -591,7 +591,7 @@ class DesiredBuilder::Impl {
   }
 
   bool computeAhead() {
-    if (!slicesRead_.load(std::memory_order_acquire)) slicesRead_.wait(false, std::memory_order_acquire);
+    awaitSlices();
     for (; ahead_ < winners_.size(); ++ahead_) {
       DestSlot& slot = *winners_[ahead_].second;
       if (slot.state.load(std::memory_order_relaxed) != DestSlot::kTodo) continue;
@@ -613,7 +613,7 @@ class DesiredBuilder::Impl {
     if (it == winners_.end() || it->first != key) return;
     DestSlot& slot = *it->second;
     if (slot.takers == 0) return;  // taken already
-    if (!slicesRead_.load(std::memory_order_acquire)) slicesRead_.wait(false, std::memory_order_acquire);
+    awaitSlices();
     computeIfTodo(slot);
     // The helper has it: wait until it is there (one slot's work at most).
     for (uint8_t st = slot.state.load(std::memory_order_acquire); st != DestSlot::kDone;
@@ -802,6 +802,11 @@ class DesiredBuilder::Impl {
     return out;
   }
 
+  // Until readSlices() has run, on whichever thread.
+  void awaitSlices() const {
+    if (!slicesRead_.load(std::memory_order_acquire)) slicesRead_.wait(false, std::memory_order_acquire);
+  }
+
   // A slot's dests, unless another thread has them or is at them; readSlices() has run.
   void computeIfTodo(DestSlot& slot) const {
     uint8_t todo = DestSlot::kTodo;
@@ -900,12 +905,15 @@ Desired computeDesired(const Cluster& cluster, const NodeFacts& node, size_t par
   std::vector<ObjectError> sliceErrors = b.readSlices();
   b.computeAll();
   for (auto& [key, state] : d.table.services) b.fillDests(key, state);
-  if (!sliceErrors.empty()) {
-    d.errors.insert(d.errors.end(), std::make_move_iterator(sliceErrors.begin()),
-                    std::make_move_iterator(sliceErrors.end()));
-    std::sort(d.errors.begin(), d.errors.end());
-  }
+  addSliceErrors(d, std::move(sliceErrors));
   return d;
+}
+
+void addSliceErrors(Desired& d, std::vector<ObjectError>&& sliceErrors) {
+  if (sliceErrors.empty()) return;
+  d.errors.insert(d.errors.end(), std::make_move_iterator(sliceErrors.begin()),
+                  std::make_move_iterator(sliceErrors.end()));
+  std::sort(d.errors.begin(), d.errors.end());
 }
 
 }  // namespace kipvs::controller

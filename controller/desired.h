@@ -93,4 +93,8 @@ class DesiredBuilder {
 
 Desired computeDesired(const Cluster& cluster, const NodeFacts& node, size_t parallelMinServices = 1000);
 
+// Step 2's EndpointSlice errors (readSlices(), stopHelping()) into d.errors,
+// sorted in with step 1's as computeDesired() gives them.
+void addSliceErrors(Desired& d, std::vector<ObjectError>&& sliceErrors);
+
 }  // namespace kipvs::controller

@@ -61,11 +61,7 @@ void dropInvalidDests(const Desired& desired, const ServiceKey& key, ipvs::Servi
 // rules', in the order computeDesired() and a validation pass over its table
 // would give them.
 void finishErrors(Desired& desired, std::vector<ObjectError>&& sliceErrors, KeyedErrors&& invalid) {
-  if (!sliceErrors.empty()) {
-    desired.errors.insert(desired.errors.end(), std::make_move_iterator(sliceErrors.begin()),
-                          std::make_move_iterator(sliceErrors.end()));
-    std::sort(desired.errors.begin(), desired.errors.end());
-  }
+  addSliceErrors(desired, std::move(sliceErrors));
   std::stable_sort(invalid.begin(), invalid.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   for (auto& [key, e] : invalid) desired.errors.push_back(std::move(e));
 }
@@ -255,14 +251,14 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
       renderPlanJson(result.plan, ctx, out);
     }
   };
-  auto reportObjectErrors = [&] {
+  auto recordPlanAndErrors = [&] {
     result.plannedWrites = result.plan.opCount();
     result.objectErrors = desired.errors;
     for (const auto& e : desired.errors) err << "error: " << e.toString() << "\n";
   };
   if (opts.dryRun) {
     makePlan(nullptr);
-    reportObjectErrors();
+    recordPlanAndErrors();
     writePlan();
   }
 
@@ -346,7 +342,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     }
     hostWork.join();
     merge(result.report, std::move(written));
-    reportObjectErrors();
+    recordPlanAndErrors();
     result.hostChanges = std::move(hostChanges);
     result.hostErrors = std::move(hostErrors);
 
