@@ -1,26 +1,30 @@
 #pragma once
 // The List fast path's tokenizer (k8s.cc, ValueParser::item): one JSON value,
-// parsed in place, as the same handler events rapidjson's Reader gives with
-// kParseInsituFlag | kParseStopWhenDoneFlag, and the same bytes left in the
-// buffer (strings decoded in place, each closed by a NUL).
+// as the same handler events rapidjson's Reader gives with
+// kParseStopWhenDoneFlag. It never writes to the input: a string without
+// escapes is handed over where it lies (not NUL-terminated), one with escapes
+// decoded into the scanner's own buffer; either way only until the event
+// returns (copy = true, as rapidjson's reader says when not in place). So the
+// input stays pristine: an item the builder gives up is read again from the
+// same bytes, and two threads can parse one buffer.
 //
-// Why not rapidjson's Reader here: in place, it scans a string byte by byte up
-// to the next 16-byte boundary before its SIMD loop starts, and kubectl's
-// strings are short (a key, an IP address), so nearly all of them are scanned
-// byte by byte: that was 31 % of parse + desired's instructions. This scans
-// every string and whitespace run with unaligned 16-byte loads, which the
-// input's padding (16 bytes past its NUL) makes safe: a load never starts past
-// the NUL, and every scan stops at it.
+// Why not rapidjson's Reader here: it scans a string byte by byte up to the
+// next 16-byte boundary before its SIMD loop starts, and kubectl's strings are
+// short (a key, an IP address), so nearly all of them are scanned byte by
+// byte: that was 31 % of parse + desired's instructions. This scans every
+// string and whitespace run with unaligned 16-byte loads, which the input's
+// padding (16 bytes past its NUL) makes safe: a load never starts past the
+// NUL, and every scan stops at it.
 //
 // An integer of 20 digits or more, a double out of range and every syntax
-// error come back as kBail: the caller reads the item again, from the
-// pristine input, with rapidjson (which owns the error messages).
-// test/controller/json_scan_test.cc holds the two to the same events and
-// bytes.
+// error come back as kBail: the caller reads the item again with rapidjson
+// (which owns the error messages). test/controller/json_scan_test.cc holds
+// the two to the same events, and the input to its bytes.
 
 #include <charconv>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <system_error>
 
 #if defined(__SSE2__)
@@ -35,7 +39,7 @@ inline bool isJsonSpace(char c) { return c == ' ' || c == '\n' || c == '\r' || c
 
 // Past a run of whitespace 16 bytes at a time; p must be in a buffer padded as
 // scan() needs (the NUL ends every run).
-[[gnu::noinline]] inline char* skipJsonSpaceRun(char* p) {
+[[gnu::noinline]] inline const char* skipJsonSpaceRun(const char* p) {
 #if defined(__SSE2__)
   const __m128i sp = _mm_set1_epi8(' '), nl = _mm_set1_epi8('\n'), cr = _mm_set1_epi8('\r'), tab = _mm_set1_epi8('\t');
   for (;;) {
@@ -53,7 +57,7 @@ inline bool isJsonSpace(char c) { return c == ' ' || c == '\n' || c == '\r' || c
 }
 
 // Inline for the common case (compact JSON has no whitespace at all).
-inline char* skipJsonSpace(char* p) { return isJsonSpace(*p) ? skipJsonSpaceRun(p + 1) : p; }
+inline const char* skipJsonSpace(const char* p) { return isJsonSpace(*p) ? skipJsonSpaceRun(p + 1) : p; }
 
 enum class ScanResult : uint8_t {
   kDone,     // the value was read; p is just past it
@@ -68,7 +72,7 @@ class JsonScanner {
 
   // One value at p, after optional whitespace. The buffer must end in a NUL
   // followed by 16 readable bytes.
-  ScanResult scan(char*& p) {
+  ScanResult scan(const char*& p) {
     p = skipJsonSpace(p);
     if (*p == '\0') return ScanResult::kBail;
     return value(p);
@@ -76,7 +80,7 @@ class JsonScanner {
 
  private:
   // The first '"', '\\' or control character (a NUL included) at or after p.
-  static char* stringEnd(char* p) {
+  static const char* stringEnd(const char* p) {
 #if defined(__SSE2__)
     const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), ctl = _mm_set1_epi8(0x1F);
     for (;;) {
@@ -93,7 +97,7 @@ class JsonScanner {
 #endif
   }
 
-  ScanResult value(char*& p) {
+  ScanResult value(const char*& p) {
     switch (*p) {
       case '{':
         return object(p);
@@ -114,7 +118,7 @@ class JsonScanner {
   }
 
   template <typename Event>
-  ScanResult literal(char*& p, const char* word, size_t n, Event event) {
+  ScanResult literal(const char*& p, const char* word, size_t n, Event event) {
     if (std::memcmp(p, word, n) != 0) return ScanResult::kBail;  // the padding makes the read safe
     p += n;
     return event() ? ScanResult::kDone : ScanResult::kStopped;
@@ -127,8 +131,8 @@ class JsonScanner {
   // fraction or an exponent, Double (its value correctly rounded; rapidjson's
   // default may differ in the last bit, which nobody here reads: the item
   // builder takes no doubles).
-  ScanResult number(char*& p) {
-    char* q = p;
+  ScanResult number(const char*& p) {
+    const char* q = p;
     const bool minus = *q == '-';
     if (minus) ++q;
     uint64_t u = 0;
@@ -196,49 +200,56 @@ class JsonScanner {
     return v;
   }
 
-  static char* putUtf8(char* dst, uint32_t cp) {
+  static void putUtf8(std::string& out, uint32_t cp) {
     if (cp < 0x80) {
-      *dst++ = static_cast<char>(cp);
+      out += static_cast<char>(cp);
     } else if (cp < 0x800) {
-      *dst++ = static_cast<char>(0xC0 | (cp >> 6));
-      *dst++ = static_cast<char>(0x80 | (cp & 0x3F));
+      out += static_cast<char>(0xC0 | (cp >> 6));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
     } else if (cp < 0x10000) {
-      *dst++ = static_cast<char>(0xE0 | (cp >> 12));
-      *dst++ = static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      *dst++ = static_cast<char>(0x80 | (cp & 0x3F));
+      out += static_cast<char>(0xE0 | (cp >> 12));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
     } else {
-      *dst++ = static_cast<char>(0xF0 | (cp >> 18));
-      *dst++ = static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      *dst++ = static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      *dst++ = static_cast<char>(0x80 | (cp & 0x3F));
+      out += static_cast<char>(0xF0 | (cp >> 18));
+      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
     }
-    return dst;
   }
 
-  // p just past the opening quote. Decoded in place, closed by a NUL where
-  // the decoded text ends, as rapidjson does.
-  ScanResult string(char*& p, bool isKey) {
-    char* const head = p;
-    char* src = stringEnd(p);
-    char* dst = src;
+  ScanResult event(const char* s, size_t n, bool isKey) {
+    const auto len = static_cast<rapidjson::SizeType>(n);
+    const bool ok = isKey ? h_.Key(s, len, true) : h_.String(s, len, true);
+    return ok ? ScanResult::kDone : ScanResult::kStopped;
+  }
+
+  // p just past the opening quote.
+  ScanResult string(const char*& p, bool isKey) {
+    const char* const head = p;
+    const char* src = stringEnd(p);
+    if (*src == '"') {  // no escapes: the common case, handed over where it lies
+      p = src + 1;
+      return event(head, static_cast<size_t>(src - head), isKey);
+    }
+    decoded_.assign(head, src);
     while (*src != '"') {
       if (*src != '\\') {
         if (static_cast<unsigned char>(*src) < 0x20) return ScanResult::kBail;  // a control character or the end
-        // Copy up to the next stop (escapes are rare: a byte at a time is fine).
-        *dst++ = *src++;
+        decoded_ += *src++;  // escapes are rare: a byte at a time is fine
         continue;
       }
       const char e = src[1];
       src += 2;
       switch (e) {
-        case '"': *dst++ = '"'; break;
-        case '\\': *dst++ = '\\'; break;
-        case '/': *dst++ = '/'; break;
-        case 'b': *dst++ = '\b'; break;
-        case 'f': *dst++ = '\f'; break;
-        case 'n': *dst++ = '\n'; break;
-        case 'r': *dst++ = '\r'; break;
-        case 't': *dst++ = '\t'; break;
+        case '"': decoded_ += '"'; break;
+        case '\\': decoded_ += '\\'; break;
+        case '/': decoded_ += '/'; break;
+        case 'b': decoded_ += '\b'; break;
+        case 'f': decoded_ += '\f'; break;
+        case 'n': decoded_ += '\n'; break;
+        case 'r': decoded_ += '\r'; break;
+        case 't': decoded_ += '\t'; break;
         case 'u': {
           int cu = hex4(src);
           if (cu < 0) return ScanResult::kBail;
@@ -251,21 +262,18 @@ class JsonScanner {
             src += 6;
             cp = (((cp - 0xD800) << 10) | (static_cast<uint32_t>(lo) - 0xDC00)) + 0x10000;
           }
-          dst = putUtf8(dst, cp);  // a low surrogate alone too, encoded as it is (as rapidjson does)
+          putUtf8(decoded_, cp);  // a low surrogate alone too, encoded as it is (as rapidjson does)
           break;
         }
         default:
           return ScanResult::kBail;  // an unknown escape
       }
     }
-    *dst = '\0';
     p = src + 1;
-    const auto n = static_cast<rapidjson::SizeType>(dst - head);
-    const bool ok = isKey ? h_.Key(head, n, false) : h_.String(head, n, false);
-    return ok ? ScanResult::kDone : ScanResult::kStopped;
+    return event(decoded_.data(), decoded_.size(), isKey);
   }
 
-  ScanResult object(char*& p) {
+  ScanResult object(const char*& p) {
     ++p;
     if (!h_.StartObject()) return ScanResult::kStopped;
     p = skipJsonSpace(p);
@@ -294,7 +302,7 @@ class JsonScanner {
     }
   }
 
-  ScanResult array(char*& p) {
+  ScanResult array(const char*& p) {
     ++p;
     if (!h_.StartArray()) return ScanResult::kStopped;
     p = skipJsonSpace(p);
@@ -318,6 +326,7 @@ class JsonScanner {
   }
 
   Handler& h_;
+  std::string decoded_;  // the last string with escapes, decoded
 };
 
 }  // namespace kipvs::controller::detail

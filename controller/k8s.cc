@@ -8,9 +8,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <system_error>
@@ -640,8 +638,6 @@ class Input {
   }
 
   const char* data() const { return data_; }
-  // The buffer itself, for parsing in place (always owned: copyOf or read).
-  char* mutableData() { return heap_.get(); }
   size_t size() const { return size_; }
   std::string_view view() const { return {data_, size_}; }
 
@@ -810,62 +806,20 @@ Status parseDocument(const Input& in, std::string_view source, Cluster& cluster)
 using detail::isJsonSpace;
 
 // Only ever on an Input (padded as detail::skipJsonSpace needs).
-void skipSpace(char*& p) { p = detail::skipJsonSpace(p); }
-
-// The input as it was before parsing in place altered it, loaded on first
-// use (rare: an item the fast path cannot take, or the whole-document
-// fallback) from a second read of the file, or a copy kept beside it. Both
-// parse threads may ask; the copy is only read.
-class Pristine {
- public:
-  explicit Pristine(std::function<StatusOr<Input>()> load, size_t size) : load_(std::move(load)), size_(size) {}
-
-  // The pristine copy, or an error (it could not be read, or its size
-  // changed: the file is being rewritten).
-  StatusOr<const Input*> get() {
-    std::call_once(once_, [&] {
-      StatusOr<Input> in = load_();
-      if (!in) {
-        status_ = in.status();
-      } else if (in->size() != size_) {
-        status_ = Status::error(Code::kIo, "the input changed while it was read");
-      } else {
-        input_ = std::move(*in);
-      }
-    });
-    if (!status_.isOk()) return status_;
-    return &input_;
-  }
-  // The byte at `offset` of the input, or nullptr.
-  const char* at(size_t offset) {
-    StatusOr<const Input*> in = get();
-    return in ? (*in)->data() + offset : nullptr;
-  }
-
- private:
-  std::function<StatusOr<Input>()> load_;
-  size_t size_;
-  std::once_flag once_;
-  Status status_ = Status::ok();
-  Input input_;
-};
+void skipSpace(const char*& p) { p = detail::skipJsonSpace(p); }
 
 // Parses one JSON value at a time: a List item straight into the model
 // (item(), detail::ItemBuilder), anything else into a small DOM whose memory
-// is reused for the next. Strings are decoded in place (rapidjson's insitu
-// mode: no copy through the reader's stack), so the input is altered;
-// parseCopying() reads a pristine copy without altering it.
+// is reused for the next. Neither writes to the input: it stays as read, so
+// an item can be read again (the DOM reader after the builder gave up) and
+// two threads can parse one buffer.
 class ValueParser {
  public:
-  ValueParser() : poolBuffer_(new char[kPoolBytes]), pool_(poolBuffer_.get(), kPoolBytes), doc_(&pool_) {}
+  ValueParser()
+      : poolBuffer_(new char[kPoolBytes]), pool_(poolBuffer_.get(), kPoolBytes), doc_(&pool_), scanner_(builder_) {}
 
   // One JSON value at p, depth levels deep, into doc(); p moves past it.
-  // parse() decodes strings in place; parseCopying() leaves p's bytes alone.
-  bool parse(char*& p, int depth) {
-    rapidjson::InsituStringStream ss(p);
-    return parseFrom<rapidjson::kParseStopWhenDoneFlag | rapidjson::kParseInsituFlag>(ss, p, depth);
-  }
-  bool parseCopying(const char*& p, int depth) {
+  bool parse(const char*& p, int depth) {
     rapidjson::StringStream ss(p);
     return parseFrom<rapidjson::kParseStopWhenDoneFlag>(ss, p, depth);
   }
@@ -880,20 +834,19 @@ class ValueParser {
   // detail::JsonScanner (rapidjson's events, faster on short strings): true
   // when builder() holds it and p moved past it; false when the builder gave
   // up or the scanner left the item to rapidjson (a syntax error, an odd
-  // number). Either way the item's strings may be decoded in place already:
-  // only a pristine copy can be read again.
-  bool item(char*& p, std::string_view defaultKind) {
+  // number). Either way p has not moved.
+  bool item(const char*& p, std::string_view defaultKind) {
     builder_.reset(defaultKind, 2, kMaxDepth);
-    char* q = p;
-    if (detail::JsonScanner<detail::ItemBuilder>(builder_).scan(q) != detail::ScanResult::kDone) return false;
+    const char* q = p;
+    if (scanner_.scan(q) != detail::ScanResult::kDone) return false;
     p = q;
     return true;
   }
   detail::ItemBuilder& builder() { return builder_; }
 
  private:
-  template <unsigned kFlags, typename Stream, typename Char>
-  bool parseFrom(Stream& ss, Char*& p, int depth) {
+  template <unsigned kFlags, typename Stream>
+  bool parseFrom(Stream& ss, const char*& p, int depth) {
     release();
     bool tooDeep = false;
     if (parseValueInto<kFlags>(doc_, ss, depth, tooDeep).IsError()) return false;
@@ -907,6 +860,7 @@ class ValueParser {
   rapidjson::MemoryPoolAllocator<> pool_;
   rapidjson::Document doc_;
   detail::ItemBuilder builder_;
+  detail::JsonScanner<detail::ItemBuilder> scanner_;  // after builder_, which it refers to
 };
 
 // List items from p (at an item, maybe after whitespace) through the closing
@@ -925,21 +879,12 @@ struct ItemRun {
   std::vector<std::pair<int64_t, ItemError>> errors;  // with the item's index in this run
 };
 
-// Where a run parses: a buffer that starts at `offset` of the input (the
-// input itself, or the second thread's copy of its tail).
-struct Source {
-  const char* start;
-  size_t offset;
-  Pristine* pristine;
-  const char* pristineAt(const char* p) const { return pristine->at(offset + static_cast<size_t>(p - start)); }
-};
-
 // fast: items straight into the model (ValueParser::item), the DOM reader
-// only for those it gives up (read again from the pristine input); else each
-// through a DOM and the Reader above, the reference the fast path is tested
-// against.
-ItemRun parseItems(ValueParser& vp, char*& p, const char* stop, bool kindKnown, std::string_view itemKind, bool fast,
-                   const Source& src, Collector& out, const std::atomic<bool>* cancel) {
+// only for those it gives up (read again from the same, unaltered bytes);
+// else each through a DOM and the Reader above, the reference the fast path
+// is tested against.
+ItemRun parseItems(ValueParser& vp, const char*& p, const char* stop, bool kindKnown, std::string_view itemKind,
+                   bool fast, Collector& out, const std::atomic<bool>* cancel) {
   ItemRun run;
   skipSpace(p);
   for (;;) {
@@ -955,25 +900,15 @@ ItemRun parseItems(ValueParser& vp, char*& p, const char* stop, bool kindKnown, 
       run.end = ItemRun::End::kCancelled;
       return run;
     }
-    char* const start = p;
     if (fast && vp.item(p, itemKind)) {
       detail::ItemBuilder& b = vp.builder();
       if (b.outcome() == detail::ItemBuilder::Outcome::kService) out.add(std::move(b.service()));
       if (b.outcome() == detail::ItemBuilder::Outcome::kSlice) out.add(std::move(b.slice()));
     } else {
-      if (fast) {
-        // Parsed in place up to where the builder gave up, or the tokenizer
-        // left it to rapidjson (an odd number, a syntax error): read the item
-        // again from the pristine input, then go on past it here. A syntax
-        // error fails there too, and parseDocument reports it.
-        const char* q = src.pristineAt(start);
-        if (!q) return run;
-        const char* from = q;
-        if (!vp.parseCopying(q, 2)) return run;
-        p = start + (q - from);
-      } else if (!vp.parse(p, 2)) {
-        return run;
-      }
+      // The builder gave up, or the tokenizer left the item to rapidjson (an
+      // odd number, a syntax error): the DOM reader reads it. A syntax error
+      // fails here too, and parseDocument reports it.
+      if (!vp.parse(p, 2)) return run;
       // Its kind would come from the List's, which is not known yet.
       if (!kindKnown && vp.doc().IsObject() && !Reader::get(vp.doc(), "kind")) return run;
       if (auto e = parseItem(vp.doc(), itemKind, out)) run.errors.emplace_back(run.count, std::move(*e));
@@ -995,7 +930,7 @@ ItemRun parseItems(ValueParser& vp, char*& p, const char* stop, bool kindKnown, 
 }
 
 // A List, one item at a time (ValueParser): each item straight into the
-// model, or, when the builder gives it up, read again from the pristine input
+// model, or, when the builder gives it up, read again from the same bytes
 // by the same code as in parseDocument. A whole-input DOM of a 28 MB List is
 // ~55 MB that is written once and page-faulted in. The top level is walked
 // here, by hand (whitespace, braces, commas, colons); each item is tokenized
@@ -1003,8 +938,8 @@ ItemRun parseItems(ValueParser& vp, char*& p, const char* stop, bool kindKnown, 
 //
 // A large items array is split in two and parsed on two threads. The split
 // point is a guess (an item boundary as the first item's indentation shows
-// it): the second thread parses a copy of the input from there, while this
-// one parses up to it. The guess holds only if this thread's own parse lands
+// it): the second thread parses from there, while this one parses up to it
+// (neither writes to the input). The guess holds only if this thread's own parse lands
 // on it exactly; otherwise the second thread's work is dropped and this one
 // goes on alone. So the result is always the sequential one. When this
 // thread reaches the split first (the second one, at low priority, may get
@@ -1017,13 +952,13 @@ ItemRun parseItems(ValueParser& vp, char*& p, const char* stop, bool kindKnown, 
 // array, an item without kind before the List's kind is known.
 class ListStreamer {
  public:
-  ListStreamer(Input& in, Pristine& pristine, std::string_view source, const ParseOptions& options)
-      : in_(in), base_(in.mutableData()), pristine_(pristine), source_(source), options_(options) {}
+  ListStreamer(const Input& in, std::string_view source, const ParseOptions& options)
+      : in_(in), base_(in.data()), source_(source), options_(options) {}
 
   bool run(Cluster& cluster) {
     Cluster c;
     Collector out(c);
-    char* p = base_;
+    const char* p = base_;
     skipSpace(p);
     if (*p != '{') return false;
     ++p;
@@ -1076,7 +1011,7 @@ class ListStreamer {
 
  private:
   // The items array, p at its '['.
-  bool items(char*& p, bool kindKnown, std::string_view itemKind, Collector& out, std::vector<ObjectError>& errors) {
+  bool items(const char*& p, bool kindKnown, std::string_view itemKind, Collector& out, std::vector<ObjectError>& errors) {
     ++p;
     const char* open = p;  // past '[': the first item's indentation follows
     skipSpace(p);
@@ -1093,7 +1028,7 @@ class ListStreamer {
       done = itemsInTwo(p, split, kindKnown, itemKind, out, record);
       if (done.result) return *done.result;
     }
-    ItemRun run = parseItems(vp_, p, nullptr, kindKnown, itemKind, options_.fastItems, source(), out, nullptr);
+    ItemRun run = parseItems(vp_, p, nullptr, kindKnown, itemKind, options_.fastItems, out, nullptr);
     record(run, done.items);
     if (options_.stats) options_.stats->itemsByDom += static_cast<int>(run.byDom);
     return run.end == ItemRun::End::kClose;
@@ -1108,26 +1043,23 @@ class ListStreamer {
   };
 
   template <typename Record>
-  Progress itemsInTwo(char*& p, const char* split, bool kindKnown, std::string_view itemKind, Collector& out,
+  Progress itemsInTwo(const char*& p, const char* split, bool kindKnown, std::string_view itemKind, Collector& out,
                       const Record& record) {
     const size_t tailBytes = static_cast<size_t>(base_ + in_.size() - split);
-    auto tail = byteBuffer(tailBytes + 1 + kPadding);
-    std::memcpy(tail.get(), split, tailBytes + 1 + kPadding);  // with the NUL and padding
     Cluster tailCluster;
     ItemRun tailRun;
-    char* tailEnd = tail.get();
+    const char* tailEnd = split;
     std::atomic<bool> cancel{false};
     std::thread worker = startHelper([&] {
       if (options_.helperDelay.count() > 0) std::this_thread::sleep_for(options_.helperDelay);
       ValueParser vp;
       Collector tailOut(tailCluster);
       tailOut.reserveFor(tailBytes);
-      Source src{tail.get(), static_cast<size_t>(split - base_), &pristine_};
-      tailRun = parseItems(vp, tailEnd, nullptr, kindKnown, itemKind, options_.fastItems, src, tailOut, &cancel);
+      tailRun = parseItems(vp, tailEnd, nullptr, kindKnown, itemKind, options_.fastItems, tailOut, &cancel);
     });
     if (!worker.joinable()) return {};  // no thread: parse alone
-    char* q = p;
-    ItemRun head = parseItems(vp_, q, split, kindKnown, itemKind, options_.fastItems, source(), out, nullptr);
+    const char* q = p;
+    ItemRun head = parseItems(vp_, q, split, kindKnown, itemKind, options_.fastItems, out, nullptr);
     // Whatever the second thread has not done yet, this one takes over: it
     // stops at its next item boundary (it may have had no CPU at all).
     cancel = true;
@@ -1153,8 +1085,7 @@ class ListStreamer {
       options_.stats->itemsByHelper += static_cast<int>(tailRun.count);
       options_.stats->itemsByDom += static_cast<int>(tailRun.byDom);
     }
-    // Where the second thread stopped, in this buffer (it only altered its copy).
-    p = q + (tailEnd - tail.get());
+    p = tailEnd;  // where the second thread stopped
     if (tailRun.end == ItemRun::End::kClose) return {true};
     return {std::nullopt, head.count + tailRun.count};
   }
@@ -1190,27 +1121,20 @@ class ListStreamer {
     return nullptr;
   }
 
-  Source source() const { return {base_, 0, &pristine_}; }
-
-  Input& in_;
-  char* base_;
-  Pristine& pristine_;
+  const Input& in_;
+  const char* base_;
   std::string_view source_;
   ParseOptions options_;
   ValueParser vp_;
 };
 
-// `in` is parsed in place; `pristine` gives the input again, unaltered, for
-// the fallback (rare: not a List, a syntax error, odd key orders).
-StatusOr<Cluster> parseInput(Input& in, std::string_view source, std::function<StatusOr<Input>()> pristine,
-                            const ParseOptions& options) {
+// The streaming parser, or, where it declines (rare: not a List, a syntax
+// error, odd key orders), the whole input as one DOM, from the same bytes.
+StatusOr<Cluster> parseInput(const Input& in, std::string_view source, const ParseOptions& options) {
   Cluster c;
-  Pristine original(std::move(pristine), in.size());
-  if (ListStreamer(in, original, source, options).run(c)) return c;
+  if (ListStreamer(in, source, options).run(c)) return c;
   if (options.stats) ++options.stats->wholeDocument;
-  StatusOr<const Input*> fresh = original.get();
-  if (!fresh) return fresh.status();
-  KIPVS_RETURN_IF_ERROR(parseDocument(**fresh, source, c));
+  KIPVS_RETURN_IF_ERROR(parseDocument(in, source, c));
   return c;
 }
 
@@ -1241,8 +1165,7 @@ Cluster Cluster::merged(std::vector<Cluster>&& parts) {
 
 StatusOr<Cluster> parseJson(std::string_view text, std::string_view sourceName, const ParseOptions& options) {
   // A string_view need not be NUL-terminated; the copy costs less than the slower reader.
-  Input in = Input::copyOf(text);
-  return parseInput(in, sourceName, [&]() -> StatusOr<Input> { return Input::copyOf(text); }, options);
+  return parseInput(Input::copyOf(text), sourceName, options);
 }
 
 namespace {
@@ -1276,13 +1199,7 @@ StatusOr<Cluster> parseFile(const std::string& path, const ParseOptions& options
   if (isYamlInput(path == "-" ? std::string_view() : std::string_view(path), in->view())) {
     return parseYaml(in->view(), path == "-" ? "<stdin>" : path, options);
   }
-  if (path == "-") {
-    // stdin cannot be read twice: parse a copy in place, keep the original.
-    Input work = Input::copyOf(in->view());
-    return parseInput(work, "<stdin>", [&]() -> StatusOr<Input> { return std::move(*in); }, options);
-  }
-  // A file is read again if the fallback needs it (parsing in place altered the first copy).
-  return parseInput(*in, path, [&]() { return Input::read(path); }, options);
+  return parseInput(*in, path == "-" ? "<stdin>" : path, options);
 }
 
 StatusOr<Cluster> parseFiles(const std::vector<std::string>& paths, const ParseOptions& options) {

@@ -395,9 +395,9 @@ TEST_CASE("parse: \"-\" reads stdin, from a file or a pipe of any size") {
   REQUIRE(piped.isOk());
   CHECK(piped->services.size() == 2000);
 
-  // A ServiceList whose kind comes after items without kind: the in-place
-  // parse falls back to the whole-document one, which needs stdin's bytes
-  // unaltered (a pipe cannot be read twice).
+  // A ServiceList whose kind comes after items without kind: the streaming
+  // parse falls back to the whole-document one, which reads the same bytes
+  // (a pipe cannot be read twice).
   {
     std::string late = R"({"items":[{"metadata":{"namespace":"ns","name":"a\u0062c"},"spec":{"clusterIP":"10.96.0.9","ports":[{"port":80}]}}],"kind":"ServiceList"})";
     REQUIRE(::pipe(p) == 0);
