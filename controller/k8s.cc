@@ -608,29 +608,13 @@ class Input {
     return in;
   }
 
-  // A regular file of at least inTwoMinBytes (0: none) is read as two halves
-  // at once: under qemu TCG the copy and the zeroing of fresh pages are CPU
-  // work (~0.2 s for 28 MB), and nothing else runs yet.
-  static StatusOr<Input> read(const std::string& path, size_t inTwoMinBytes = 0, ParseStats* stats = nullptr) {
+  // All of a file ("-": stdin).
+  static StatusOr<Input> read(const std::string& path) {
     int fd = path == "-" ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return Status::error(Code::kIo, "cannot open " + path, errno);
     Input in;
     struct stat st;
     bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
-    if (regular && inTwoMinBytes > 0 && static_cast<size_t>(st.st_size) >= inTwoMinBytes) {
-      if (in.readHalves(fd, static_cast<size_t>(st.st_size))) {
-        ::close(fd);
-        if (stats) ++stats->readsInTwo;
-        return in;
-      }
-      // The file is not the size fstat gave (being rewritten?), a read
-      // failed, or no thread: read it in one go, which says what is wrong.
-      if (::lseek(fd, 0, SEEK_SET) != 0) {
-        Status s = Status::error(Code::kIo, "cannot read " + path, errno);
-        ::close(fd);
-        return s;
-      }
-    }
     Status s = in.readAll(fd, path, regular ? static_cast<size_t>(st.st_size) : 0);
     if (fd != STDIN_FILENO) ::close(fd);
     if (!s.isOk()) return s;
@@ -642,40 +626,6 @@ class Input {
   std::string_view view() const { return {data_, size_}; }
 
  private:
-  // Exactly `size` bytes, the second half by a thread of its own; false
-  // unless the file held exactly that many.
-  bool readHalves(int fd, size_t size) {
-    heap_ = byteBuffer(size + 1 + kPadding);
-    const size_t mid = size / 2;
-    bool secondOk = false;
-    std::thread second;
-    try {
-      second = std::thread([&] { secondOk = preadFully(fd, heap_.get() + mid, size - mid, mid); });
-    } catch (const std::system_error&) {
-      return false;
-    }
-    const bool firstOk = preadFully(fd, heap_.get(), mid, 0);
-    second.join();
-    char more;
-    if (!firstOk || !secondOk || ::pread(fd, &more, 1, static_cast<off_t>(size)) != 0) return false;
-    std::memset(heap_.get() + size, 0, 1 + kPadding);
-    data_ = heap_.get();
-    size_ = size;
-    return true;
-  }
-
-  static bool preadFully(int fd, char* p, size_t n, size_t offset) {
-    while (n > 0) {
-      ssize_t r = ::pread(fd, p, n, static_cast<off_t>(offset));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) return false;
-      p += r;
-      n -= static_cast<size_t>(r);
-      offset += static_cast<size_t>(r);
-    }
-    return true;
-  }
-
   // One buffer, its size from fstat when known (+1 for the NUL, +1 so that
   // EOF is seen without growing), else growing by doubling; kPadding more.
   Status readAll(int fd, const std::string& path, size_t sizeHint) {
@@ -805,14 +755,133 @@ Status parseDocument(const Input& in, std::string_view source, Cluster& cluster)
 
 using detail::isJsonSpace;
 
-// Only ever on an Input (padded as detail::skipJsonSpace needs).
+// Only ever in a Window (padded as detail::skipJsonSpace needs).
 void skipSpace(const char*& p) { p = detail::skipJsonSpace(p); }
+
+// The part of the input in memory, [ptr(offset), end()), followed by a NUL
+// and kPadding more bytes as the scanners need. Over an Input: all of it.
+// Over a regular file: read a chunk at a time (pread) as the parse moves on,
+// keeping only the bytes still needed, so that a 28 MB file costs a few
+// hundred KB of fresh memory instead of 28 MB (under qemu TCG, faulting in
+// and zeroing fresh pages was a quarter of the parse's CPU), and the read
+// goes on beside the parse. The fd is not owned; two windows may share it.
+class Window {
+ public:
+  explicit Window(const Input& in) : in_(&in), data_(in.data()), size_(in.size()), eof_(true) {}
+  Window(int fd, size_t fileSize, size_t from, size_t chunk)
+      : fd_(fd), fileSize_(fileSize), chunk_(std::max<size_t>(chunk, 1)) {
+    fill(from);
+  }
+  Window(Window&&) = default;
+
+  // A window of its own over the same input, at `offset` (the second parse thread's).
+  Window at(size_t offset) const {
+    if (in_) return Window(*in_);
+    return Window(fd_, fileSize_, offset, chunk_);
+  }
+  // The byte at `offset`, reading from there if it is not in the window.
+  const char* seek(size_t offset) {
+    if (const char* p = ptr(offset)) return p;
+    fill(offset);
+    return data_;
+  }
+  // The byte at `offset` if it is in the window, else nullptr.
+  const char* ptr(size_t offset) const {
+    return offset >= start_ && offset - start_ <= size_ ? data_ + (offset - start_) : nullptr;
+  }
+  const char* end() const { return data_ + size_; }
+  size_t offsetOf(const char* p) const { return start_ + static_cast<size_t>(p - data_); }
+  // Nothing more to read (or a read failed: the whole-document fallback reads again and says why).
+  bool atEnd() const { return eof_; }
+  // The input's size: exact over an Input, fstat's word over a file.
+  size_t size() const { return in_ ? in_->size() : fileSize_; }
+  // A value read up to q is whole: q is not where the window ends (a number
+  // cut there would look whole), or there is nothing after.
+  bool whole(const char* q) const { return q < end() || eof_; }
+
+  // More of the input after end(), keeping the bytes from p on (p is moved
+  // with them). False when there is no more.
+  bool more(const char*& p) {
+    if (eof_) return false;
+    const size_t keep = static_cast<size_t>(p - data_);
+    if (keep > 0) {
+      std::memmove(buffer_.get(), data_ + keep, size_ - keep);
+      start_ += keep;
+      size_ -= keep;
+    }
+    const bool got = readMore();
+    p = data_;  // after readMore(), which may have moved the buffer
+    return got;
+  }
+
+  // Up to n bytes from `offset`, without moving the window (where to split).
+  std::string_view peek(size_t offset, size_t n) {
+    if (in_) {
+      offset = std::min(offset, in_->size());
+      return in_->view().substr(offset, n);
+    }
+    peek_.resize(n);
+    size_t got = 0;
+    while (got < n) {
+      ssize_t r = ::pread(fd_, peek_.data() + got, n - got, static_cast<off_t>(offset + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      got += static_cast<size_t>(r);
+    }
+    return std::string_view(peek_.data(), got);
+  }
+
+ private:
+  void fill(size_t offset) {
+    start_ = offset;
+    size_ = 0;
+    eof_ = false;
+    readMore();
+  }
+
+  // One chunk more (a short read is fine); the buffer doubles when the bytes
+  // kept fill it (an item longer than a chunk).
+  bool readMore() {
+    if (capacity_ - size_ < chunk_) {
+      const size_t capacity = std::max(capacity_ * 2, size_ + chunk_);
+      auto bigger = byteBuffer(capacity + 1 + kPadding);
+      if (size_ > 0) std::memcpy(bigger.get(), data_, size_);
+      buffer_ = std::move(bigger);
+      capacity_ = capacity;
+      data_ = buffer_.get();
+    }
+    ssize_t n;
+    do {
+      n = ::pread(fd_, buffer_.get() + size_, chunk_, static_cast<off_t>(start_ + size_));
+    } while (n < 0 && errno == EINTR);
+    if (n > 0) size_ += static_cast<size_t>(n);
+    if (n <= 0) eof_ = true;
+    std::memset(buffer_.get() + size_, 0, 1 + kPadding);
+    return n > 0;
+  }
+
+  const Input* in_ = nullptr;  // over an Input; else over fd_
+  int fd_ = -1;
+  size_t fileSize_ = 0, chunk_ = 0;
+  std::unique_ptr<char[]> buffer_;
+  size_t capacity_ = 0;
+  const char* data_ = nullptr;  // the input from offset start_, size_ bytes of it
+  size_t start_ = 0, size_ = 0;
+  bool eof_ = false;
+  std::string peek_;
+};
+
+// Past whitespace, reading more where it runs to the window's end.
+void skipSpace(Window& w, const char*& p) {
+  skipSpace(p);
+  while (p == w.end() && w.more(p)) skipSpace(p);
+}
 
 // Parses one JSON value at a time: a List item straight into the model
 // (item(), detail::ItemBuilder), anything else into a small DOM whose memory
-// is reused for the next. Neither writes to the input: it stays as read, so
-// an item can be read again (the DOM reader after the builder gave up) and
-// two threads can parse one buffer.
+// is reused for the next. Neither writes to the input: an item can be read
+// again (by the DOM reader after the builder gave up, or with more of the
+// input after the window's end cut it), and two threads can share a buffer.
 class ValueParser {
  public:
   ValueParser()
@@ -822,6 +891,17 @@ class ValueParser {
   bool parse(const char*& p, int depth) {
     rapidjson::StringStream ss(p);
     return parseFrom<rapidjson::kParseStopWhenDoneFlag>(ss, p, depth);
+  }
+  // The same, reading more of the input while the value runs past the window.
+  bool parse(Window& w, const char*& p, int depth) {
+    for (;;) {
+      const char* q = p;
+      if (parse(q, depth) && w.whole(q)) {
+        p = q;
+        return true;
+      }
+      if (!w.more(p)) return false;
+    }
   }
   const rapidjson::Document& doc() const { return doc_; }
   // Drops doc()'s value and gives its memory back to the pool.
@@ -834,7 +914,7 @@ class ValueParser {
   // detail::JsonScanner (rapidjson's events, faster on short strings): true
   // when builder() holds it and p moved past it; false when the builder gave
   // up or the scanner left the item to rapidjson (a syntax error, an odd
-  // number). Either way p has not moved.
+  // number, the window's end). Either way p has not moved.
   bool item(const char*& p, std::string_view defaultKind) {
     builder_.reset(defaultKind, 2, kMaxDepth);
     const char* q = p;
@@ -864,11 +944,11 @@ class ValueParser {
 };
 
 // List items from p (at an item, maybe after whitespace) through the closing
-// ']', or until an item would start at `stop`. What ended the run is in `end`.
+// ']', or until an item would start at offset `stop`. What ended the run is in `end`.
 struct ItemRun {
   enum class End {
     kClose,     // the closing ']' (p is past it)
-    kStop,      // the next item starts exactly at stop (p == stop)
+    kStop,      // the next item starts exactly at stop (p is there)
     kPassed,    // an item spans stop: stop is not an item boundary
     kFallback,  // a syntax error or anything else parseDocument must judge
     kCancelled, // asked to stop; p is at the next item
@@ -880,19 +960,20 @@ struct ItemRun {
 };
 
 // fast: items straight into the model (ValueParser::item), the DOM reader
-// only for those it gives up (read again from the same, unaltered bytes);
-// else each through a DOM and the Reader above, the reference the fast path
-// is tested against.
-ItemRun parseItems(ValueParser& vp, const char*& p, const char* stop, bool kindKnown, std::string_view itemKind,
-                   bool fast, Collector& out, const std::atomic<bool>* cancel) {
+// only for those it gives up (read again from the same bytes); else each
+// through a DOM and the Reader above, the reference the fast path is tested
+// against. An item the window's end cuts is read again with more of the input.
+ItemRun parseItems(ValueParser& vp, Window& w, const char*& p, std::optional<size_t> stop, bool kindKnown,
+                   std::string_view itemKind, bool fast, Collector& out, const std::atomic<bool>* cancel) {
   ItemRun run;
-  skipSpace(p);
+  skipSpace(w, p);
   for (;;) {
-    if (p == stop) {
+    const size_t at = w.offsetOf(p);
+    if (stop && at == *stop) {
       run.end = ItemRun::End::kStop;
       return run;
     }
-    if (stop && p > stop) {
+    if (stop && at > *stop) {
       run.end = ItemRun::End::kPassed;
       return run;
     }
@@ -900,26 +981,36 @@ ItemRun parseItems(ValueParser& vp, const char*& p, const char* stop, bool kindK
       run.end = ItemRun::End::kCancelled;
       return run;
     }
-    if (fast && vp.item(p, itemKind)) {
-      detail::ItemBuilder& b = vp.builder();
-      if (b.outcome() == detail::ItemBuilder::Outcome::kService) out.add(std::move(b.service()));
-      if (b.outcome() == detail::ItemBuilder::Outcome::kSlice) out.add(std::move(b.slice()));
-    } else {
+    for (;;) {
+      const char* q = p;
+      if (fast && vp.item(q, itemKind) && w.whole(q)) {
+        detail::ItemBuilder& b = vp.builder();
+        if (b.outcome() == detail::ItemBuilder::Outcome::kService) out.add(std::move(b.service()));
+        if (b.outcome() == detail::ItemBuilder::Outcome::kSlice) out.add(std::move(b.slice()));
+        p = q;
+        break;
+      }
       // The builder gave up, or the tokenizer left the item to rapidjson (an
-      // odd number, a syntax error): the DOM reader reads it. A syntax error
-      // fails here too, and parseDocument reports it.
-      if (!vp.parse(p, 2)) return run;
-      // Its kind would come from the List's, which is not known yet.
-      if (!kindKnown && vp.doc().IsObject() && !Reader::get(vp.doc(), "kind")) return run;
-      if (auto e = parseItem(vp.doc(), itemKind, out)) run.errors.emplace_back(run.count, std::move(*e));
-      vp.release();
-      ++run.byDom;
+      // odd number, a syntax error, the window's end): the DOM reader reads it.
+      q = p;
+      if (vp.parse(q, 2) && w.whole(q)) {
+        // Its kind would come from the List's, which is not known yet.
+        if (!kindKnown && vp.doc().IsObject() && !Reader::get(vp.doc(), "kind")) return run;
+        if (auto e = parseItem(vp.doc(), itemKind, out)) run.errors.emplace_back(run.count, std::move(*e));
+        vp.release();
+        ++run.byDom;
+        p = q;
+        break;
+      }
+      // Cut by the window's end: again, with more. At the input's end, a
+      // syntax error (or a failed read): parseDocument reports it.
+      if (!w.more(p)) return run;
     }
     ++run.count;
-    skipSpace(p);
+    skipSpace(w, p);
     if (*p == ',') {
       ++p;
-      skipSpace(p);
+      skipSpace(w, p);
       continue;
     }
     if (*p != ']') return run;
@@ -938,10 +1029,10 @@ ItemRun parseItems(ValueParser& vp, const char*& p, const char* stop, bool kindK
 //
 // A large items array is split in two and parsed on two threads. The split
 // point is a guess (an item boundary as the first item's indentation shows
-// it): the second thread parses from there, while this one parses up to it
-// (neither writes to the input). The guess holds only if this thread's own parse lands
-// on it exactly; otherwise the second thread's work is dropped and this one
-// goes on alone. So the result is always the sequential one. When this
+// it): the second thread parses from there, in a window of its own, while
+// this one parses up to it. The guess holds only if this thread's own parse
+// lands on it exactly; otherwise the second thread's work is dropped and this
+// one goes on alone. So the result is always the sequential one. When this
 // thread reaches the split first (the second one, at low priority, may get
 // little CPU while a kernel dump runs), it takes over the rest from where the
 // second one stopped.
@@ -952,29 +1043,29 @@ ItemRun parseItems(ValueParser& vp, const char*& p, const char* stop, bool kindK
 // array, an item without kind before the List's kind is known.
 class ListStreamer {
  public:
-  ListStreamer(const Input& in, std::string_view source, const ParseOptions& options)
-      : in_(in), base_(in.data()), source_(source), options_(options) {}
+  ListStreamer(Window& w, std::string_view source, const ParseOptions& options)
+      : w_(w), source_(source), options_(options) {}
 
   bool run(Cluster& cluster) {
     Cluster c;
     Collector out(c);
-    const char* p = base_;
-    skipSpace(p);
+    const char* p = w_.seek(0);
+    skipSpace(w_, p);
     if (*p != '{') return false;
     ++p;
     bool first = true, sawKind = false, sawItems = false;
     std::string kind;  // the first "kind", if a string
     for (;;) {
-      skipSpace(p);
+      skipSpace(w_, p);
       if (first && *p == '}') break;
-      if (!vp_.parse(p, 1) || !vp_.doc().IsString()) return false;  // a key
+      if (!vp_.parse(w_, p, 1) || !vp_.doc().IsString()) return false;  // a key
       std::string key(vp_.doc().GetString(), vp_.doc().GetStringLength());
-      skipSpace(p);
+      skipSpace(w_, p);
       if (*p != ':') return false;
       ++p;
       if (key == "items" && !sawItems) {
         sawItems = true;
-        skipSpace(p);
+        skipSpace(w_, p);
         if (*p != '[') return false;  // null, or not an array: parseDocument's word
         // The List's kind, if it came first (as in API server answers; kubectl sorts keys, items first).
         std::string_view itemKind;
@@ -983,7 +1074,7 @@ class ListStreamer {
         if (kindKnown) itemKind = itemKindOf(kind);
         if (!items(p, kindKnown, itemKind, out, c.errors)) return false;
       } else {
-        if (!vp_.parse(p, 1)) return false;
+        if (!vp_.parse(w_, p, 1)) return false;
         if (key == "kind" && !sawKind) {
           sawKind = true;
           if (!vp_.doc().IsString()) return false;  // "no kind": parseDocument says so
@@ -992,7 +1083,7 @@ class ListStreamer {
       }
       vp_.release();
       first = false;
-      skipSpace(p);
+      skipSpace(w_, p);
       if (*p == ',') {
         ++p;
         continue;
@@ -1001,9 +1092,9 @@ class ListStreamer {
       break;
     }
     ++p;
-    skipSpace(p);
+    skipSpace(w_, p);
     // The end of the input, not an early NUL.
-    if (p != base_ + in_.size()) return false;
+    if (p != w_.end() || !w_.atEnd()) return false;
     if (!sawKind || !isListKind(kind)) return false;
     cluster = std::move(c);
     return true;
@@ -1011,10 +1102,11 @@ class ListStreamer {
 
  private:
   // The items array, p at its '['.
-  bool items(const char*& p, bool kindKnown, std::string_view itemKind, Collector& out, std::vector<ObjectError>& errors) {
+  bool items(const char*& p, bool kindKnown, std::string_view itemKind, Collector& out,
+             std::vector<ObjectError>& errors) {
     ++p;
-    const char* open = p;  // past '[': the first item's indentation follows
-    skipSpace(p);
+    const size_t open = w_.offsetOf(p);  // past '[': the first item's indentation follows
+    skipSpace(w_, p);
     if (*p == ']') {
       ++p;
       return true;
@@ -1022,13 +1114,14 @@ class ListStreamer {
     auto record = [&](const ItemRun& run, int64_t base) {
       for (const auto& [i, e] : run.errors) errors.push_back(e.finish(itemWhere(source_, base + i)));
     };
-    out.reserveFor(static_cast<size_t>(base_ + in_.size() - open));
+    const size_t firstItem = w_.offsetOf(p);
+    out.reserveFor(w_.size() > open ? w_.size() - open : 0);
     Progress done;
-    if (const char* split = options_.parallel ? splitPoint(open) : nullptr) {
-      done = itemsInTwo(p, split, kindKnown, itemKind, out, record);
+    if (std::optional<size_t> split = options_.parallel ? splitPoint(p, open, firstItem) : std::nullopt) {
+      done = itemsInTwo(p, *split, kindKnown, itemKind, out, record);
       if (done.result) return *done.result;
     }
-    ItemRun run = parseItems(vp_, p, nullptr, kindKnown, itemKind, options_.fastItems, out, nullptr);
+    ItemRun run = parseItems(vp_, w_, p, std::nullopt, kindKnown, itemKind, options_.fastItems, out, nullptr);
     record(run, done.items);
     if (options_.stats) options_.stats->itemsByDom += static_cast<int>(run.byDom);
     return run.end == ItemRun::End::kClose;
@@ -1043,23 +1136,24 @@ class ListStreamer {
   };
 
   template <typename Record>
-  Progress itemsInTwo(const char*& p, const char* split, bool kindKnown, std::string_view itemKind, Collector& out,
+  Progress itemsInTwo(const char*& p, size_t split, bool kindKnown, std::string_view itemKind, Collector& out,
                       const Record& record) {
-    const size_t tailBytes = static_cast<size_t>(base_ + in_.size() - split);
     Cluster tailCluster;
     ItemRun tailRun;
-    const char* tailEnd = split;
+    size_t tailEnd = split;
     std::atomic<bool> cancel{false};
     std::thread worker = startHelper([&] {
       if (options_.helperDelay.count() > 0) std::this_thread::sleep_for(options_.helperDelay);
       ValueParser vp;
       Collector tailOut(tailCluster);
-      tailOut.reserveFor(tailBytes);
-      tailRun = parseItems(vp, tailEnd, nullptr, kindKnown, itemKind, options_.fastItems, tailOut, &cancel);
+      tailOut.reserveFor(w_.size() > split ? w_.size() - split : 0);
+      Window w = w_.at(split);
+      const char* q = w.seek(split);
+      tailRun = parseItems(vp, w, q, std::nullopt, kindKnown, itemKind, options_.fastItems, tailOut, &cancel);
+      tailEnd = w.offsetOf(q);
     });
     if (!worker.joinable()) return {};  // no thread: parse alone
-    const char* q = p;
-    ItemRun head = parseItems(vp_, q, split, kindKnown, itemKind, options_.fastItems, out, nullptr);
+    ItemRun head = parseItems(vp_, w_, p, split, kindKnown, itemKind, options_.fastItems, out, nullptr);
     // Whatever the second thread has not done yet, this one takes over: it
     // stops at its next item boundary (it may have had no CPU at all).
     cancel = true;
@@ -1072,7 +1166,6 @@ class ListStreamer {
       // Not a boundary, or the items ended (or failed) before it: this
       // thread's run is the sequential one so far.
       record(head, 0);
-      p = q;
       if (head.end != ItemRun::End::kPassed) return {head.end == ItemRun::End::kClose};
       return {std::nullopt, head.count};
     }
@@ -1085,7 +1178,7 @@ class ListStreamer {
       options_.stats->itemsByHelper += static_cast<int>(tailRun.count);
       options_.stats->itemsByDom += static_cast<int>(tailRun.byDom);
     }
-    p = tailEnd;  // where the second thread stopped
+    p = w_.seek(tailEnd);  // where the second thread stopped
     if (tailRun.end == ItemRun::End::kClose) return {true};
     return {std::nullopt, head.count + tailRun.count};
   }
@@ -1094,35 +1187,37 @@ class ListStreamer {
   // boundary as the first item's indentation shows it ("},<ws>{" with the
   // same whitespace as between '[' and the first item). Without whitespace
   // to go by, the next item must also begin as kubectl's and the API
-  // server's do (apiVersion or kind first). nullptr: too small to be worth a
-  // thread, or no candidate.
-  const char* splitPoint(const char* p) const {
-    const char* end = base_ + in_.size();
-    if (static_cast<size_t>(end - p) < options_.parallelMinBytes) return nullptr;
-    if (!haveSpareCpu()) return nullptr;
-    const char* first = p;
-    while (first < end && isJsonSpace(*first)) ++first;
-    if (first == end || *first != '{') return nullptr;
-    const std::string_view indent(p, static_cast<size_t>(first - p));
-    for (const char* q = p + (end - p) / 2; q + 1 + indent.size() < end; ++q) {
-      q = static_cast<const char*>(std::memchr(q, ',', static_cast<size_t>(end - q)));
-      if (!q) return nullptr;
-      const char* before = q;
-      while (before > p && isJsonSpace(before[-1])) --before;
-      if (before == p || before[-1] != '}') continue;
-      if (std::string_view(q + 1, indent.size()) != indent) continue;
-      const char* brace = q + 1 + indent.size();
-      if (*brace != '{') continue;
-      if (indent.empty() && std::strncmp(brace, "{\"apiVersion\"", 13) != 0 && std::strncmp(brace, "{\"kind\"", 7) != 0) {
-        continue;
-      }
-      return brace;
+  // server's do (apiVersion or kind first). Looked for in the 256 KiB after
+  // the middle. nullopt: too small to be worth a thread, or no candidate.
+  // p: the first item (at offset firstItem); open: the offset past '['.
+  std::optional<size_t> splitPoint(const char* p, size_t open, size_t firstItem) {
+    const size_t total = w_.size();
+    if (total <= open || total - open < options_.parallelMinBytes) return std::nullopt;
+    if (*p != '{' || !haveSpareCpu()) return std::nullopt;
+    const char* openAt = w_.ptr(open);
+    if (!openAt) return std::nullopt;  // whitespace longer than a chunk: no indentation to go by
+    const std::string indent(openAt, firstItem - open);
+    constexpr size_t kLookBack = 4096, kLookAhead = 256 * 1024;
+    const size_t mid = open + (total - open) / 2;
+    const size_t from = std::max(open, mid - std::min(mid, kLookBack));
+    const std::string_view span = w_.peek(from, (mid - from) + kLookAhead);
+    for (size_t i = mid - from; i + 1 + indent.size() < span.size(); ++i) {
+      const void* comma = std::memchr(span.data() + i, ',', span.size() - i);
+      if (!comma) return std::nullopt;
+      i = static_cast<size_t>(static_cast<const char*>(comma) - span.data());
+      size_t before = i;
+      while (before > 0 && isJsonSpace(span[before - 1])) --before;
+      if (before == 0 || span[before - 1] != '}') continue;
+      if (i + 1 + indent.size() >= span.size() || span.substr(i + 1, indent.size()) != indent) continue;
+      const std::string_view rest = span.substr(i + 1 + indent.size());
+      if (rest.empty() || rest[0] != '{') continue;
+      if (indent.empty() && !rest.starts_with("{\"apiVersion\"") && !rest.starts_with("{\"kind\"")) continue;
+      return from + i + 1 + indent.size();
     }
-    return nullptr;
+    return std::nullopt;
   }
 
-  const Input& in_;
-  const char* base_;
+  Window& w_;
   std::string_view source_;
   ParseOptions options_;
   ValueParser vp_;
@@ -1132,7 +1227,8 @@ class ListStreamer {
 // error, odd key orders), the whole input as one DOM, from the same bytes.
 StatusOr<Cluster> parseInput(const Input& in, std::string_view source, const ParseOptions& options) {
   Cluster c;
-  if (ListStreamer(in, source, options).run(c)) return c;
+  Window w(in);
+  if (ListStreamer(w, source, options).run(c)) return c;
   if (options.stats) ++options.stats->wholeDocument;
   KIPVS_RETURN_IF_ERROR(parseDocument(in, source, c));
   return c;
@@ -1192,14 +1288,41 @@ StatusOr<Cluster> parseYaml(std::string_view text, const std::string& source, co
 
 }  // namespace
 
+// A regular file is parsed as it is read (Window); stdin, YAML, and what the
+// streaming parser declines are read whole first.
 StatusOr<Cluster> parseFile(const std::string& path, const ParseOptions& options) {
-  const size_t inTwo = options.parallel && haveSpareCpu() ? std::max<size_t>(options.parallelMinBytes, 1) : 0;
-  StatusOr<Input> in = Input::read(path, inTwo, options.stats);
+  const std::string source = path == "-" ? "<stdin>" : path;
+  bool declined = false;
+  if (path != "-") {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Status::error(Code::kIo, "cannot open " + path, errno);
+    struct stat st;
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+      Window w(fd, static_cast<size_t>(st.st_size), 0, options.chunkBytes);
+      const char* p = w.seek(0);
+      skipSpace(w, p);
+      if (!isYamlInput(path, std::string_view(p, static_cast<size_t>(w.end() - p)))) {
+        if (options.stats) ++options.stats->filesStreamed;
+        Cluster c;
+        if (ListStreamer(w, source, options).run(c)) {
+          ::close(fd);
+          return c;
+        }
+        declined = true;
+      }
+    }
+    ::close(fd);
+  }
+  StatusOr<Input> in = Input::read(path);
   if (!in) return in.status();
   if (isYamlInput(path == "-" ? std::string_view() : std::string_view(path), in->view())) {
-    return parseYaml(in->view(), path == "-" ? "<stdin>" : path, options);
+    return parseYaml(in->view(), source, options);
   }
-  return parseInput(*in, path == "-" ? "<stdin>" : path, options);
+  if (!declined) return parseInput(*in, source, options);
+  if (options.stats) ++options.stats->wholeDocument;
+  Cluster c;
+  KIPVS_RETURN_IF_ERROR(parseDocument(*in, source, c));
+  return c;
 }
 
 StatusOr<Cluster> parseFiles(const std::vector<std::string>& paths, const ParseOptions& options) {

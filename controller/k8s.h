@@ -239,18 +239,19 @@ struct ParseStats {
   int itemsByHelper = 0;  // items the second thread parsed
   int wholeDocument = 0;  // inputs the streaming parser left to the whole-document one
   int itemsByDom = 0;     // List items read through the DOM reader (the fast path gave them up, or was off)
-  int readsInTwo = 0;     // files read as two halves at once
+  int filesStreamed = 0;  // files parsed as they were read, a chunk at a time
 };
 
 // How to parse; the defaults are what kipvs uses (tests and benchmarks vary them).
 struct ParseOptions {
-  // Split a large List's items over two threads (same result as one
-  // thread), and read a large file as two halves at once.
+  // Split a large List's items over two threads (same result as one thread).
   bool parallel = true;
   size_t parallelMinBytes = size_t{1} << 20;  // ... when they span at least this much
+  // A file is read this much at a time as the parse goes (tests: a few bytes).
+  size_t chunkBytes = size_t{256} << 10;
   ParseStats* stats = nullptr;                // filled in when set
   // List items straight into the model (SAX events, no DOM); an item it
-  // cannot take is read again, from the pristine input, by the DOM reader.
+  // cannot take is read again, from the same bytes, by the DOM reader.
   // Off: every item through the DOM reader, the reference the fast path is
   // tested against.
   bool fastItems = true;

@@ -499,36 +499,94 @@ TEST_CASE("computeDesired: two threads give the one-thread result") {
 }
 
 }  // namespace
-TEST_CASE("parse: a file read as two halves at once gives what one read gives") {
+// Writes text to a fresh file; returns its path (the directory goes with cleanup()).
+struct TempFile {
+  explicit TempFile(const std::string& text, const std::string& name = "list.json") {
+    char tmpl[] = "/tmp/kipvs-read-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    dir = tmpl;
+    path = dir + "/" + name;
+    std::ofstream f(path, std::ios::binary);
+    f << text;
+  }
+  ~TempFile() { std::filesystem::remove_all(dir); }
+  std::string dir, path;
+};
+
+TEST_CASE("parse: a file parsed as it is read, a chunk at a time, gives what one read gives") {
+  // Every corpus case (odd inputs, syntax errors and their offsets, NULs,
+  // truncations) and the fixtures, with chunks so small that every value
+  // spans several, and one larger than the file.
+  std::vector<std::string> rels = {"examples/cluster.json", "test/fixtures/e2e/cluster.json",
+                                   "test/fixtures/rules/cluster.json", "test/fixtures/list_mixed.json"};
+  for (const auto& e : std::filesystem::directory_iterator(sourcePath("test/fixtures/parser"))) {
+    if (e.path().extension() == ".json") rels.push_back("test/fixtures/parser/" + e.path().filename().string());
+  }
+  int streamed = 0;
+  for (const auto& rel : rels) {
+    const std::string text = slurp(sourcePath(rel));
+    const std::string want = testing::dumpAll(parseJson(text, sourcePath(rel)));
+    for (size_t chunk : {size_t{1}, size_t{3}, size_t{16}, size_t{100}, size_t{1} << 20}) {
+      ParseStats stats;
+      ParseOptions o;
+      o.chunkBytes = chunk;
+      o.parallelMinBytes = 0;
+      o.stats = &stats;
+      CHECK_MESSAGE(testing::dumpAll(parseFile(sourcePath(rel), o)) == want, rel << " in chunks of " << chunk);
+      streamed += stats.filesStreamed;
+    }
+  }
+  CHECK(streamed >= static_cast<int>(rels.size() - 1) * 5);  // all but the empty file
+
+  // A List large enough to split, in small chunks: the second thread reads
+  // its own window from the split on; the result is one read's, and no item
+  // (nor the whole input) is read again by the DOM reader.
   std::vector<std::string> items;
   for (int i = 0; i < 200; ++i) items.push_back(svc(i));
   const std::string json = indentedList(items);
-  char dir[] = "/tmp/kipvs-read-XXXXXX";
-  REQUIRE(::mkdtemp(dir) != nullptr);
-  const std::string path = std::string(dir) + "/list.json";
-  {
-    std::ofstream f(path, std::ios::binary);
-    f << json;
-  }
-  ParseStats halves;
-  ParseOptions two;
-  two.parallelMinBytes = 0;
-  two.stats = &halves;
-  ParseStats whole;
+  TempFile file(json);
   ParseOptions one;
-  one.parallelMinBytes = json.size() + 1;  // no split, one read
-  one.stats = &whole;
-  const std::string a = testing::dumpAll(parseFile(path, two));
-  const std::string b = testing::dumpAll(parseFile(path, one));
-  CHECK(a == b);
-  CHECK(a == testing::dumpAll(parseJson(json, path, one)));
-  CHECK(a.find("ns/s199") != std::string::npos);
-  CHECK(halves.readsInTwo == (std::thread::hardware_concurrency() >= 2 ? 1 : 0));
-  CHECK(whole.readsInTwo == 0);
-  // Straight from that read: no item, and not the whole input, read again.
-  CHECK(halves.wholeDocument == 0);
-  CHECK(halves.itemsByDom == 0);
-  std::filesystem::remove_all(dir);
+  one.parallel = false;
+  const std::string want = testing::dumpAll(parseJson(json, file.path, one));
+  CHECK(want.find("ns/s199") != std::string::npos);
+  for (size_t chunk : {size_t{7}, size_t{512}, size_t{1} << 20}) {
+    for (bool fast : {true, false}) {
+      CAPTURE(chunk);
+      CAPTURE(fast);
+      ParseStats stats;
+      ParseOptions two;
+      two.parallelMinBytes = 0;
+      two.chunkBytes = chunk;
+      two.fastItems = fast;
+      two.stats = &stats;
+      CHECK(testing::dumpAll(parseFile(file.path, two)) == want);
+      CHECK(stats.filesStreamed == 1);
+      CHECK(stats.wholeDocument == 0);
+      CHECK(stats.itemsByDom == (fast ? 0 : 200));
+      if (std::thread::hardware_concurrency() >= 2) CHECK(stats.splitsUsed + stats.splitsDropped == 1);
+    }
+  }
+}
+
+TEST_CASE("parse: a number cut by a chunk's end is read whole") {
+  // A List whose items are bare numbers (errors) and a Service whose port
+  // is cut: with chunk boundaries at every byte, a number must never end
+  // where a chunk does.
+  const std::string json = R"({"kind":"List","items":[12345678,)" + testing::service("ns/a", R"("clusterIP":"10.96.0.1","ports":[{"port":8080}])") + R"(,-42]})";
+  TempFile file(json);
+  const std::string want = testing::dumpAll(parseJson(json, file.path));
+  CHECK(want.find("8080") != std::string::npos);
+  for (size_t chunk = 1; chunk < json.size() + 2; ++chunk) {
+    ParseStats stats;
+    ParseOptions o;
+    o.chunkBytes = chunk;
+    o.stats = &stats;
+    CHECK_MESSAGE(testing::dumpAll(parseFile(file.path, o)) == want, "chunks of " << chunk);
+    // Read as it streamed: a number taken short would leave its other digits
+    // where a comma belongs, and the whole-document reader would have to step in.
+    CHECK_MESSAGE(stats.wholeDocument == 0, "chunks of " << chunk);
+    CHECK(stats.filesStreamed == 1);
+  }
 }
 
 }  // namespace kipvs::controller
