@@ -17,6 +17,18 @@ namespace {
 Address A(const char* s) { return *Address::parse(s); }
 }  // namespace
 
+TEST_CASE("Address prints every IPv4 octet as inet_ntop does") {
+  for (uint32_t b = 0; b < 256; ++b) {
+    for (int pos = 0; pos < 4; ++pos) {
+      const uint32_t host = (b << (8 * pos)) | (pos == 0 ? 0x01020300u : 0x00000007u);
+      const uint32_t net = htonl(host);
+      char want[INET_ADDRSTRLEN];
+      REQUIRE(inet_ntop(AF_INET, &net, want, sizeof want) != nullptr);
+      CHECK(Address::v4(host).toString() == want);
+    }
+  }
+}
+
 TEST_CASE("Address parses and prints both families") {
   CHECK(A("10.1.2.3").toString() == "10.1.2.3");
   CHECK(A("10.1.2.3").family == Family::kV4);
