@@ -782,6 +782,7 @@ class Window {
   // The byte at `offset`, reading from there if it is not in the window.
   const char* seek(size_t offset) {
     if (const char* p = ptr(offset)) return p;
+    if (in_) return end();  // past the end of an Input: nothing there
     fill(offset);
     return data_;
   }
