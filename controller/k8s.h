@@ -239,7 +239,7 @@ struct ParseStats {
   int itemsByHelper = 0;  // items the second thread parsed
   int wholeDocument = 0;  // inputs the streaming parser left to the whole-document one
   int itemsByDom = 0;     // List items read through the DOM reader (the fast path gave them up, or was off)
-  int filesStreamed = 0;  // files parsed as they were read, a chunk at a time
+  int filesStreamed = 0;  // files parsed as they were read, a chunk at a time (declined ones too)
 };
 
 // How to parse; the defaults are what kipvs uses (tests and benchmarks vary them).
