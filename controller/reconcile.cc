@@ -7,6 +7,7 @@
 #include <system_error>
 #include <thread>
 
+#include "controller/helper_thread.h"
 #include "controller/render.h"
 
 namespace kipvs::controller {
@@ -296,9 +297,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     // and updates need only step 1 and go first (apply's first batch), and
     // the dest ops follow chunk by chunk as this thread plans them. The
     // kernel sees the same writes in the same order as from apply() of the
-    // finished plan. This thread plans and the writes have their own: what
-    // the plan allocates comes from this thread's heap, where the input's
-    // freed memory waits to be reused.
+    // finished plan. This thread plans; the writes have their own.
     std::vector<ipvs::Op> svcOps = serviceOps(desired.table, actual);
     OpStream destOps;
     ApplyReport written;
@@ -314,7 +313,11 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     }
     std::vector<std::string> hostChanges;
     std::vector<Status> hostErrors;
+    // At the lowest priority: on two CPUs the writer and the planner keep
+    // both busy, and the VIPs fit in what they leave (VM, 10,000 Services:
+    // the IPVS writes took 1.74-1.94 s beside it against 1.92-2.14 s).
     std::thread hostWork([&] {
+      lowerThisThreadPriority();
       if (opts.manageSysctls) {
         auto rel = host.kernelRelease();
         Status s = rel.isOk() ? prepareIpvsSysctls(host, *rel, &hostChanges) : rel.status();
