@@ -9,7 +9,9 @@
 // again from the pristine input; the DOM reader owns every error message.
 // Tests hold the two to the same result on every fixture and corpus case.
 //
-// Strings point into the input (parsed in place) and are copied out at once.
+// A string event's text lives only until the event returns (it points into
+// the input, or into the scanner's buffer when it had escapes): it is copied
+// out at once.
 
 #include <rapidjson/rapidjson.h>
 
