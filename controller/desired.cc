@@ -523,29 +523,36 @@ class DesiredBuilder::Impl {
     };
     // kubectl lists objects sorted by namespace and name: one pass says so.
     if (!std::is_sorted(order.begin(), order.end(), byName)) std::sort(order.begin(), order.end(), byName);
-    // Services are independent until resolve(): two threads take one half
-    // each, and their claims are joined in order (seq renumbered), so the
-    // result is the one-thread one.
-    Part first, second;
+    // Services are independent until resolve(): this thread and a helper
+    // take runs of them in order from a shared cursor, each run into a Part
+    // of its own, and the Parts are joined in order (seq renumbered), so the
+    // result is the one-thread one. The helper, at the lowest priority, may
+    // get no CPU at all: this thread then does every run instead of waiting
+    // for it to do a fixed half.
+    const size_t run = std::max<size_t>(16, order.size() / 64);
+    std::vector<Part> parts((order.size() + run - 1) / run);
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+      for (size_t r; (r = next.fetch_add(1, std::memory_order_relaxed)) < parts.size();) {
+        for (size_t i = r * run; i < std::min(order.size(), (r + 1) * run); ++i) service(*order[i], parts[r]);
+      }
+    };
     std::thread worker;
-    if (order.size() >= parallelMinServices_ && haveSpareCpu()) {
-      worker = startHelper([&, from = order.size() / 2] {
-        for (size_t i = from; i < order.size(); ++i) service(*order[i], second);
-      });
-    }
-    const size_t split = worker.joinable() ? order.size() / 2 : order.size();
-    for (size_t i = 0; i < split; ++i) service(*order[i], first);
+    if (order.size() >= parallelMinServices_ && haveSpareCpu()) worker = startHelper(work);
+    work();
     if (worker.joinable()) worker.join();
-    claims_.reserve(first.claims.size() + second.claims.size());
-    for (Part* part : {&first, &second}) {
-      for (Claim& c : part->claims) {
+    size_t claims = 0;
+    for (const Part& part : parts) claims += part.claims.size();
+    claims_.reserve(claims);
+    for (Part& part : parts) {
+      for (Claim& c : part.claims) {
         c.seq = claims_.size();
         claims_.push_back(std::move(c));
       }
-      d.errors.insert(d.errors.end(), std::make_move_iterator(part->errors.begin()),
-                      std::make_move_iterator(part->errors.end()));
-      d.notes.insert(d.notes.end(), std::make_move_iterator(part->notes.begin()),
-                     std::make_move_iterator(part->notes.end()));
+      d.errors.insert(d.errors.end(), std::make_move_iterator(part.errors.begin()),
+                      std::make_move_iterator(part.errors.end()));
+      d.notes.insert(d.notes.end(), std::make_move_iterator(part.notes.begin()),
+                     std::make_move_iterator(part.notes.end()));
     }
     resolve(d);
     claims_.clear();
@@ -565,6 +572,9 @@ class DesiredBuilder::Impl {
   // readSlices() on the helper's behalf: stopHelping() gives the errors.
   void readSlicesForFill() { sliceErrors_ = readSlices(); }
 
+  // The helper starts at the second half; this thread goes on past the
+  // first into whatever the helper has not taken (a slot is computed once,
+  // by whichever thread takes it), so a starved helper costs no waiting.
   void computeAll() {
     std::thread worker;
     if (winners_.size() >= parallelMinServices_ && haveSpareCpu()) {
@@ -572,8 +582,7 @@ class DesiredBuilder::Impl {
         for (size_t i = from; i < winners_.size(); ++i) computeIfTodo(*winners_[i].second);
       });
     }
-    const size_t split = worker.joinable() ? winners_.size() / 2 : winners_.size();
-    for (size_t i = 0; i < split; ++i) computeIfTodo(*winners_[i].second);
+    for (size_t i = 0; i < winners_.size(); ++i) computeIfTodo(*winners_[i].second);
     if (worker.joinable()) worker.join();
   }
 
