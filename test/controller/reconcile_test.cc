@@ -490,7 +490,16 @@ TEST_CASE("reconcile: while the first read is not ready, the pass works out real
     ReconcileResult r = rig.run(
         c, [&] { return rig.kernel.dumpTable(); }, [&] { return ++asked > 8; });
     ReconcileResult p = plain.run(c);
-    CHECK(asked == 9);  // asked until ready, one virtual server's worth of work between asks
+    // Asked until ready, one virtual server's worth of work between asks.
+    // With the helper thread (n = 1200), the helper may have worked out
+    // every real server first: then there is nothing left to do, and the
+    // pass stops asking and waits for the read.
+    if (n == 20) {
+      CHECK(asked == 9);
+    } else {
+      CHECK(asked >= 1);
+      CHECK(asked <= 9);
+    }
     CHECK(r.exitCode() == 0);
     CHECK(testing::dumpDesired(r.desired) == testing::dumpDesired(p.desired));
     CHECK(r.plan.opCount() == p.plan.opCount());
