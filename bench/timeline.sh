@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Where a reconcile's time goes, phase by phase, for builds side by side in one boot of the IPVS kernel: for
+# each round and each build, in a fresh network namespace, reconcile goes empty -> full, then a no-op
+# follows, both with -v=1, whose timestamps give the phases. Prints one line per reconcile and, at the end,
+# the median of each phase per build. Finer than bench/ab.sh (which times whole processes): a change to
+# one phase shows there even when the VM's noise hides it in the whole run.
+#
+#   bench/timeline.sh [--rounds N] [--services N] [--dests M] NAME=KIPVS_BINARY [NAME=KIPVS_BINARY...]
+#
+# e.g. bench/timeline.sh --rounds 5 old=build/bench-src/<sha>/build/kipvs new=build/kipvs
+# Phases (ms): empty -> full: parse (start of the pass to "parsed"), step1 (the virtual servers), first
+# (to the first write), writes (all IPVS writes); no-op: parse, step1, read (start of the pass to the end
+# of the table read, which runs beside the parse), plan (after the read), and total (the whole process,
+# `ip netns exec` included).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rounds=3 services=10000 dests=10
+builds=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --rounds) rounds=$2; shift 2 ;;
+        --services) services=$2; shift 2 ;;
+        --dests) dests=$2; shift 2 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        *=*) builds+=("$1"); shift ;;
+        *) echo "timeline.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+[ ${#builds[@]} -gt 0 ] || { echo "usage: bench/timeline.sh [--rounds N] [--services N] [--dests M] NAME=KIPVS..." >&2; exit 2; }
+
+if [ -z "${TIMELINE_GUEST:-}" ]; then
+    for b in "${builds[@]}"; do
+        [ -x "${b#*=}" ] || { echo "timeline.sh: ${b#*=} missing (build it first)" >&2; exit 2; }
+    done
+    mkdir -p build/ab
+    cluster=build/ab/cluster-$services-$dests.json
+    [ -s "$cluster" ] || python3 bench/gen_cluster.py --bench-table "$services" "$dests" > "$cluster"
+    exec test/vm/with-ipvs.sh --timeout 3600 -- env TIMELINE_GUEST=1 TIMELINE_CLUSTER="$cluster" \
+        bash bench/timeline.sh --rounds "$rounds" --services "$services" --dests "$dests" "${builds[@]}"
+fi
+
+# Guest side (root, IPVS kernel).
+work=$(mktemp -d)
+cp "$TIMELINE_CLUSTER" "$work/cluster.json"   # tmpfs: the host's share is slow to read
+ns=kipvs-timeline
+results=$work/results.txt
+: > "$results"
+
+# Waits (up to 18 s) until the CPUs were at least 80 % idle over 0.3 s (as bench/ab.sh does).
+settle() {
+    local a b i j idle tot
+    for i in $(seq 1 60); do
+        read -r -a a < /proc/stat; sleep 0.3; read -r -a b < /proc/stat
+        idle=$(( b[4] - a[4] )); tot=0
+        for j in 1 2 3 4 5 6 7 8; do tot=$(( tot + b[j] - a[j] )); done
+        if [ "$tot" -gt 0 ] && [ $(( idle * 100 / tot )) -ge 80 ]; then return 0; fi
+    done
+}
+
+# phases NAME KIND STDERR TOTAL_MS: one line from the -v=1 log.
+phases() {
+    python3 - "$@" <<'PY' | tee -a "$results"
+import re, sys
+name, kind, path, total = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+marks = [("start", "reading the live table"), ("read", "live table read"), ("parsed", "parsed "),
+         ("desired", "desired: "), ("write", "writing "), ("written", "writes done"), ("planned", "planned ")]
+t = {}
+for line in open(path):
+    m = re.match(r"[IWE]\d+ (\d+):(\d+):([\d.]+)\s+\d+ \S+\] (.*)", line)
+    if not m:
+        continue
+    at = int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+    for key, prefix in marks:
+        if m[4].startswith(prefix) and key not in t:
+            t[key] = at
+def ms(a, b):
+    return "%d" % round((t[b] - t[a]) * 1000) if a in t and b in t else "-"
+if kind == "e->f":
+    cols = [("parse", ms("start", "parsed")), ("step1", ms("parsed", "desired")), ("first", ms("desired", "write")),
+            ("writes", ms("write", "written"))]
+else:
+    cols = [("parse", ms("start", "parsed")), ("step1", ms("parsed", "desired")), ("read", ms("start", "read")),
+            ("plan", ms("read", "planned"))]
+print(name, kind, " ".join("%s %s" % c for c in cols), "total", total)
+PY
+}
+
+for round in $(seq 1 "$rounds"); do
+    for b in "${builds[@]}"; do
+        name=${b%%=*} bin=${b#*=}
+        ip netns add "$ns"; ip -n "$ns" link set lo up
+        for kind in "e->f" "no-op"; do
+            settle
+            s=$(date +%s%N)
+            ip netns exec "$ns" "$bin" reconcile -f "$work/cluster.json" --node-name n --node-ip 127.0.0.1 \
+                -o json -v=1 > "$work/out" 2> "$work/err" || true
+            e=$(date +%s%N)
+            grep -q '"exitCode":0' "$work/out" || { echo "timeline.sh: $name $kind did not converge" >&2; tail -3 "$work/err" >&2; }
+            phases "$name" "$kind" "$work/err" $(( (e - s) / 1000000 ))
+        done
+        ip netns del "$ns"
+    done
+done
+
+echo "== medians over $rounds rounds (ms)"
+python3 - "$results" <<'PY'
+import collections, statistics, sys
+vals = collections.defaultdict(list)
+order = []
+for line in open(sys.argv[1]):
+    f = line.split()
+    key = (f[0], f[1])
+    if key not in order:
+        order.append(key)
+    for k, v in zip(f[2::2], f[3::2]):
+        if v != "-":
+            vals[key + (k,)].append(float(v))
+for key in order:
+    cols = [(k, statistics.median(vals[key + (k,)])) for k in dict.fromkeys(k for (n, kd, k) in vals if (n, kd) == key)]
+    print(key[0], key[1], " ".join("%s %.0f" % c for c in cols))
+PY
