@@ -13,20 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-rounds=3 services=10000 dests=10
-builds=()
-while [ $# -gt 0 ]; do
-    case $1 in
-        --rounds) rounds=$2; shift 2 ;;
-        --services) services=$2; shift 2 ;;
-        --dests) dests=$2; shift 2 ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
-        *=*) builds+=("$1"); shift ;;
-        *) echo "ab.sh: unknown argument $1" >&2; exit 2 ;;
-    esac
-done
-
-[ ${#builds[@]} -gt 0 ] || { echo "usage: bench/ab.sh [--rounds N] [--services N] [--dests M] NAME=BUILD_DIR..." >&2; exit 2; }
+source bench/vm_common.sh
+parse_args 2,12 "$@"
 
 if [ -z "${AB_GUEST:-}" ]; then
     # Host side: check the builds, write the cluster, boot the kernel once and run this script inside.
@@ -37,9 +25,7 @@ if [ -z "${AB_GUEST:-}" ]; then
         done
     done
     [ -x build/bench/rusage_exec ] || { echo "ab.sh: build/bench/rusage_exec missing (ninja -C build)" >&2; exit 2; }
-    mkdir -p build/ab
-    cluster=build/ab/cluster-$services-$dests.json
-    [ -s "$cluster" ] || python3 bench/gen_cluster.py --bench-table "$services" "$dests" > "$cluster"
+    cluster=$(cluster_file)
     exec test/vm/with-ipvs.sh --timeout 3600 -- env AB_GUEST=1 AB_CLUSTER="$cluster" bash bench/ab.sh --rounds "$rounds" \
         --services "$services" --dests "$dests" "${builds[@]}"
 fi
@@ -51,17 +37,6 @@ rusage=build/bench/rusage_exec
 ns=kipvs-ab
 failed=0
 
-# Waits (up to 18 s) until the CPUs were at least 80 % idle over 0.3 s: a deleted namespace's table is torn
-# down by a kworker after the fact.
-settle() {
-    local a b i j idle tot
-    for i in $(seq 1 60); do
-        read -r -a a < /proc/stat; sleep 0.3; read -r -a b < /proc/stat
-        idle=$(( b[4] - a[4] )); tot=0
-        for j in 1 2 3 4 5 6 7 8; do tot=$(( tot + b[j] - a[j] )); done
-        if [ "$tot" -gt 0 ] && [ $(( idle * 100 / tot )) -ge 80 ]; then return 0; fi
-    done
-}
 # run LABEL CMD...: one timed command in the namespace; prints a line, leaves the wall time in $ms.
 run() {
     local label=$1; shift

@@ -15,27 +15,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-rounds=3 services=10000 dests=10
-builds=()
-while [ $# -gt 0 ]; do
-    case $1 in
-        --rounds) rounds=$2; shift 2 ;;
-        --services) services=$2; shift 2 ;;
-        --dests) dests=$2; shift 2 ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-        *=*) builds+=("$1"); shift ;;
-        *) echo "timeline.sh: unknown argument $1" >&2; exit 2 ;;
-    esac
-done
-[ ${#builds[@]} -gt 0 ] || { echo "usage: bench/timeline.sh [--rounds N] [--services N] [--dests M] NAME=KIPVS..." >&2; exit 2; }
+source bench/vm_common.sh
+parse_args 2,14 "$@"
 
 if [ -z "${TIMELINE_GUEST:-}" ]; then
     for b in "${builds[@]}"; do
         [ -x "${b#*=}" ] || { echo "timeline.sh: ${b#*=} missing (build it first)" >&2; exit 2; }
     done
-    mkdir -p build/ab
-    cluster=build/ab/cluster-$services-$dests.json
-    [ -s "$cluster" ] || python3 bench/gen_cluster.py --bench-table "$services" "$dests" > "$cluster"
+    cluster=$(cluster_file)
     exec test/vm/with-ipvs.sh --timeout 3600 -- env TIMELINE_GUEST=1 TIMELINE_CLUSTER="$cluster" \
         bash bench/timeline.sh --rounds "$rounds" --services "$services" --dests "$dests" "${builds[@]}"
 fi
@@ -46,17 +33,6 @@ cp "$TIMELINE_CLUSTER" "$work/cluster.json"   # tmpfs: the host's share is slow 
 ns=kipvs-timeline
 results=$work/results.txt
 : > "$results"
-
-# Waits (up to 18 s) until the CPUs were at least 80 % idle over 0.3 s (as bench/ab.sh does).
-settle() {
-    local a b i j idle tot
-    for i in $(seq 1 60); do
-        read -r -a a < /proc/stat; sleep 0.3; read -r -a b < /proc/stat
-        idle=$(( b[4] - a[4] )); tot=0
-        for j in 1 2 3 4 5 6 7 8; do tot=$(( tot + b[j] - a[j] )); done
-        if [ "$tot" -gt 0 ] && [ $(( idle * 100 / tot )) -ge 80 ]; then return 0; fi
-    done
-}
 
 # phases NAME KIND STDERR TOTAL_MS: one line from the -v=1 log.
 phases() {
