@@ -11,10 +11,11 @@
 // Nothing is committed until touched, so an idle process pays nothing.
 //
 // Blocks of up to 32 MB (glibc's ceiling for this setting) come from the heap
-// too, and freeing does not give memory back to the kernel below 256 MB: the
-// input buffer and the parse's scratch, freed, are reused by the allocations
-// that follow instead of being unmapped and then faulted in again, zeroed
-// (VM: computeDesired's CPU 0.55-0.78 s -> 0.48-0.53 s).
+// too, and freeing does not give memory back to the kernel below 256 MB: what
+// is freed (the parse's scratch, a stdin or YAML input read whole) is reused
+// by the allocations that follow instead of being unmapped and then faulted
+// in again, zeroed (VM: computeDesired's CPU 0.55-0.78 s -> 0.48-0.53 s, when
+// files were still read whole).
 
 #include <malloc.h>
 

@@ -64,8 +64,7 @@ using Sleeper = std::function<void(std::chrono::milliseconds)>;
 // and uses `client` only after.
 using TableSource = std::function<StatusOr<ipvs::Table>()>;
 // Whether firstRead would answer at once. Until it would, the pass works
-// out real servers on its own thread rather than wait (kipvs reconcile: what
-// that thread allocates reuses the freed input's memory).
+// out real servers on its own thread rather than wait.
 using TableReady = std::function<bool()>;
 
 // The plan and summary go to `out`; every error, named, also goes to `err`.
