@@ -104,11 +104,11 @@ ServicePlan planService(const ServiceKey& key, const ServiceState* desired, cons
 
 std::vector<Op> serviceOps(const ipvs::Table& desired, const ipvs::Table& actual) {
   std::vector<Op> out;
+  auto a = actual.services.begin();  // both maps in key order: one walk, no lookups
   for (const auto& [key, state] : desired.services) {
-    auto it = actual.services.find(key);
-    if (std::optional<Op> op = serviceOp(key, state, it == actual.services.end() ? nullptr : &it->second)) {
-      out.push_back(std::move(*op));
-    }
+    while (a != actual.services.end() && a->first < key) ++a;
+    const ServiceState* live = a != actual.services.end() && a->first == key ? &a->second : nullptr;
+    if (std::optional<Op> op = serviceOp(key, state, live)) out.push_back(std::move(*op));
   }
   return out;
 }
