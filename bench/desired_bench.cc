@@ -73,10 +73,7 @@ int main(int argc, char** argv) {
     controller::DesiredBuilder builder(*c, node);
     controller::Desired d = builder.servers();
     double serversMs = msSince(t1);
-    std::vector<controller::ObjectError> sliceErrors = builder.readSlices();
-    builder.computeAll();
-    for (auto& [key, state] : d.table.services) builder.fillDests(key, state);
-    controller::addSliceErrors(d, std::move(sliceErrors));
+    builder.fillAll(d);
     double desiredMs = msSince(t1), desiredCpu = cpuMs() - c1;
     long desiredFaults = faults() - f0 - parseFaults;
     std::printf(

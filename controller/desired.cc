@@ -901,8 +901,12 @@ DesiredBuilder::DesiredBuilder(const Cluster& cluster, const NodeFacts& node, si
     : impl_(std::make_unique<Impl>(cluster, node, parallelMinServices)) {}
 DesiredBuilder::~DesiredBuilder() = default;
 Desired DesiredBuilder::servers() { return impl_->servers(); }
-std::vector<ObjectError> DesiredBuilder::readSlices() { return impl_->readSlices(); }
-void DesiredBuilder::computeAll() { impl_->computeAll(); }
+void DesiredBuilder::fillAll(Desired& d) {
+  std::vector<ObjectError> sliceErrors = impl_->readSlices();
+  impl_->computeAll();
+  for (auto& [key, state] : d.table.services) impl_->fillDests(key, state);
+  addSliceErrors(d, std::move(sliceErrors));
+}
 void DesiredBuilder::startHelping() { impl_->startHelping(); }
 bool DesiredBuilder::computeAhead() { return impl_->computeAhead(); }
 std::vector<ObjectError> DesiredBuilder::stopHelping() { return impl_->stopHelping(); }
@@ -911,10 +915,7 @@ void DesiredBuilder::fillDests(const ServiceKey& key, ServiceState& state) { imp
 Desired computeDesired(const Cluster& cluster, const NodeFacts& node, size_t parallelMinServices) {
   DesiredBuilder b(cluster, node, parallelMinServices);
   Desired d = b.servers();
-  std::vector<ObjectError> sliceErrors = b.readSlices();
-  b.computeAll();
-  for (auto& [key, state] : d.table.services) b.fillDests(key, state);
-  addSliceErrors(d, std::move(sliceErrors));
+  b.fillAll(d);
   return d;
 }
 

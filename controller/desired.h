@@ -60,16 +60,17 @@ bool isKnownScheduler(std::string_view name);
 //  1. servers(): every virtual server (spec, origin, VIP), conflicts between
 //     Services settled, the Services' errors and notes (sorted); no real
 //     servers yet. Needs the Services only.
-//  2. fillDests() for each of step 1's virtual servers: each once, any order,
-//     one thread. The EndpointSlices are read first, either by readSlices()
-//     (which returns their errors; computeAll() may then work out every real
-//     server on two threads), or by the helper thread startHelping() starts,
-//     which then works the real servers out in key order. fillDests() waits
-//     only for one the helper is at; computeAhead() has the calling thread
-//     work ahead while it would otherwise wait; stopHelping() joins the
-//     helper and returns the slices' errors.
-// computeDesired() is both steps. From parallelMinServices Services on, step
-// 1, computeAll() and the helper use two threads (same result); tests vary it.
+//  2. Either fillAll(d): every real server of servers()'s result d, on two
+//     threads when large, with the EndpointSlices' errors sorted in. Or, as
+//     a reconcile plans: startHelping() starts a helper thread that reads the
+//     EndpointSlices, then works the real servers out in key order, and
+//     fillDests() gives one virtual server's (each once, any order, one
+//     thread), waiting only for one the helper is at; computeAhead() has the
+//     calling thread work ahead while it would otherwise wait; stopHelping()
+//     joins the helper and returns the slices' errors (addSliceErrors).
+// computeDesired() is servers() then fillAll(). From parallelMinServices
+// Services on, step 1, fillAll() and the helper use two threads (same
+// result); tests vary it.
 class DesiredBuilder {
  public:
   // cluster and node must outlive the builder.
@@ -79,8 +80,7 @@ class DesiredBuilder {
   DesiredBuilder& operator=(const DesiredBuilder&) = delete;
 
   Desired servers();
-  std::vector<ObjectError> readSlices();
-  void computeAll();
+  void fillAll(Desired& d);
   void startHelping();
   bool computeAhead();  // false: nothing left to work out
   std::vector<ObjectError> stopHelping();  // joins the helper (the destructor does too)
@@ -93,7 +93,7 @@ class DesiredBuilder {
 
 Desired computeDesired(const Cluster& cluster, const NodeFacts& node, size_t parallelMinServices = 1000);
 
-// Step 2's EndpointSlice errors (readSlices(), stopHelping()) into d.errors,
+// Step 2's EndpointSlice errors (stopHelping()) into d.errors,
 // sorted in with step 1's as computeDesired() gives them.
 void addSliceErrors(Desired& d, std::vector<ObjectError>&& sliceErrors);
 
