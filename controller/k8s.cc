@@ -608,16 +608,11 @@ class Input {
     return in;
   }
 
-  // All of a file ("-": stdin).
-  static StatusOr<Input> read(const std::string& path) {
-    int fd = path == "-" ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return Status::error(Code::kIo, "cannot open " + path, errno);
+  // The rest of an open file (path names it in errors); sizeHint: fstat's
+  // size of a regular file, else 0.
+  static StatusOr<Input> read(int fd, const std::string& path, size_t sizeHint) {
     Input in;
-    struct stat st;
-    bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
-    Status s = in.readAll(fd, path, regular ? static_cast<size_t>(st.st_size) : 0);
-    if (fd != STDIN_FILENO) ::close(fd);
-    if (!s.isOk()) return s;
+    if (Status s = in.readAll(fd, path, sizeHint); !s.isOk()) return s;
     return in;
   }
 
@@ -1290,33 +1285,37 @@ StatusOr<Cluster> parseYaml(std::string_view text, const std::string& source, co
 }  // namespace
 
 // A regular file is parsed as it is read (Window); stdin, YAML, and what the
-// streaming parser declines are read whole first.
+// streaming parser declines are read whole first, from the same open file
+// (the Window's preads leave its offset at the start).
 StatusOr<Cluster> parseFile(const std::string& path, const ParseOptions& options) {
-  const std::string source = path == "-" ? "<stdin>" : path;
-  bool declined = false;
-  if (path != "-") {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return Status::error(Code::kIo, "cannot open " + path, errno);
-    struct stat st;
-    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
-      Window w(fd, static_cast<size_t>(st.st_size), 0, options.chunkBytes);
-      const char* p = w.seek(0);
-      skipSpace(w, p);
-      if (!isYamlInput(path, std::string_view(p, static_cast<size_t>(w.end() - p)))) {
-        if (options.stats) ++options.stats->filesStreamed;
-        Cluster c;
-        if (ListStreamer(w, source, options).run(c)) {
-          ::close(fd);
-          return c;
-        }
-        declined = true;
-      }
+  const bool isStdin = path == "-";
+  const std::string source = isStdin ? "<stdin>" : path;
+  const int fd = isStdin ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::error(Code::kIo, "cannot open " + path, errno);
+  struct Closer {
+    int fd;
+    ~Closer() {
+      if (fd != STDIN_FILENO) ::close(fd);
     }
-    ::close(fd);
+  } closer{fd};
+  struct stat st;
+  const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
+  const size_t size = regular ? static_cast<size_t>(st.st_size) : 0;
+  bool declined = false;
+  if (regular && !isStdin) {
+    Window w(fd, size, 0, options.chunkBytes);
+    const char* p = w.seek(0);
+    skipSpace(w, p);
+    if (!isYamlInput(path, std::string_view(p, static_cast<size_t>(w.end() - p)))) {
+      if (options.stats) ++options.stats->filesStreamed;
+      Cluster c;
+      if (ListStreamer(w, source, options).run(c)) return c;
+      declined = true;
+    }
   }
-  StatusOr<Input> in = Input::read(path);
+  StatusOr<Input> in = Input::read(fd, path, size);
   if (!in) return in.status();
-  if (isYamlInput(path == "-" ? std::string_view() : std::string_view(path), in->view())) {
+  if (isYamlInput(isStdin ? std::string_view() : std::string_view(path), in->view())) {
     return parseYaml(in->view(), source, options);
   }
   if (!declined) return parseInput(*in, source, options);
