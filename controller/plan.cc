@@ -104,6 +104,7 @@ ServicePlan planService(const ServiceKey& key, const ServiceState* desired, cons
 
 std::vector<Op> serviceOps(const ipvs::Table& desired, const ipvs::Table& actual) {
   std::vector<Op> out;
+  out.reserve(desired.services.size());
   auto a = actual.services.begin();  // both maps in key order: one walk, no lookups
   for (const auto& [key, state] : desired.services) {
     while (a != actual.services.end() && a->first < key) ++a;
