@@ -384,6 +384,11 @@ struct Claim {
   std::string_view portName;  // in svc
   ipvs::ServiceSpec spec;
   std::shared_ptr<DestSlot> slot;
+  // Made where the claim is (on the threads that share step 1's Services),
+  // so that resolve() only moves strings: its origin and the Service's
+  // "namespace/name" for Desired::services.
+  VsOrigin origin;
+  std::string serviceKey;
 };
 
 bool beats(const Claim& a, const Claim& b) {
@@ -709,6 +714,8 @@ class DesiredBuilder::Impl {
           c.portName = port.name;
           c.spec = v.spec;
           c.slot = slot(local);
+          c.origin = VsOrigin{key, std::string(port.name), vsKindName(kind)};
+          c.serviceKey = key;
           part.claims.push_back(std::move(c));
           produced = true;
         };
@@ -832,6 +839,9 @@ class DesiredBuilder::Impl {
   // its other virtual servers. Winners go into d's table without dests, and
   // into winners_ with their slot. One sort of the claims by key, best
   // first, then every map is filled in key order (each insert at the end).
+  // The maps are independent: this thread and a helper take them from a
+  // shared cursor, as in servers() (VM, 10,000 Services: 27-34 ms, against
+  // ~75 ms on this thread alone).
   void resolve(Desired& d) {
     std::vector<uint32_t> byKey(claims_.size());
     for (uint32_t i = 0; i < byKey.size(); ++i) byKey[i] = i;
@@ -841,10 +851,11 @@ class DesiredBuilder::Impl {
       if (x.key != y.key) return x.key < y.key;
       return beats(x, y);
     });
+    std::vector<uint32_t> winners;  // claim indices, in key order
+    winners.reserve(claims_.size());
     std::vector<bool> won(claims_.size(), false);
-    winners_.reserve(claims_.size());
     for (size_t g = 0; g < byKey.size();) {
-      Claim& w = claims_[byKey[g]];
+      const Claim& w = claims_[byKey[g]];
       size_t end = g + 1;
       for (; end < byKey.size() && claims_[byKey[end]].key == w.key; ++end) {
         const Claim& c = claims_[byKey[end]];
@@ -856,27 +867,55 @@ class DesiredBuilder::Impl {
                                 " conflicts with " + winner + "; not programmed"});
       }
       won[byKey[g]] = true;
-      if (w.kind != VsKind::kNodePort) d.vips.insert(w.key.address);
-      d.origins.emplace_hint(d.origins.end(), w.key,
-                             VsOrigin{w.svc->meta.key(), std::string(w.portName), vsKindName(w.kind)});
-      // kipvs makes no fwmark services, so normalizing never changes a key.
-      ServiceKey key = w.key;
-      ServiceState state;
-      state.spec = std::move(w.spec);
-      ipvs::normalize(key, state.spec);
-      ++w.slot->takers;
-      winners_.emplace_back(key, std::move(w.slot));
-      d.table.services.emplace_hint(d.table.services.end(), key, std::move(state));
+      winners.push_back(byKey[g]);
       g = end;
     }
-    // Services with a virtual server, from the claims in production order
-    // (each Service's together).
-    const Service* last = nullptr;
-    for (size_t i = 0; i < claims_.size(); ++i) {
-      if (!won[i] || claims_[i].svc == last) continue;
-      last = claims_[i].svc;
-      d.services.emplace_hint(d.services.end(), last->meta.key());
-    }
+    // Each task touches its own fields of the winning claims.
+    auto table = [&] {  // spec, slot
+      winners_.reserve(winners.size());
+      for (uint32_t i : winners) {
+        Claim& w = claims_[i];
+        // kipvs makes no fwmark services, so normalizing never changes a key.
+        ServiceKey key = w.key;
+        ServiceState state;
+        state.spec = std::move(w.spec);
+        ipvs::normalize(key, state.spec);
+        ++w.slot->takers;
+        winners_.emplace_back(key, std::move(w.slot));
+        d.table.services.emplace_hint(d.table.services.end(), key, std::move(state));
+      }
+    };
+    auto origins = [&] {  // origin; the VIPs
+      std::vector<Address> vips;
+      vips.reserve(winners.size());
+      for (uint32_t i : winners) {
+        Claim& w = claims_[i];
+        if (w.kind != VsKind::kNodePort) vips.push_back(w.key.address);
+        d.origins.emplace_hint(d.origins.end(), w.key, std::move(w.origin));
+      }
+      std::sort(vips.begin(), vips.end());
+      for (const Address& a : vips) d.vips.emplace_hint(d.vips.end(), a);
+    };
+    auto services = [&] {  // serviceKey: Services with a virtual server, in production order (each Service's together)
+      const Service* last = nullptr;
+      for (size_t i = 0; i < claims_.size(); ++i) {
+        if (!won[i] || claims_[i].svc == last) continue;
+        last = claims_[i].svc;
+        d.services.emplace_hint(d.services.end(), std::move(claims_[i].serviceKey));
+      }
+    };
+    std::atomic<int> next{0};
+    auto work = [&] {
+      for (int t; (t = next.fetch_add(1, std::memory_order_relaxed)) < 3;) {
+        if (t == 0) table();
+        if (t == 1) origins();
+        if (t == 2) services();
+      }
+    };
+    std::thread worker;
+    if (winners.size() >= parallelMinServices_ && haveSpareCpu()) worker = startHelper(work);
+    work();
+    if (worker.joinable()) worker.join();
   }
 
   const Cluster& cluster_;
