@@ -122,14 +122,14 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
 
   // The virtual servers first (DesiredBuilder step 1): their writes can go
   // out while the real servers are still being worked out (below).
-  DesiredBuilder builder(cluster, node);
-  Desired desired = builder.servers();
+  std::optional<DesiredBuilder> builder(std::in_place, cluster, node);
+  Desired desired = builder->servers();
   KeyedErrors invalid;
   dropInvalidServices(desired, invalid);
   VLOG(1) << "desired: " << desired.table.services.size() << " virtual servers";
   // Step 2 starts on a helper thread now, beside the wait for the table read
   // and the writes; the plan below takes each service's real servers as it goes.
-  builder.startHelping();
+  builder->startHelping();
 
   // What is local through our dummy interface is ours: its VIPs' services
   // may be deleted. `mine` is made local the way opts.vipMode says; `other`
@@ -159,7 +159,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   }
 
   if (firstRead && firstReadReady) {
-    while (!firstReadReady() && builder.computeAhead()) {
+    while (!firstReadReady() && builder->computeAhead()) {
     }
   }
   // A dump is not a snapshot: an interrupted or overrun one is read again.
@@ -194,12 +194,16 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     result.plan = planFilling(
         desired.table, actual, own,
         [&](const ServiceKey& key, ipvs::ServiceState& state) {
-          builder.fillDests(key, state);
+          builder->fillDests(key, state);
           dropInvalidDests(desired, key, state, invalid);
         },
         placed);
-    finishErrors(desired, builder.stopHelping(), std::move(invalid));
+    finishErrors(desired, builder->stopHelping(), std::move(invalid));
     VLOG(1) << "planned " << result.plan.opCount() << " writes";
+    // Its scratch (the slices' index, the worked-out real servers) goes now,
+    // beside the writes, not when they are done (VM, 10,000 Services: freeing
+    // it at the end held the result back 30-45 ms).
+    builder.reset();
   };
   PlanContext ctx{&desired, &actual};
 
