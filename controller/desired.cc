@@ -552,7 +552,7 @@ class DesiredBuilder::Impl {
     for (Part& part : parts) {
       for (Claim& c : part.claims) {
         c.seq = claims_.size();
-        claims_.push_back(std::move(c));
+        claims_.push_back(&c);  // the parts outlive resolve()
       }
       d.errors.insert(d.errors.end(), std::make_move_iterator(part.errors.begin()),
                       std::make_move_iterator(part.errors.end()));
@@ -846,8 +846,8 @@ class DesiredBuilder::Impl {
     std::vector<uint32_t> byKey(claims_.size());
     for (uint32_t i = 0; i < byKey.size(); ++i) byKey[i] = i;
     std::sort(byKey.begin(), byKey.end(), [&](uint32_t a, uint32_t b) {
-      const Claim& x = claims_[a];
-      const Claim& y = claims_[b];
+      const Claim& x = *claims_[a];
+      const Claim& y = *claims_[b];
       if (x.key != y.key) return x.key < y.key;
       return beats(x, y);
     });
@@ -855,10 +855,10 @@ class DesiredBuilder::Impl {
     winners.reserve(claims_.size());
     std::vector<bool> won(claims_.size(), false);
     for (size_t g = 0; g < byKey.size();) {
-      const Claim& w = claims_[byKey[g]];
+      const Claim& w = *claims_[byKey[g]];
       size_t end = g + 1;
-      for (; end < byKey.size() && claims_[byKey[end]].key == w.key; ++end) {
-        const Claim& c = claims_[byKey[end]];
+      for (; end < byKey.size() && claims_[byKey[end]]->key == w.key; ++end) {
+        const Claim& c = *claims_[byKey[end]];
         if (w.svc == c.svc && w.kind == c.kind) continue;  // an address listed twice: same outcome, nothing to say
         std::string winner = w.svc == c.svc ? "its own " + std::string(vsKindName(w.kind)) + " virtual server"
                                             : "Service " + w.svc->meta.key() + " (" + vsKindName(w.kind) + ")";
@@ -874,7 +874,7 @@ class DesiredBuilder::Impl {
     auto table = [&] {  // spec, slot
       winners_.reserve(winners.size());
       for (uint32_t i : winners) {
-        Claim& w = claims_[i];
+        Claim& w = *claims_[i];
         // kipvs makes no fwmark services, so normalizing never changes a key.
         ServiceKey key = w.key;
         ServiceState state;
@@ -889,7 +889,7 @@ class DesiredBuilder::Impl {
       std::vector<Address> vips;
       vips.reserve(winners.size());
       for (uint32_t i : winners) {
-        Claim& w = claims_[i];
+        Claim& w = *claims_[i];
         if (w.kind != VsKind::kNodePort) vips.push_back(w.key.address);
         d.origins.emplace_hint(d.origins.end(), w.key, std::move(w.origin));
       }
@@ -899,9 +899,9 @@ class DesiredBuilder::Impl {
     auto services = [&] {  // serviceKey: Services with a virtual server, in production order (each Service's together)
       const Service* last = nullptr;
       for (size_t i = 0; i < claims_.size(); ++i) {
-        if (!won[i] || claims_[i].svc == last) continue;
-        last = claims_[i].svc;
-        d.services.emplace_hint(d.services.end(), std::move(claims_[i].serviceKey));
+        if (!won[i] || claims_[i]->svc == last) continue;
+        last = claims_[i]->svc;
+        d.services.emplace_hint(d.services.end(), std::move(claims_[i]->serviceKey));
       }
     };
     std::atomic<int> next{0};
@@ -922,7 +922,7 @@ class DesiredBuilder::Impl {
   const NodeFacts& node_;
   size_t parallelMinServices_;
   std::unordered_map<std::string, std::vector<SliceInfo>> slices_;  // "namespace/service" -> slices by name
-  std::vector<Claim> claims_;
+  std::vector<Claim*> claims_;  // servers()'s, in its Parts, while it runs
   // Every virtual server of servers()'s table, by key, with the slot its
   // dests come from. Fixed once servers() returns: the helper reads it.
   std::vector<std::pair<ServiceKey, std::shared_ptr<DestSlot>>> winners_;
