@@ -178,6 +178,29 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   VLOG(1) << "read the live table: " << actual.services.size() << " virtual servers";
   const uint64_t writesBefore = client.writeCount();  // the client is ours from here (see TableSource)
 
+  // The writes start now, on a thread of their own: the service adds and
+  // updates need only step 1 and the live table, and go first (apply's first
+  // batch); the dest ops follow chunk by chunk as this thread plans them
+  // (below). The kernel sees the same writes in the same order as from
+  // apply() of the finished plan. The writer reads the desired services'
+  // keys and specs, which nothing changes any more; the planner fills in
+  // their real servers meanwhile.
+  OpStream destOps;
+  ApplyReport written;
+  std::thread writer;
+  if (!opts.dryRun) {
+    try {
+      writer = std::thread([&] {
+        std::vector<ipvs::Op> svcOps = serviceOps(desired.table, actual);
+        VLOG(1) << "writing " << svcOps.size() << " service adds and updates; real servers follow as planned";
+        written = applyStreamed(svcOps, destOps, result.plan, client);
+        VLOG(1) << "writes done; they waited " << destOps.waited().count() / 1000 << " ms for the plan";
+      });
+    } catch (const std::system_error&) {
+      // No thread: plan first, then write (below).
+    }
+  }
+
   Ownership own;
   own.vips = mine;
   own.vips.insert(other.begin(), other.end());
@@ -297,24 +320,8 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     // virtual server is answered by the host's own stack, which is what
     // happens to a Service before kipvs programs it either way.
     //
-    // The real servers are planned beside the writes too: the service adds
-    // and updates need only step 1 and go first (apply's first batch), and
-    // the dest ops follow chunk by chunk as this thread plans them. The
-    // kernel sees the same writes in the same order as from apply() of the
-    // finished plan. This thread plans; the writes have their own.
-    std::vector<ipvs::Op> svcOps = serviceOps(desired.table, actual);
-    OpStream destOps;
-    ApplyReport written;
-    std::thread writer;
-    try {
-      writer = std::thread([&] {
-        VLOG(1) << "writing " << svcOps.size() << " service adds and updates; real servers follow as planned";
-        written = applyStreamed(svcOps, destOps, result.plan, client);
-        VLOG(1) << "writes done; they waited " << destOps.waited().count() / 1000 << " ms for the plan";
-      });
-    } catch (const std::system_error&) {
-      // No thread: plan first, then write (below).
-    }
+    // The real servers are planned beside the writes too (the writer started
+    // above).
     std::vector<std::string> hostChanges;
     std::vector<Status> hostErrors;
     // At the lowest priority: on two CPUs the writer and the planner keep
@@ -345,7 +352,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     if (writer.joinable()) {
       writer.join();
     } else {
-      written = applyStreamed(svcOps, destOps, result.plan, client);
+      written = applyStreamed(serviceOps(desired.table, actual), destOps, result.plan, client);
     }
     hostWork.join();
     merge(result.report, std::move(written));
