@@ -381,7 +381,6 @@ struct Claim {
   VsKind kind = VsKind::kClusterIP;
   const Service* svc = nullptr;
   size_t seq = 0;  // global order of production: Services sorted, then ports, then addresses
-  std::string_view portName;  // in svc
   ipvs::ServiceSpec spec;
   std::shared_ptr<DestSlot> slot;
   // Made where the claim is (on the threads that share step 1's Services),
@@ -536,16 +535,9 @@ class DesiredBuilder::Impl {
     // for it to do a fixed half.
     const size_t run = std::max<size_t>(16, order.size() / 64);
     std::vector<Part> parts((order.size() + run - 1) / run);
-    std::atomic<size_t> next{0};
-    auto work = [&] {
-      for (size_t r; (r = next.fetch_add(1, std::memory_order_relaxed)) < parts.size();) {
-        for (size_t i = r * run; i < std::min(order.size(), (r + 1) * run); ++i) service(*order[i], parts[r]);
-      }
-    };
-    std::thread worker;
-    if (order.size() >= parallelMinServices_ && haveSpareCpu()) worker = startHelper(work);
-    work();
-    if (worker.joinable()) worker.join();
+    shareOut(parts.size(), order.size() >= parallelMinServices_ && haveSpareCpu(), [&](size_t r) {
+      for (size_t i = r * run; i < std::min(order.size(), (r + 1) * run); ++i) service(*order[i], parts[r]);
+    });
     size_t claims = 0;
     for (const Part& part : parts) claims += part.claims.size();
     claims_.reserve(claims);
@@ -711,7 +703,6 @@ class DesiredBuilder::Impl {
           c.kind = kind;
           c.svc = &svc;
           c.seq = part.claims.size();
-          c.portName = port.name;
           c.spec = v.spec;
           c.slot = slot(local);
           c.origin = VsOrigin{key, std::string(port.name), vsKindName(kind)};
@@ -839,9 +830,9 @@ class DesiredBuilder::Impl {
   // its other virtual servers. Winners go into d's table without dests, and
   // into winners_ with their slot. One sort of the claims by key, best
   // first, then every map is filled in key order (each insert at the end).
-  // The maps are independent: this thread and a helper take them from a
-  // shared cursor, as in servers() (VM, 10,000 Services: 27-34 ms, against
-  // ~75 ms on this thread alone).
+  // The maps are independent: this thread and a helper share them out
+  // (shareOut), as servers() does its Services (VM, 10,000 Services: 27-34
+  // ms, against ~75 ms on this thread alone).
   void resolve(Desired& d) {
     std::vector<uint32_t> byKey(claims_.size());
     for (uint32_t i = 0; i < byKey.size(); ++i) byKey[i] = i;
@@ -904,18 +895,11 @@ class DesiredBuilder::Impl {
         d.services.emplace_hint(d.services.end(), std::move(claims_[i]->serviceKey));
       }
     };
-    std::atomic<int> next{0};
-    auto work = [&] {
-      for (int t; (t = next.fetch_add(1, std::memory_order_relaxed)) < 3;) {
-        if (t == 0) table();
-        if (t == 1) origins();
-        if (t == 2) services();
-      }
-    };
-    std::thread worker;
-    if (winners.size() >= parallelMinServices_ && haveSpareCpu()) worker = startHelper(work);
-    work();
-    if (worker.joinable()) worker.join();
+    shareOut(3, winners.size() >= parallelMinServices_ && haveSpareCpu(), [&](size_t t) {
+      if (t == 0) table();
+      if (t == 1) origins();
+      if (t == 2) services();
+    });
   }
 
   const Cluster& cluster_;

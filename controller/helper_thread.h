@@ -8,6 +8,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstddef>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -33,6 +35,22 @@ std::thread startHelper(Work&& work) {
   } catch (const std::system_error&) {
     return std::thread();
   }
+}
+
+// Runs task(0) .. task(count - 1), each once, in that order of taking: this
+// thread and, when withHelper, a helper (startHelper) take them from a shared
+// cursor. A starved helper costs no waiting: this thread takes whatever the
+// helper has not. Returns when all are done.
+template <typename Task>
+void shareOut(size_t count, bool withHelper, const Task& task) {
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < count;) task(i);
+  };
+  std::thread worker;
+  if (withHelper) worker = startHelper(work);
+  work();
+  if (worker.joinable()) worker.join();
 }
 
 }  // namespace kipvs::controller
