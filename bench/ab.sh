@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 source bench/vm_common.sh
 parse_args 2,12 "$@"
 
-if [ -z "${AB_GUEST:-}" ]; then
+if [ -z "${BENCH_CLUSTER:-}" ]; then
     # Host side: check the builds, write the cluster, boot the kernel once and run this script inside.
     for b in "${builds[@]}"; do
         dir=${b#*=}
@@ -25,14 +25,12 @@ if [ -z "${AB_GUEST:-}" ]; then
         done
     done
     [ -x build/bench/rusage_exec ] || { echo "ab.sh: build/bench/rusage_exec missing (ninja -C build)" >&2; exit 2; }
-    cluster=$(cluster_file)
-    exec test/vm/with-ipvs.sh --timeout 3600 -- env AB_GUEST=1 AB_CLUSTER="$cluster" bash bench/ab.sh --rounds "$rounds" \
-        --services "$services" --dests "$dests" "${builds[@]}"
+    run_in_guest
 fi
 
 # Guest side (root, IPVS kernel).
 work=$(mktemp -d)
-cp "$AB_CLUSTER" "$work/cluster.json"   # tmpfs: the host's share is slow to read
+cp "$BENCH_CLUSTER" "$work/cluster.json"   # tmpfs: the host's share is slow to read
 rusage=build/bench/rusage_exec
 ns=kipvs-ab
 failed=0

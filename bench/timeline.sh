@@ -18,18 +18,16 @@ cd "$(dirname "$0")/.."
 source bench/vm_common.sh
 parse_args 2,14 "$@"
 
-if [ -z "${TIMELINE_GUEST:-}" ]; then
+if [ -z "${BENCH_CLUSTER:-}" ]; then
     for b in "${builds[@]}"; do
         [ -x "${b#*=}" ] || { echo "timeline.sh: ${b#*=} missing (build it first)" >&2; exit 2; }
     done
-    cluster=$(cluster_file)
-    exec test/vm/with-ipvs.sh --timeout 3600 -- env TIMELINE_GUEST=1 TIMELINE_CLUSTER="$cluster" \
-        bash bench/timeline.sh --rounds "$rounds" --services "$services" --dests "$dests" "${builds[@]}"
+    run_in_guest
 fi
 
 # Guest side (root, IPVS kernel).
 work=$(mktemp -d)
-cp "$TIMELINE_CLUSTER" "$work/cluster.json"   # tmpfs: the host's share is slow to read
+cp "$BENCH_CLUSTER" "$work/cluster.json"   # tmpfs: the host's share is slow to read
 ns=kipvs-timeline
 results=$work/results.txt
 : > "$results"
@@ -62,7 +60,7 @@ print(name, kind, " ".join("%s %s" % c for c in cols), "total", total)
 PY
 }
 
-for round in $(seq 1 "$rounds"); do
+for _ in $(seq 1 "$rounds"); do
     for b in "${builds[@]}"; do
         name=${b%%=*} bin=${b#*=}
         ip netns add "$ns"; ip -n "$ns" link set lo up

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by bench/ab.sh and bench/timeline.sh (sourced, not run).
 
 # parse_args HELP_LINES "$@": --rounds N, --services N, --dests M and NAME=VALUE pairs into $rounds,
@@ -30,11 +31,20 @@ cluster_file() {
     echo "$cluster"
 }
 
+# Host side: boots the IPVS kernel once and runs the calling script inside it with the same options and the
+# cluster file's path in BENCH_CLUSTER (the guest side runs when that is set). Does not return.
+run_in_guest() {
+    local cluster
+    cluster=$(cluster_file)
+    exec test/vm/with-ipvs.sh --timeout 3600 -- env BENCH_CLUSTER="$cluster" bash "bench/$(basename "$0")" \
+        --rounds "$rounds" --services "$services" --dests "$dests" "${builds[@]}"
+}
+
 # Waits (up to 18 s) until the CPUs were at least 80 % idle over 0.3 s: a deleted namespace's table is torn
 # down by a kworker after the fact.
 settle() {
-    local a b i j idle tot
-    for i in $(seq 1 60); do
+    local a b j idle tot
+    for _ in $(seq 1 60); do
         read -r -a a < /proc/stat; sleep 0.3; read -r -a b < /proc/stat
         idle=$(( b[4] - a[4] )); tot=0
         for j in 1 2 3 4 5 6 7 8; do tot=$(( tot + b[j] - a[j] )); done
