@@ -318,7 +318,7 @@ int cmdReconcile(Args& a) {
     std::cerr << "kipvs: " << client.status().toString() << "\n";
     return 2;
   }
-  ipvs::IpvsClient& kernel = **client;
+  ipvs::NetlinkIpvsClient& kernel = **client;
   auto hostNet = NetlinkHostNetwork::open();
   if (!hostNet.isOk()) {
     std::cerr << "kipvs: " << hostNet.status().toString() << "\n";
@@ -327,7 +327,12 @@ int cmdReconcile(Args& a) {
   // The desired state is computed while the dump may still be running.
   ReconcileResult r = reconcile(*cluster, opts, kernel, **hostNet, std::cout, std::cerr,
                                 [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); },
-                                [&dump] { return dump.get(); },
+                                [&dump, &kernel] {
+                                  // Rather than wait for the read, take a share of its dests dumps.
+                                  const size_t helped = kernel.helpRead();
+                                  VLOG(1) << "read the real servers of " << helped << " services beside the table reader";
+                                  return dump.get();
+                                },
                                 [&dump] { return dump.wait_for(std::chrono::seconds(0)) == std::future_status::ready; });
   VLOG(1) << "done; kernel writes: " << (*client)->writeCount();
   exitNow(r.exitCode());

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -76,6 +78,7 @@ netlink::IoCounters NetlinkIpvsClient::ioCounters() const {
   };
   if (readSocket_) add(*readSocket_);
   for (const auto& s : extraReadSockets_) add(*s);
+  if (helpSocket_) add(*helpSocket_);
   return sum;
 }
 
@@ -177,6 +180,21 @@ Status decodeDestInto(netlink::Bytes attrs, Family family, codec::WithStats stat
 }  // namespace
 
 StatusOr<Table> NetlinkIpvsClient::dumpTable() {
+  {
+    std::lock_guard<std::mutex> lk(shared_.mu);
+    shared_.readingServices = true;
+  }
+  // However the read ends, a helpRead() waiting for its dests stops waiting.
+  struct ServicesRead {
+    SharedRead& shared;
+    ~ServicesRead() {
+      {
+        std::lock_guard<std::mutex> lk(shared.mu);
+        shared.readingServices = false;
+      }
+      shared.cv.notify_all();
+    }
+  } servicesRead{shared_};
   Table table;
   Status s = request(*socket_, IPVS_CMD_GET_SERVICE, nullptr, [&](const GenlView& g) -> Status {
     if (g.cmd != IPVS_CMD_NEW_SERVICE) return Status::ok();
@@ -198,6 +216,36 @@ StatusOr<Table> NetlinkIpvsClient::dumpTable() {
   normalize(table);
   return table;
 }
+
+struct NetlinkIpvsClient::DestsWork {
+  std::vector<std::pair<const ServiceKey*, ServiceState*>> items;
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+
+  // Reads small runs of services in turn until none are left, so that a
+  // reader slowed down (its CPU taken by something else) holds up nothing.
+  // The first error stops every reader.
+  // done: services read, for the caller's count.
+  Status read(NetlinkIpvsClient& client, netlink::GenlSocket& sock, MessageWriter& writer, size_t* done = nullptr) {
+    constexpr size_t kRun = 32;
+    for (;;) {
+      const size_t begin = next.fetch_add(kRun, std::memory_order_relaxed);
+      if (begin >= items.size() || failed.load(std::memory_order_relaxed)) return Status::ok();
+      for (size_t i = begin; i < std::min(begin + kRun, items.size()); ++i) {
+        if (done) ++*done;
+        const ServiceKey& key = *items[i].first;
+        ServiceState& state = *items[i].second;
+        Status s = client.dumpDests(sock, writer, key, [&](netlink::Bytes attrs) {
+          return decodeDestInto(attrs, key.family, client.stats(), state);
+        });
+        if (!s.isOk()) {
+          failed = true;
+          return s;
+        }
+      }
+    }
+  }
+};
 
 Status NetlinkIpvsClient::dumpAllDests(Table& table, size_t readerCount) {
   auto first = readSocket();
@@ -221,43 +269,58 @@ Status NetlinkIpvsClient::dumpAllDests(Table& table, size_t readerCount) {
     readers.push_back({extraReadSockets_[i].get(), {}, {}});
   }
 
-  std::vector<std::pair<const ServiceKey*, ServiceState*>> work;
-  work.reserve(table.services.size());
-  for (auto& [key, state] : table.services) work.emplace_back(&key, &state);
-  // Readers take small runs of services in turn, so that one slowed down
-  // (its CPU taken by something else) holds up nothing.
-  constexpr size_t kRun = 32;
-  std::atomic<size_t> next{0};
-  std::atomic<bool> failed{false};
-  auto read = [&](Reader& r) {
-    for (;;) {
-      const size_t begin = next.fetch_add(kRun, std::memory_order_relaxed);
-      if (begin >= work.size() || failed.load(std::memory_order_relaxed)) return;
-      for (size_t i = begin; i < std::min(begin + kRun, work.size()); ++i) {
-        const ServiceKey& key = *work[i].first;
-        ServiceState& state = *work[i].second;
-        Status s = dumpDests(*r.sock, r.writer, key,
-                             [&](netlink::Bytes attrs) { return decodeDestInto(attrs, key.family, stats(), state); });
-        if (!s.isOk()) {
-          r.error = s;
-          failed = true;
-          return;
-        }
-      }
-    }
-  };
+  DestsWork work;
+  work.items.reserve(table.services.size());
+  for (auto& [key, state] : table.services) work.items.emplace_back(&key, &state);
+  {
+    std::lock_guard<std::mutex> lk(shared_.mu);
+    shared_.dests = &work;
+    shared_.helperError = Status::ok();
+  }
+  shared_.cv.notify_all();
   std::vector<std::thread> threads;
   for (size_t i = 1; i < readers.size(); ++i) {
     try {
-      threads.emplace_back([&read, &r = readers[i]] { read(r); });
+      threads.emplace_back([&, &r = readers[i]] { r.error = work.read(*this, *r.sock, r.writer); });
     } catch (const std::system_error&) {
       break;
     }
   }
-  read(readers[0]);
+  readers[0].error = work.read(*this, *readers[0].sock, readers[0].writer);
   for (auto& t : threads) t.join();
+  Status helperError;
+  {
+    // The queue is empty: no new helper joins; the ones inside finish their run.
+    std::unique_lock<std::mutex> lk(shared_.mu);
+    shared_.dests = nullptr;
+    shared_.cv.wait(lk, [&] { return shared_.helpers == 0; });
+    helperError = std::move(shared_.helperError);
+  }
   for (const Reader& r : readers) KIPVS_RETURN_IF_ERROR(r.error);
-  return Status::ok();
+  return helperError;
+}
+
+size_t NetlinkIpvsClient::helpRead() {
+  std::unique_lock<std::mutex> lk(shared_.mu);
+  shared_.cv.wait(lk, [&] { return !shared_.readingServices || shared_.dests; });
+  DestsWork* work = shared_.dests;
+  if (!work) return 0;
+  ++shared_.helpers;
+  lk.unlock();
+  Status s;
+  if (!helpSocket_) {
+    auto sock = netlink::GenlSocket::open(codec::kGenlName, readSocketOptions(options_.socket));
+    if (sock) helpSocket_ = std::move(*sock);
+  }
+  // No socket: the read's own readers do it all.
+  size_t done = 0;
+  if (helpSocket_) s = work->read(*this, *helpSocket_, helpWriter_, &done);
+  lk.lock();
+  if (!s.isOk() && shared_.helperError.isOk()) shared_.helperError = std::move(s);
+  --shared_.helpers;
+  lk.unlock();
+  shared_.cv.notify_all();
+  return done;
 }
 
 StatusOr<std::optional<ServiceState>> NetlinkIpvsClient::dumpService(const ServiceKey& key) {

@@ -11,8 +11,10 @@
 // so every op gets its own Status with the kernel's raw errno.
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <vector>
@@ -65,6 +67,16 @@ class NetlinkIpvsClient : public IpvsClient {
   StatusOr<Info> info() override;
   uint64_t writeCount() const override { return writeCount_; }
 
+  // Joins the full read (dumpTable) that another thread is running: takes
+  // services from the same queue and reads their dests on a socket of its
+  // own until none are left, then returns; the read's result is the same.
+  // For a caller that would otherwise wait for that read (reconcile, its own
+  // work done, while the read still has thousands of dests dumps to go).
+  // While the read is still on its service dump, waits for it to get to the
+  // dests; returns at once when no read is running. One helper at a time.
+  // Returns how many services' dests this thread read.
+  size_t helpRead();
+
   // The read socket's options (see readSocket()) made from `base`; public so
   // that bench/dump_floor reads the way the client does.
   static netlink::SocketOptions readSocketOptions(netlink::SocketOptions base);
@@ -91,8 +103,10 @@ class NetlinkIpvsClient : public IpvsClient {
   Status dumpDests(netlink::GenlSocket& sock, netlink::MessageWriter& writer, const ServiceKey& key,
                    const std::function<Status(netlink::Bytes)>& onDest);
   // The dests of every service in `table`, over `readers` read sockets, each
-  // with its own thread (the first is the calling thread).
+  // with its own thread (the first is the calling thread), and helpRead()'s.
   Status dumpAllDests(Table& table, size_t readers);
+  // The services whose dests a full read still has to dump, shared by its readers.
+  struct DestsWork;
   // One batch: ops[begin, end) already encoded in writer_ with seqs from firstSeq.
   void runBatch(std::span<const Op> ops, const std::vector<size_t>& indexOf, uint32_t firstSeq,
                 std::vector<Status>& results);
@@ -114,6 +128,19 @@ class NetlinkIpvsClient : public IpvsClient {
   std::unique_ptr<netlink::GenlSocket> readSocket_;
   std::vector<std::unique_ptr<netlink::GenlSocket>> extraReadSockets_;  // dumpReaders beyond the first
   netlink::MessageWriter writer_;  // reused for every request and batch
+
+  // What helpRead() joins: the full read in progress, and who is helping.
+  struct SharedRead {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool readingServices = false;  // dumpTable is on its service dump
+    DestsWork* dests = nullptr;    // dumpAllDests is running
+    int helpers = 0;               // helpRead()s inside `dests`
+    Status helperError;
+  };
+  SharedRead shared_;
+  std::unique_ptr<netlink::GenlSocket> helpSocket_;  // helpRead()'s, opened on first use
+  netlink::MessageWriter helpWriter_;
   uint64_t writeCount_ = 0;
 };
 

@@ -299,6 +299,72 @@ TEST_CASE("kernel: a full read gives the same table on one socket and spread ove
   CHECK((*spread)->ioCounters().sends - spreadIo0.sends == 600 + 1);
 }
 
+TEST_CASE("kernel: a full read gives the same table when another thread helps it (helpRead)") {
+  auto c = freshClient();  // one reader: the calling thread
+  auto plain = NetlinkIpvsClient::create();
+  REQUIRE(plain.isOk());
+  std::vector<Op> ops;
+  ServiceSpec rr4;
+  rr4.netmask = 0xffffffffu;
+  constexpr uint32_t kServices = 2000;
+  for (uint32_t i = 0; i < kServices; ++i) {
+    auto key = ServiceKey::tcp(Address::v4(0x0A000000u + i + 1), 80);
+    ops.push_back(Op::addService(key, rr4));
+    for (uint32_t j = 0; j < i % 5; ++j) {
+      ops.push_back(Op::addDest(key, DestKey{Address::v4(0xAC100000u + i * 8 + j + 1), 8080},
+                                DestSpec{FwdMethod::kMasq, static_cast<int>(j + 1), 0, 0, {}, 0, 0}));
+    }
+  }
+  for (const Status& st : c->apply(ops)) REQUIRE_MESSAGE(st.isOk(), st.toString());
+  auto b = (*plain)->dumpTable();
+  REQUIRE_MESSAGE(b.isOk(), b.status().toString());
+  REQUIRE(b->services.size() == kServices);
+
+  // No read running: nothing to help with, at once.
+  CHECK(c->helpRead() == 0);
+
+  // The helper keeps offering help until the read is over (it may come
+  // before the read starts, or after it ends: then it gets 0).
+  auto readHelped = [&](StatusOr<Table>& out) {
+    std::atomic<bool> over{false};
+    size_t helped = 0;
+    std::thread helper([&] {
+      while (!over.load()) {
+        helped += c->helpRead();
+        std::this_thread::yield();
+      }
+    });
+    out = c->dumpTable();
+    over = true;
+    helper.join();
+    return helped;
+  };
+  StatusOr<Table> warm = Table{};
+  readHelped(warm);  // opens the sockets (each resolves the family: one send)
+  REQUIRE_MESSAGE(warm.isOk(), warm.status().toString());
+  const auto io0 = c->ioCounters();
+  StatusOr<Table> a = Table{};
+  const size_t helped = readHelped(a);
+  REQUIRE_MESSAGE(a.isOk(), a.status().toString());
+  CHECK(helped > 0);  // 2,000 dests dumps leave the helper time to join
+  CHECK(helped < kServices);
+  // One dests dump per service, whichever thread sent it, and the service dump.
+  CHECK(c->ioCounters().sends - io0.sends == kServices + 1);
+  REQUIRE(a->services.size() == b->services.size());
+  for (const auto& [k, st] : a->services) {
+    CAPTURE(k.toString());
+    auto it = b->services.find(k);
+    REQUIRE(it != b->services.end());
+    CHECK(st.spec == it->second.spec);
+    REQUIRE(st.dests.size() == it->second.dests.size());
+    for (const auto& [dk, ds] : st.dests) {
+      auto jt = it->second.dests.find(dk);
+      REQUIRE(jt != it->second.dests.end());
+      CHECK(ds.spec == jt->second.spec);
+    }
+  }
+}
+
 TEST_CASE("kernel: a read over several sockets beside another client's writes never fails, then settles") {
   // A full read is not a snapshot: the services are listed first, then each
   // one's dests. A service deleted in between reads back with no dests, one
