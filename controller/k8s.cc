@@ -435,10 +435,17 @@ void parseSlice(Reader& r, const Value& obj, EndpointSlice& es) {
 // built per object.
 class Collector {
  public:
-  explicit Collector(Cluster& c)
+  // kUnique: a later object of the same kind and name replaces the earlier
+  // one, in its place. kAll: every object is kept, in order (the second half
+  // of a List's items, added to the List's Collector afterwards, which
+  // settles duplicates exactly as if it had seen them one by one).
+  enum class Names : bool { kUnique, kAll };
+  explicit Collector(Cluster& c, Names names = Names::kUnique)
       : cluster_(c),
+        unique_(names == Names::kUnique),
         services_(0, ByName<Service>{&c.services}, ByName<Service>{&c.services}),
         slices_(0, ByName<EndpointSlice>{&c.slices}, ByName<EndpointSlice>{&c.slices}) {
+    if (!unique_) return;
     for (size_t i = 0; i < c.services.size(); ++i) services_.insert(i);
     for (size_t i = 0; i < c.slices.size(); ++i) slices_.insert(i);
   }
@@ -451,8 +458,8 @@ class Collector {
     cluster_.services.reserve(cluster_.services.size() + n);
     cluster_.slices.reserve(cluster_.slices.size() + n);
   }
-  void add(Service&& s) { put(cluster_.services, services_, std::move(s)); }
-  void add(EndpointSlice&& s) { put(cluster_.slices, slices_, std::move(s)); }
+  void add(Service&& s) { add(cluster_.services, services_, std::move(s)); }
+  void add(EndpointSlice&& s) { add(cluster_.slices, slices_, std::move(s)); }
 
  private:
   // Hashes and compares positions in *v by the objects' namespace and name.
@@ -474,8 +481,9 @@ class Collector {
   using Index = std::unordered_set<size_t, ByName<T>, ByName<T>>;
 
   template <typename T>
-  static void put(std::vector<T>& v, Index<T>& index, T&& obj) {
+  void add(std::vector<T>& v, Index<T>& index, T&& obj) {
     v.push_back(std::move(obj));
+    if (!unique_) return;
     auto [it, inserted] = index.insert(v.size() - 1);
     if (!inserted) {  // seen before: the later copy wins, in the earlier one's place
       v[*it] = std::move(v.back());
@@ -485,6 +493,7 @@ class Collector {
 
   static constexpr size_t kMinItemBytes = 1024, kMaxReserve = size_t{1} << 20;
   Cluster& cluster_;
+  bool unique_;
   Index<Service> services_;
   Index<EndpointSlice> slices_;
 };
@@ -1141,7 +1150,7 @@ class ListStreamer {
     std::thread worker = startHelper([&] {
       if (options_.helperDelay.count() > 0) std::this_thread::sleep_for(options_.helperDelay);
       ValueParser vp;
-      Collector tailOut(tailCluster);
+      Collector tailOut(tailCluster, Collector::Names::kAll);
       tailOut.reserveFor(w_.size() > split ? w_.size() - split : 0);
       Window w = w_.at(split);
       const char* q = w.seek(split);

@@ -138,6 +138,7 @@ TEST_CASE("parse: a split guess inside a string, a bad item, duplicates and erro
   std::vector<std::string> items;
   for (int i = 0; i < 40; ++i) items.push_back(svc(i));
   items[3] = svc(30);  // a duplicate of a second-half item: the later copy wins, in the earlier place
+  items[25] = svc(38, R"("labels":{"copy":"first"})");  // both copies in the second half
   items[33] = testing::service("ns/bad", R"("clusterIP":"10.96.1.1","ports":[{"port":"eighty"}])");  // error, index 33
   items[35] = "{\"kind\": \"Service\"}";  // no name: named by its index
   {
