@@ -8,9 +8,9 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
-#include <mutex>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <system_error>
@@ -224,8 +224,7 @@ struct NetlinkIpvsClient::DestsWork {
 
   // Reads small runs of services in turn until none are left, so that a
   // reader slowed down (its CPU taken by something else) holds up nothing.
-  // The first error stops every reader.
-  // done: services read, for the caller's count.
+  // The first error stops every reader. Counts the services it took in *done.
   Status read(NetlinkIpvsClient& client, netlink::GenlSocket& sock, MessageWriter& writer, size_t* done = nullptr) {
     constexpr size_t kRun = 32;
     for (;;) {
