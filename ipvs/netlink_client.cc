@@ -271,29 +271,41 @@ Status NetlinkIpvsClient::dumpAllDests(Table& table, size_t readerCount) {
   DestsWork work;
   work.items.reserve(table.services.size());
   for (auto& [key, state] : table.services) work.items.emplace_back(&key, &state);
-  {
-    std::lock_guard<std::mutex> lk(shared_.mu);
-    shared_.dests = &work;
-    shared_.helperError = Status::ok();
-  }
-  shared_.cv.notify_all();
-  std::vector<std::thread> threads;
-  for (size_t i = 1; i < readers.size(); ++i) {
-    try {
-      threads.emplace_back([&, &r = readers[i]] { r.error = work.read(*this, *r.sock, r.writer); });
-    } catch (const std::system_error&) {
-      break;
+  // Open to helpRead() until the readers are done; on the way out (an
+  // exception too) the queue closes and no helper is left inside `work`.
+  struct Published {
+    SharedRead& shared;
+    DestsWork& work;
+    Status& helperError;
+    Published(SharedRead& s, DestsWork& w, Status& e) : shared(s), work(w), helperError(e) {
+      {
+        std::lock_guard<std::mutex> lk(shared.mu);
+        shared.dests = &work;
+        shared.helperError = Status::ok();
+      }
+      shared.cv.notify_all();
     }
-  }
-  readers[0].error = work.read(*this, *readers[0].sock, readers[0].writer);
-  for (auto& t : threads) t.join();
+    ~Published() {
+      work.failed = true;  // the queue is empty anyway, unless the readers stopped early
+      std::unique_lock<std::mutex> lk(shared.mu);
+      shared.dests = nullptr;
+      shared.cv.wait(lk, [&] { return shared.helpers == 0; });
+      helperError = std::move(shared.helperError);
+    }
+  };
   Status helperError;
   {
-    // The queue is empty: no new helper joins; the ones inside finish their run.
-    std::unique_lock<std::mutex> lk(shared_.mu);
-    shared_.dests = nullptr;
-    shared_.cv.wait(lk, [&] { return shared_.helpers == 0; });
-    helperError = std::move(shared_.helperError);
+    Published published(shared_, work, helperError);
+    std::vector<std::thread> threads;
+    for (size_t i = 1; i < readers.size(); ++i) {
+      try {
+        threads.emplace_back([&, &r = readers[i]] { r.error = work.read(*this, *r.sock, r.writer); });
+      } catch (const std::system_error&) {
+        break;
+      }
+    }
+    readers[0].error = work.read(*this, *readers[0].sock, readers[0].writer);
+    for (auto& t : threads) t.join();
   }
   for (const Reader& r : readers) KIPVS_RETURN_IF_ERROR(r.error);
   return helperError;

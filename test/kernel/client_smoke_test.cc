@@ -244,6 +244,28 @@ TEST_CASE("kernel: a service whose dests span many page-sized dump datagrams rea
   CHECK(lineSet(shell("ipvsadm -Sn | grep -c -- '-a -t \\[fd00:96::1\\]:443'")) == std::set<std::string>{"1000"});
 }
 
+namespace {
+
+// The same services, specs, real servers and counters in both.
+void checkSameTable(const Table& a, const Table& b) {
+  REQUIRE(a.services.size() == b.services.size());
+  for (const auto& [k, st] : a.services) {
+    CAPTURE(k.toString());
+    auto it = b.services.find(k);
+    REQUIRE(it != b.services.end());
+    CHECK(st.spec == it->second.spec);
+    REQUIRE(st.dests.size() == it->second.dests.size());
+    for (const auto& [dk, ds] : st.dests) {
+      auto jt = it->second.dests.find(dk);
+      REQUIRE(jt != it->second.dests.end());
+      CHECK(ds.spec == jt->second.spec);
+      CHECK(ds.counters == jt->second.counters);
+    }
+  }
+}
+
+}  // namespace
+
 TEST_CASE("kernel: a full read gives the same table on one socket and spread over several") {
   NetlinkIpvsClient::Options two;
   two.dumpReaders = 2;
@@ -280,20 +302,7 @@ TEST_CASE("kernel: a full read gives the same table on one socket and spread ove
   for (auto* other : {c.get(), spread->get()}) {
     auto a = other->dumpTable();
     REQUIRE_MESSAGE(a.isOk(), a.status().toString());
-    REQUIRE(a->services.size() == b->services.size());
-    for (const auto& [k, st] : a->services) {
-      CAPTURE(k.toString());
-      auto it = b->services.find(k);
-      REQUIRE(it != b->services.end());
-      CHECK(st.spec == it->second.spec);
-      REQUIRE(st.dests.size() == it->second.dests.size());
-      for (const auto& [dk, ds] : st.dests) {
-        auto jt = it->second.dests.find(dk);
-        REQUIRE(jt != it->second.dests.end());
-        CHECK(ds.spec == jt->second.spec);
-        CHECK(ds.counters == jt->second.counters);
-      }
-    }
+    checkSameTable(*a, *b);
   }
   // One dests dump per service, whichever socket sent it.
   CHECK((*spread)->ioCounters().sends - spreadIo0.sends == 600 + 1);
@@ -350,19 +359,7 @@ TEST_CASE("kernel: a full read gives the same table when another thread helps it
   CHECK(helped < kServices);
   // One dests dump per service, whichever thread sent it, and the service dump.
   CHECK(c->ioCounters().sends - io0.sends == kServices + 1);
-  REQUIRE(a->services.size() == b->services.size());
-  for (const auto& [k, st] : a->services) {
-    CAPTURE(k.toString());
-    auto it = b->services.find(k);
-    REQUIRE(it != b->services.end());
-    CHECK(st.spec == it->second.spec);
-    REQUIRE(st.dests.size() == it->second.dests.size());
-    for (const auto& [dk, ds] : st.dests) {
-      auto jt = it->second.dests.find(dk);
-      REQUIRE(jt != it->second.dests.end());
-      CHECK(ds.spec == jt->second.spec);
-    }
-  }
+  checkSameTable(*a, *b);
 }
 
 TEST_CASE("kernel: a read over several sockets beside another client's writes never fails, then settles") {
