@@ -120,10 +120,15 @@ class RtnlSocket {
     }
   }
 
-  // Sends the messages in `w` (sequences firstSeq .. firstSeq+count-1, each
-  // with NLM_F_ACK) in one sendmsg and collects one Status per message.
-  // rtnetlink handles each request inside sendmsg, so this costs one syscall
-  // for the send and a few for the acks, instead of a round trip per address.
+  // Sends the messages in `w` (sequences firstSeq .. firstSeq+count-1, only
+  // the last with NLM_F_ACK) in one sendmsg and collects one Status per
+  // message. rtnetlink handles each request inside sendmsg, in order, and
+  // answers one without NLM_F_ACK only when it fails, so the last one's ack
+  // comes after every earlier error: a message it has not answered by then
+  // succeeded. One syscall for the send and usually one for the answers,
+  // instead of a round trip per address, and no ack to build and read for
+  // each (VM, 10,000 VIP routes: building the acks was 5 % of that thread's
+  // samples, polling for and reading them 15 %).
   std::vector<Status> exchangeBatch(const MessageWriter& w, uint32_t firstSeq, size_t count,
                                     const std::function<std::string(size_t)>& what) {
     std::vector<Status> out(count, Status::error(Code::kInternal, "no answer"));
@@ -145,9 +150,8 @@ class RtnlSocket {
       for (size_t i = 0; i < count; ++i) out[i] = s.withContext(what(i));
       return out;
     }
-    size_t answered = 0;
     std::vector<bool> seen(count, false);
-    while (answered < count) {
+    while (!seen[count - 1]) {
       StatusOr<Bytes> datagram = receive("address batch");
       if (!datagram.isOk()) {
         Status s = fail(datagram.status());
@@ -170,8 +174,10 @@ class RtnlSocket {
           out[i] = Status::kernel(ack->error, ack->extMessage.empty() ? what(i) : what(i) + ": " + ack->extMessage);
         }
         seen[i] = true;
-        ++answered;
       }
+    }
+    for (size_t i = 0; i < count; ++i) {
+      if (!seen[i]) out[i] = Status::ok();
     }
     return out;
   }
@@ -357,6 +363,9 @@ StatusOr<std::string> sysctlFile(const std::string& root, const std::string& pat
 namespace {
 
 constexpr uint16_t kDoFlags = NLM_F_REQUEST | NLM_F_ACK;
+// A batch's requests (changeBatch): the last one gets NLM_F_ACK, the others
+// are answered only when they fail (exchangeBatch).
+constexpr uint16_t kBatchFlags = NLM_F_REQUEST;
 constexpr uint16_t kDumpFlags = NLM_F_REQUEST | NLM_F_DUMP;
 
 // The link named ifname; the kernel answers ENODEV when there is none.
@@ -551,6 +560,7 @@ std::vector<Status> NetlinkHostNetwork::changeBatch(const std::string& ifname, s
       sent.push_back(i);
     }
     if (sent.empty()) continue;
+    w.addFlagsToLast(NLM_F_ACK);
     std::vector<Status> res =
         rtnl_->exchangeBatch(w, firstSeq, sent.size(), [&](size_t j) { return what(addrs[sent[j]]); });
     for (size_t j = 0; j < sent.size(); ++j) {
@@ -570,7 +580,7 @@ std::vector<Status> NetlinkHostNetwork::changeAddresses(bool add, const std::str
            (add ? " to " : " from ") + ifname;
   };
   auto build = [&](MessageWriter& w, const ipvs::Address& addr, int ifindex, uint32_t seq) {
-    w.beginMessage(add ? RTM_NEWADDR : RTM_DELADDR, kDoFlags | (add ? NLM_F_CREATE | NLM_F_EXCL : 0), seq);
+    w.beginMessage(add ? RTM_NEWADDR : RTM_DELADDR, kBatchFlags | (add ? NLM_F_CREATE | NLM_F_EXCL : 0), seq);
     ifaddrmsg ifa{};
     ifa.ifa_family = addr.isV4() ? AF_INET : AF_INET6;
     ifa.ifa_prefixlen = addr.isV4() ? 32 : 128;
@@ -596,7 +606,7 @@ std::vector<Status> NetlinkHostNetwork::changeRoutes(bool add, const std::string
   auto build = [&](MessageWriter& w, const ipvs::Address& addr, int ifindex, uint32_t seq) {
     // EXCL: an add never joins or replaces a route someone else made for the
     // same address (EEXIST: the VIP is local already, which is what we want).
-    w.beginMessage(add ? RTM_NEWROUTE : RTM_DELROUTE, kDoFlags | (add ? NLM_F_CREATE | NLM_F_EXCL : 0), seq);
+    w.beginMessage(add ? RTM_NEWROUTE : RTM_DELROUTE, kBatchFlags | (add ? NLM_F_CREATE | NLM_F_EXCL : 0), seq);
     rtmsg rtm{};
     rtm.rtm_family = addr.isV4() ? AF_INET : AF_INET6;
     rtm.rtm_dst_len = addr.isV4() ? 32 : 128;

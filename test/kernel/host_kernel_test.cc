@@ -328,6 +328,28 @@ TEST_CASE("local routes: add, list and delete v4 and v6 in batches; idempotent; 
   CHECK(host->localRoutes(kDummy)->empty());
   CHECK(witnessRoutes(kDummy).empty());
 
+  // A kernel error inside a batch is that address's alone, in the middle and
+  // last (only a batch's last request asks for an ack; the others are
+  // answered only when they fail).
+  mustSh(std::string("sysctl -qw net.ipv6.conf.") + kDummy + ".disable_ipv6=1");
+  const std::vector<ipvs::Address> mixed{ip("10.97.1.1"), ip("fd00:10:98::1:1"), ip("10.97.1.2"),
+                                         ip("fd00:10:98::1:2")};
+  r = host->addLocalRoutes(kDummy, mixed);
+  mustSh(std::string("sysctl -qw net.ipv6.conf.") + kDummy + ".disable_ipv6=0");
+  REQUIRE(r.size() == mixed.size());
+  CHECK_MESSAGE(r[0].isOk(), r[0].toString());
+  CHECK_MESSAGE(r[2].isOk(), r[2].toString());
+  for (size_t i : {size_t{1}, size_t{3}}) {
+    CHECK(r[i].code() == Code::kKernel);
+    CHECK(r[i].errnum() != 0);
+    CHECK_MESSAGE(r[i].message().find(mixed[i].toString()) != std::string::npos, r[i].toString());
+  }
+  CHECK(*host->localRoutes(kDummy) == std::set<ipvs::Address>{ip("10.97.1.1"), ip("10.97.1.2")});
+  CHECK(witnessRoutes(kDummy) == std::set<ipvs::Address>{ip("10.97.1.1"), ip("10.97.1.2")});
+  r = host->deleteLocalRoutes(kDummy, mixed);
+  for (const auto& st : r) CHECK_MESSAGE(st.isOk(), st.toString());  // ESRCH for the v6 ones folds to success
+  CHECK(host->localRoutes(kDummy)->empty());
+
   Status s = host->addLocalRoutes("nope0", std::vector<ipvs::Address>{ip("10.97.0.7")}).front();
   CHECK(s.errnum() == ENODEV);
   CHECK(s.message().find("add local route 10.97.0.7/32 dev nope0") != std::string::npos);
