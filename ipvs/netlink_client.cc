@@ -221,6 +221,7 @@ struct NetlinkIpvsClient::DestsWork {
   std::vector<std::pair<const ServiceKey*, ServiceState*>> items;
   std::atomic<size_t> next{0};
   std::atomic<bool> failed{false};
+  Status helperError;  // helpRead()'s first failure (under SharedRead::mu)
 
   // Reads small runs of services in turn until none are left, so that a
   // reader slowed down (its CPU taken by something else) holds up nothing.
@@ -276,12 +277,10 @@ Status NetlinkIpvsClient::dumpAllDests(Table& table, size_t readerCount) {
   struct Published {
     SharedRead& shared;
     DestsWork& work;
-    Status& helperError;
-    Published(SharedRead& s, DestsWork& w, Status& e) : shared(s), work(w), helperError(e) {
+    Published(SharedRead& s, DestsWork& w) : shared(s), work(w) {
       {
         std::lock_guard<std::mutex> lk(shared.mu);
         shared.dests = &work;
-        shared.helperError = Status::ok();
       }
       shared.cv.notify_all();
     }
@@ -290,12 +289,10 @@ Status NetlinkIpvsClient::dumpAllDests(Table& table, size_t readerCount) {
       std::unique_lock<std::mutex> lk(shared.mu);
       shared.dests = nullptr;
       shared.cv.wait(lk, [&] { return shared.helpers == 0; });
-      helperError = std::move(shared.helperError);
     }
   };
-  Status helperError;
   {
-    Published published(shared_, work, helperError);
+    Published published(shared_, work);
     std::vector<std::thread> threads;
     for (size_t i = 1; i < readers.size(); ++i) {
       try {
@@ -308,7 +305,7 @@ Status NetlinkIpvsClient::dumpAllDests(Table& table, size_t readerCount) {
     for (auto& t : threads) t.join();
   }
   for (const Reader& r : readers) KIPVS_RETURN_IF_ERROR(r.error);
-  return helperError;
+  return work.helperError;  // no helper is left to write it
 }
 
 size_t NetlinkIpvsClient::helpRead() {
@@ -327,7 +324,7 @@ size_t NetlinkIpvsClient::helpRead() {
   size_t done = 0;
   if (helpSocket_) s = work->read(*this, *helpSocket_, helpWriter_, &done);
   lk.lock();
-  if (!s.isOk() && shared_.helperError.isOk()) shared_.helperError = std::move(s);
+  if (!s.isOk() && work->helperError.isOk()) work->helperError = std::move(s);
   --shared_.helpers;
   lk.unlock();
   shared_.cv.notify_all();

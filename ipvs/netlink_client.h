@@ -133,10 +133,9 @@ class NetlinkIpvsClient : public IpvsClient {
   struct SharedRead {
     std::mutex mu;
     std::condition_variable cv;
-    bool readingServices = false;  // dumpTable is on its service dump
+    bool readingServices = false;  // dumpTable is running: helpRead() waits for `dests` or its end
     DestsWork* dests = nullptr;    // dumpAllDests is running
     int helpers = 0;               // helpRead()s inside `dests`
-    Status helperError;
   };
   SharedRead shared_;
   std::unique_ptr<netlink::GenlSocket> helpSocket_;  // helpRead()'s, opened on first use
