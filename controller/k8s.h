@@ -240,6 +240,7 @@ struct ParseStats {
   int wholeDocument = 0;  // inputs the streaming parser left to the whole-document one
   int itemsByDom = 0;     // List items read through the DOM reader (the fast path gave them up, or was off)
   int filesStreamed = 0;  // files parsed as they were read, a chunk at a time (declined ones too)
+  int filesMapped = 0;    // files parsed from a mapping of the file
 };
 
 // How to parse; the defaults are what kipvs uses (tests and benchmarks vary them).
@@ -247,7 +248,9 @@ struct ParseOptions {
   // Split a large List's items over two threads (same result as one thread).
   bool parallel = true;
   size_t parallelMinBytes = size_t{1} << 20;  // ... when they span at least this much
-  // A file is read this much at a time as the parse goes (tests: a few bytes).
+  // A regular file is mapped; false, or where mapping fails: it is read
+  // chunkBytes at a time as the parse goes (tests: a few bytes).
+  bool mapFiles = true;
   size_t chunkBytes = size_t{256} << 10;
   ParseStats* stats = nullptr;                // filled in when set
   // List items straight into the model (SAX events, no DOM); an item it

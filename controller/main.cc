@@ -3,6 +3,7 @@
 // 0 converged, 1 partial failure (named on stderr), 2 usage or fatal error.
 
 #include <glog/logging.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <charconv>
@@ -123,6 +124,19 @@ bool parseUint(const std::string& s, uint64_t max, uint64_t* out) {
   std::cerr.flush();
   std::fflush(nullptr);
   _exit(code);
+}
+
+// Input files are mapped while they parse (controller/k8s.cc, Input::map):
+// one truncated meanwhile faults where a read would have come up short. Say
+// so, rather than die with "Bus error". Nothing is written to the kernel
+// before the whole input has parsed.
+void onSigbus(int) {
+  static constexpr char kMessage[] =
+      "kipvs: SIGBUS: an input file shrank while it was being read (input files are mapped); "
+      "no kernel write comes before the whole input has parsed\n";
+  ssize_t ignored = ::write(STDERR_FILENO, kMessage, sizeof(kMessage) - 1);
+  (void)ignored;
+  _exit(2);
 }
 
 int usageError(const std::string& msg) {
@@ -307,6 +321,9 @@ int cmdReconcile(Args& a) {
       return t;
     });
   }
+  struct sigaction bus = {};
+  bus.sa_handler = onSigbus;
+  ::sigaction(SIGBUS, &bus, nullptr);
   auto cluster = parseFiles(files);
   VLOG(1) << "parsed " << files.size() << " file(s)";
   if (!cluster.isOk()) {

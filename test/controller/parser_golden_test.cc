@@ -530,6 +530,7 @@ TEST_CASE("parse: a file parsed as it is read, a chunk at a time, gives what one
     for (size_t chunk : {size_t{1}, size_t{3}, size_t{16}, size_t{100}, size_t{1} << 20}) {
       ParseStats stats;
       ParseOptions o;
+      o.mapFiles = false;
       o.chunkBytes = chunk;
       o.parallelMinBytes = 0;
       o.stats = &stats;
@@ -557,6 +558,7 @@ TEST_CASE("parse: a file parsed as it is read, a chunk at a time, gives what one
       ParseStats stats;
       ParseOptions two;
       two.parallelMinBytes = 0;
+      two.mapFiles = false;
       two.chunkBytes = chunk;
       two.fastItems = fast;
       two.stats = &stats;
@@ -580,6 +582,7 @@ TEST_CASE("parse: a number cut by a chunk's end is read whole") {
   for (size_t chunk = 1; chunk < json.size() + 2; ++chunk) {
     ParseStats stats;
     ParseOptions o;
+    o.mapFiles = false;
     o.chunkBytes = chunk;
     o.stats = &stats;
     CHECK_MESSAGE(testing::dumpAll(parseFile(file.path, o)) == want, "chunks of " << chunk);
@@ -587,6 +590,69 @@ TEST_CASE("parse: a number cut by a chunk's end is read whole") {
     // where a comma belongs, and the whole-document reader would have to step in.
     CHECK_MESSAGE(stats.wholeDocument == 0, "chunks of " << chunk);
     CHECK(stats.filesStreamed == 1);
+  }
+}
+
+}  // namespace kipvs::controller
+
+namespace kipvs::controller {
+
+TEST_CASE("parse: a mapped file gives what one read gives, whatever its size against the page") {
+  // The scanners read up to 16 bytes past the NUL: at the end of a mapped
+  // file that is the zero tail of its last page, or, when the file ends on a
+  // page boundary, the anonymous page laid after it (a page past the file
+  // would be SIGBUS).
+  std::vector<std::string> rels = {"examples/cluster.json", "test/fixtures/e2e/cluster.json",
+                                   "test/fixtures/rules/cluster.json", "test/fixtures/list_mixed.json",
+                                   "test/fixtures/malformed.json"};
+  for (const auto& e : std::filesystem::directory_iterator(sourcePath("test/fixtures/parser"))) {
+    if (e.path().extension() == ".json") rels.push_back("test/fixtures/parser/" + e.path().filename().string());
+  }
+  for (const auto& e : std::filesystem::directory_iterator(sourcePath("test/fixtures/yaml"))) {
+    rels.push_back("test/fixtures/yaml/" + e.path().filename().string());
+  }
+  int mapped = 0;
+  for (const auto& rel : rels) {
+    ParseOptions read;
+    read.mapFiles = false;
+    const std::string want = testing::dumpAll(parseFile(sourcePath(rel), read));
+    ParseStats stats;
+    ParseOptions o;
+    o.parallelMinBytes = 0;
+    o.stats = &stats;
+    CHECK_MESSAGE(testing::dumpAll(parseFile(sourcePath(rel), o)) == want, rel);
+    mapped += stats.filesMapped;
+  }
+  CHECK(mapped >= static_cast<int>(rels.size()) - 1);  // all but the empty file
+
+  const long page = ::sysconf(_SC_PAGESIZE);
+  std::vector<std::string> items;
+  for (int i = 0; i < 8; ++i) items.push_back(svc(i));
+  const std::string list = indentedList(items);
+  REQUIRE(static_cast<long>(list.size()) < page - 64);
+  // Whole Lists and Lists cut short (syntax errors at the very end, whose
+  // offsets the message gives), ending just before, on and after a page boundary.
+  for (long size : {page - 1, page, page + 1, 2 * page - 1, 2 * page}) {
+    for (bool cut : {false, true}) {
+      CAPTURE(size);
+      CAPTURE(cut);
+      std::string text = list;
+      if (cut) text.pop_back();  // the closing '}'
+      const std::string pad(static_cast<size_t>(size) - text.size() - (cut ? 3 : 0), ' ');
+      // A cut List ends in a number ("1,2,3" of a last item that never closes).
+      text = cut ? text.substr(0, text.rfind(']')) + ",7" + pad + "12" : text + pad;
+      text.resize(static_cast<size_t>(size), ' ');
+      REQUIRE(static_cast<long>(text.size()) == size);
+      TempFile file(text);
+      ParseStats stats;
+      ParseOptions o;
+      o.stats = &stats;
+      const std::string got = testing::dumpAll(parseFile(file.path, o));
+      CHECK(stats.filesMapped == 1);
+      CHECK(got == testing::dumpAll(parseJson(text, file.path)));
+      if (!cut) CHECK(got.find("ns/s7") != std::string::npos);
+      if (cut) CHECK_MESSAGE(got.rfind("status ", 0) == 0, got);
+    }
   }
 }
 
