@@ -523,7 +523,9 @@ class DesiredBuilder::Impl {
     order.reserve(cluster_.services.size());
     for (const Service& s : cluster_.services) order.push_back(&s);
     auto byName = [](const Service* a, const Service* b) {
-      return std::tie(a->meta.ns, a->meta.name) < std::tie(b->meta.ns, b->meta.name);
+      // One three-way compare per field (std::tie's < compares a field twice).
+      if (const int c = a->meta.ns.compare(b->meta.ns); c != 0) return c < 0;
+      return a->meta.name < b->meta.name;
     };
     // kubectl lists objects sorted by namespace and name: one pass says so.
     if (!std::is_sorted(order.begin(), order.end(), byName)) std::sort(order.begin(), order.end(), byName);
