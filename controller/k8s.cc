@@ -597,9 +597,10 @@ std::unique_ptr<char[]> byteBuffer(size_t n) { return std::make_unique_for_overw
 // times faster than its (pointer, length) one. A regular file is mapped, not
 // read: under qemu TCG, where the suite runs, pread() copied a 28 MB file in
 // 80-120 ms (the kernel's copy is `rep movsb`, emulated a byte at a time),
-// mapping and touching it took 10 ms; the parse's CPU went from 912 to 826 ms. The cost: a file truncated while it is
-// parsed kills the process with SIGBUS (main() says so) instead of giving an
-// error; nothing is written to the kernel before the input has parsed.
+// mapping and touching it took 10 ms, and the parse's CPU went from 912 to
+// 826 ms. The cost: a file truncated while it is parsed kills the process
+// with SIGBUS (reconcile says so) instead of giving an error; nothing is
+// written to the kernel before the input has parsed.
 class Input {
  public:
   Input() = default;

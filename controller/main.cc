@@ -128,8 +128,8 @@ bool parseUint(const std::string& s, uint64_t max, uint64_t* out) {
 
 // Input files are mapped while they parse (controller/k8s.cc, Input::map):
 // one truncated meanwhile faults where a read would have come up short. Say
-// so, rather than die with "Bus error". Nothing is written to the kernel
-// before the whole input has parsed.
+// so, rather than die with "Bus error". Installed for the parse only, before
+// which nothing is written to the kernel.
 void onSigbus(int) {
   static constexpr char kMessage[] =
       "kipvs: SIGBUS: an input file shrank while it was being read (input files are mapped); "
@@ -321,10 +321,11 @@ int cmdReconcile(Args& a) {
       return t;
     });
   }
-  struct sigaction bus = {};
+  struct sigaction bus = {}, defaultBus = {};
   bus.sa_handler = onSigbus;
-  ::sigaction(SIGBUS, &bus, nullptr);
+  ::sigaction(SIGBUS, &bus, &defaultBus);
   auto cluster = parseFiles(files);
+  ::sigaction(SIGBUS, &defaultBus, nullptr);
   VLOG(1) << "parsed " << files.size() << " file(s)";
   if (!cluster.isOk()) {
     if (dump.valid()) dump.wait();

@@ -53,6 +53,40 @@ check "malformed JSON exits 2" [ "$rc" = 2 ]
 check "the error names the file and position" grep -q 'malformed.json: invalid JSON at byte [0-9]* (line [0-9]*, column [0-9]*)' <<<"$out"
 check "kernel table untouched" [ "$(table)" = "$before" ]
 
+step "an input file that shrinks while it parses changes nothing"
+# Input files are mapped: one truncated mid-parse faults (SIGBUS). kipvs must say so, exit 2, and have
+# written nothing. The file is cut once /proc shows it mapped; a run that parsed it all before the cut
+# (too fast to catch) goes again in a fresh namespace, up to 5 times, and the check fails if none is caught.
+python3 bench/gen_cluster.py 5000 10 > "$KT_DIR/big.json"
+shrunk=""
+for attempt in 1 2 3 4 5; do
+    ns="$KT-shrink$attempt"
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+    cp "$KT_DIR/big.json" "$KT_DIR/shrink.json"
+    ip netns exec "$ns" "$KIPVS" reconcile --node-name n --node-ip 127.0.0.1 -f "$KT_DIR/shrink.json" \
+        > "$KT_DIR/shrink.out" 2>&1 &
+    pid=$!
+    for _ in $(seq 3000); do
+        grep -q "$KT_DIR/shrink.json" "/proc/$pid/maps" 2>/dev/null && break
+        kill -0 "$pid" 2>/dev/null || break
+    done
+    truncate -s 100000 "$KT_DIR/shrink.json"
+    set +e
+    wait "$pid"; rc=$?
+    set -e
+    left=$(( $(ip netns exec "$ns" ipvsadm -Sn | wc -l) + $(ip -n "$ns" -o link show kipvs0 2>/dev/null | wc -l || true) ))
+    ip netns del "$ns"
+    if grep -q 'SIGBUS: an input file shrank while it was being read' "$KT_DIR/shrink.out"; then
+        shrunk="attempt $attempt: exit $rc, $left table lines and dummy interfaces"
+        break
+    fi
+    echo "attempt $attempt: the parse was over before the cut (exit $rc)"
+done
+echo "$shrunk"
+check "a file cut mid-parse is named as such (SIGBUS), exit 2, table untouched ($shrunk)" \
+    [ -n "$shrunk" -a "$rc" = 2 -a "$left" = 0 ]
+
 step "dry run prints the plan, touches nothing"
 out=$(kipvs -f $FIX/cluster.json --dry-run)
 echo "$out"
