@@ -1349,14 +1349,14 @@ StatusOr<Cluster> parseFile(const std::string& path, const ParseOptions& options
   const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
   const size_t size = regular ? static_cast<size_t>(st.st_size) : 0;
   bool declined = false;
+  std::optional<Input> whole;  // the input in one piece: mapped, else read below
   if (regular && !isStdin && options.mapFiles) {
     if (StatusOr<Input> mapped = Input::map(fd, path, size); mapped.isOk()) {
       if (options.stats) ++options.stats->filesMapped;
-      if (isYamlInput(path, mapped->view())) return parseYaml(mapped->view(), source, options);
-      return parseInput(*mapped, source, options);
+      whole = std::move(*mapped);
     }
   }
-  if (regular && !isStdin) {
+  if (!whole && regular && !isStdin) {
     Window w(fd, size, 0, options.chunkBytes);
     const char* p = w.seek(0);
     skipSpace(w, p);
@@ -1367,15 +1367,18 @@ StatusOr<Cluster> parseFile(const std::string& path, const ParseOptions& options
       declined = true;
     }
   }
-  StatusOr<Input> in = Input::read(fd, path, size);
-  if (!in) return in.status();
-  if (isYamlInput(isStdin ? std::string_view() : std::string_view(path), in->view())) {
-    return parseYaml(in->view(), source, options);
+  if (!whole) {
+    StatusOr<Input> in = Input::read(fd, path, size);
+    if (!in) return in.status();
+    whole = std::move(*in);
   }
-  if (!declined) return parseInput(*in, source, options);
+  if (isYamlInput(isStdin ? std::string_view() : std::string_view(path), whole->view())) {
+    return parseYaml(whole->view(), source, options);
+  }
+  if (!declined) return parseInput(*whole, source, options);
   if (options.stats) ++options.stats->wholeDocument;
   Cluster c;
-  KIPVS_RETURN_IF_ERROR(parseDocument(*in, source, c));
+  KIPVS_RETURN_IF_ERROR(parseDocument(*whole, source, c));
   return c;
 }
 

@@ -60,9 +60,8 @@ step "an input file that shrinks while it parses changes nothing"
 python3 bench/gen_cluster.py 5000 10 > "$KT_DIR/big.json"
 shrunk=""
 for attempt in 1 2 3 4 5; do
+    kt_netns_add "shrink$attempt"
     ns="$KT-shrink$attempt"
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
     cp "$KT_DIR/big.json" "$KT_DIR/shrink.json"
     ip netns exec "$ns" "$KIPVS" reconcile --node-name n --node-ip 127.0.0.1 -f "$KT_DIR/shrink.json" \
         > "$KT_DIR/shrink.out" 2>&1 &
