@@ -1,6 +1,7 @@
 #include "controller/plan.h"
 
 #include <algorithm>
+#include <iterator>
 #include <optional>
 
 namespace kipvs::controller {
@@ -43,13 +44,22 @@ void planDests(const ServiceKey& key, const std::map<DestKey, DestState>& desire
                const std::map<DestKey, DestState>* actual, ServicePlan& out) {
   static const std::map<DestKey, DestState> kNone;
   const auto& have = actual ? *actual : kNone;
-  std::vector<Op> adds, updates, quiesces, deletes;
+  // Adds go straight into out.ops (they come first); the rarer updates,
+  // quiesces and deletes wait their turn here. A service being created is
+  // all adds: one allocation for its ops, no copies (VM, 10,000 x 10: this
+  // planning runs beside the writes, and its allocations took CPU from them).
+  std::vector<Op> updates, quiesces, deletes;
   const bool graceful = drainsGracefully(key);
+  bool reserved = false;
   auto d = desired.begin();
   auto h = have.begin();
   while (d != desired.end() || h != have.end()) {
     if (h == have.end() || (d != desired.end() && d->first < h->first)) {
-      adds.push_back(Op::addDest(key, d->first, d->second.spec));
+      if (!reserved) {  // room for every desired dest left: an upper bound on the adds
+        out.ops.reserve(out.ops.size() + static_cast<size_t>(std::distance(d, desired.end())));
+        reserved = true;
+      }
+      out.ops.push_back(Op::addDest(key, d->first, d->second.spec));
       ++d;
     } else if (d == desired.end() || h->first < d->first) {
       const auto& c = h->second.counters;
@@ -70,7 +80,7 @@ void planDests(const ServiceKey& key, const std::map<DestKey, DestState>& desire
       ++h;
     }
   }
-  for (auto* v : {&adds, &updates, &quiesces, &deletes}) {
+  for (auto* v : {&updates, &quiesces, &deletes}) {
     out.ops.insert(out.ops.end(), std::make_move_iterator(v->begin()), std::make_move_iterator(v->end()));
   }
 }
@@ -96,6 +106,7 @@ ServicePlan planService(const ServiceKey& key, const ServiceState* desired, cons
   }
   if (std::optional<Op> op = serviceOp(key, *desired, actual)) {
     p.action = actual ? ServicePlan::Action::kUpdate : ServicePlan::Action::kCreate;
+    if (!actual) p.ops.reserve(1 + desired->dests.size());  // the add, then one add per dest
     p.ops.push_back(std::move(*op));
   }
   planDests(key, desired->dests, actual ? &actual->dests : nullptr, p);

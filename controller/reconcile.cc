@@ -338,8 +338,11 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
       record(opts.vipMode, true, change(opts.vipMode, true, toBind), toBind, hostChanges, hostErrors);
     });
     {
+      // Each chunk is allocated once, at about its final size, rather than
+      // grown by doubling (each step copies every op so far).
       std::vector<ipvs::Op> chunk;
       makePlan([&](const ServicePlan& sp) {
+        if (chunk.capacity() == 0) chunk.reserve(kDestChunk + sp.ops.size());
         for (const auto& op : sp.ops) {
           if (!op.isServiceOp()) chunk.push_back(op);
         }
