@@ -56,8 +56,11 @@ inline bool isJsonSpace(char c) { return c == ' ' || c == '\n' || c == '\r' || c
 #endif
 }
 
-// Inline for the common case (compact JSON has no whitespace at all).
-inline const char* skipJsonSpace(const char* p) { return isJsonSpace(*p) ? skipJsonSpaceRun(p + 1) : p; }
+// Inline for the common case (compact JSON has no whitespace at all); forced,
+// since the scanner's loops grew past where the compiler inlines it by itself.
+[[gnu::always_inline]] inline const char* skipJsonSpace(const char* p) {
+  return isJsonSpace(*p) ? skipJsonSpaceRun(p + 1) : p;
+}
 
 enum class ScanResult : uint8_t {
   kDone,     // the value was read; p is just past it
@@ -224,14 +227,24 @@ class JsonScanner {
     return ok ? ScanResult::kDone : ScanResult::kStopped;
   }
 
-  // p just past the opening quote.
-  ScanResult string(const char*& p, bool isKey) {
+  // p just past the opening quote. The common case (no escapes: handed over
+  // where it lies) is inlined into its callers: a call here cost more than the
+  // scan (native, on the 28 MB benchmark input, 18 of a string's 52
+  // instructions saved and restored registers). With element() and
+  // skipJsonSpace() inlined as well, the parse takes 14 % fewer instructions
+  // natively, and 11 % less CPU in the TCG VM.
+  [[gnu::always_inline]] ScanResult string(const char*& p, bool isKey) {
     const char* const head = p;
     const char* src = stringEnd(p);
-    if (*src == '"') {  // no escapes: the common case, handed over where it lies
+    if (*src == '"') [[likely]] {
       p = src + 1;
       return event(head, static_cast<size_t>(src - head), isKey);
     }
+    return escapedString(p, head, src, isKey);
+  }
+
+  // The rest of a string from src, its first '\\' or control character.
+  [[gnu::noinline]] ScanResult escapedString(const char*& p, const char* head, const char* src, bool isKey) {
     decoded_.assign(head, src);
     while (*src != '"') {
       if (*src != '\\') {
@@ -273,6 +286,16 @@ class JsonScanner {
     return event(decoded_.data(), decoded_.size(), isKey);
   }
 
+  // A member's value or an array's element: strings, most of them, here;
+  // the rest through value().
+  [[gnu::always_inline]] ScanResult element(const char*& p) {
+    if (*p == '"') {
+      ++p;
+      return string(p, false);
+    }
+    return value(p);
+  }
+
   ScanResult object(const char*& p) {
     ++p;
     if (!h_.StartObject()) return ScanResult::kStopped;
@@ -289,7 +312,7 @@ class JsonScanner {
       p = skipJsonSpace(p);
       if (*p != ':') return ScanResult::kBail;
       p = skipJsonSpace(p + 1);
-      if (ScanResult r = value(p); r != ScanResult::kDone) return r;
+      if (ScanResult r = element(p); r != ScanResult::kDone) return r;
       ++members;
       p = skipJsonSpace(p);
       if (*p == ',') {
@@ -312,7 +335,7 @@ class JsonScanner {
       return h_.EndArray(0) ? ScanResult::kDone : ScanResult::kStopped;
     }
     for (;;) {
-      if (ScanResult r = value(p); r != ScanResult::kDone) return r;
+      if (ScanResult r = element(p); r != ScanResult::kDone) return r;
       ++elements;
       p = skipJsonSpace(p);
       if (*p == ',') {
