@@ -175,12 +175,7 @@ s.bind(("", src))
 s.connect((addr, port))
 host = "[%s]:%d" % (addr, port) if fam == socket.AF_INET6 else "%s:%d" % (addr, port)
 s.sendall(("GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" % (path, host)).encode())
-data = b""
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    data += chunk
+data = b"".join(iter(lambda: s.recv(65536), b""))  # to EOF: the server closes after its answer
 head, _, body = data.partition(b"\r\n\r\n")
 if not head.startswith(b"HTTP/1.") or head.split(b" ")[1] != b"200":
     sys.exit("kt_http_get_from: " + head.split(b"\r\n")[0].decode(errors="replace"))
