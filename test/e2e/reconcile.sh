@@ -37,6 +37,9 @@ table() { kt_ipvsadm -Sn | sort; }
 hist() { sort | uniq -c | awk '{print $2"="$1}' | sort | tr '\n' ' '; }
 # get N FROM VIP PORT: N sequential requests, one answer per line
 get() { local n=$1 i; shift; for i in $(seq "$n"); do kt_http_get "$@"; done; }
+# get_from BASE N FROM VIP PORT: the same from source ports BASE+1..BASE+N, each used once in the whole test
+# (kt_http_get_from), for checks that count where the scheduler sent each request.
+get_from() { local base=$1 n=$2 i; shift 2; for i in $(seq "$n"); do kt_http_get_from "$1" $((base + i)) "$2" "$3"; done; }
 has_rule() { kt_ipvsadm -Sn | grep -q -- "$1"; }
 lacks_rule() { ! kt_ipvsadm -Sn | grep -q -- "$1"; }
 
@@ -116,7 +119,7 @@ for vip in 10.96.0.10 10.96.0.11 10.96.0.12 10.96.0.13 10.96.0.14 192.0.2.10; do
     a=$(kt_http_get cli $vip 80 || true)
     check "$vip:80 answers ($a)" grep -qE '^pod-[123]$' <<<"$a"
 done
-a=$(get 6 cli fd00:96::16 80 | hist)
+a=$(get_from 20100 6 cli fd00:96::16 80 | hist)
 check "dual-stack Service: [fd00:96::16]:80 spreads over the pods' v6 addresses ($a)" [ "$a" = "pod-1=2 pod-2=2 pod-3=2 " ]
 a=$(kt_http_get cli 10.96.0.16 80 || true)
 check "dual-stack Service: 10.96.0.16:80 answers ($a)" grep -qE '^pod-[123]$' <<<"$a"
@@ -136,10 +139,10 @@ check "externalTrafficPolicy Local: LB IP only reaches node-a's endpoint ($a)" [
 step "rr: 30 requests over 3 ready pods land 10/10/10"
 # The kernel's per-real-server connection totals, to tell on failure whether rr itself was uneven or another
 # connection (or a reused one that skipped scheduling) got in between (seen twice with automatic source
-# ports: 30 answers from 28 scheduled connections; hence kt_http_get_from below).
+# ports: 30 answers from 28 scheduled connections; hence get_from).
 rr_conns() { kt_ipvsadm -Ln --stats -t 10.96.0.10:80 | awk '$1 == "->" {print $2 "=" $3}' | tr '\n' ' '; }
 before=$(rr_conns)
-a=$(for i in $(seq 30); do kt_http_get_from cli $((20000 + i)) 10.96.0.10 80; done | hist)
+a=$(get_from 20000 30 cli 10.96.0.10 80 | hist)
 if [ "$a" = "pod-1=10 pod-2=10 pod-3=10 " ]; then
     ok "rr split is 10/10/10 ($a)"
 else
@@ -203,7 +206,7 @@ for b in $busy; do
 done
 idle=$(kt_ipvsadm -Ln -t 10.96.0.12:80 | awk '$1 == "->" && $5 == 0 && $2 ~ /^10/ {print $2}')
 want="pod-${idle%%:*}"; want="pod-${want##*.}"
-a=$(get 5 cli 10.96.0.12 80 | hist)
+a=$(get_from 20200 5 cli 10.96.0.12 80 | hist)
 check "lc: 5 new connections all go to the idle pod $want ($a)" [ "$a" = "$want=5 " ]
 touch "$KT_DIR/lc1.go" "$KT_DIR/lc2.go"
 
