@@ -168,19 +168,18 @@ kt_http_get() {
 kt_http_get_from() {
     ip netns exec "$KT-$1" timeout "${KT_TIMEOUT:-10}" python3 -c '
 import socket, sys
-addr, port, src, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+addr, port, src, path, host = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
 s = socket.socket(fam, socket.SOCK_STREAM)
 s.bind(("", src))
 s.connect((addr, port))
-host = "[%s]:%d" % (addr, port) if fam == socket.AF_INET6 else "%s:%d" % (addr, port)
 s.sendall(("GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" % (path, host)).encode())
 data = b"".join(iter(lambda: s.recv(65536), b""))  # to EOF: the server closes after its answer
 head, _, body = data.partition(b"\r\n\r\n")
 if not head.startswith(b"HTTP/1.") or head.split(b" ")[1] != b"200":
     sys.exit("kt_http_get_from: " + head.split(b"\r\n")[0].decode(errors="replace"))
 sys.stdout.write(body.decode())
-' "$3" "$4" "$2" "${5:-/}"
+' "$3" "$4" "$2" "${5:-/}" "$(_kt_hostport "$3" "$4")"
 }
 
 # kt_udp_get FROM ADDR PORT: one datagram from a fresh socket (new source port, so a new IPVS connection).
