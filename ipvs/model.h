@@ -146,42 +146,46 @@ struct Stats {
   bool operator==(const Stats&) const = default;
 };
 
-// A destination's traffic counters, kept out of line (none: all zero). Most
-// tables never hold any (the desired one; reconcile reads the live one
-// without them), and inline they were 80 of a map node's ~180 bytes: 8 MB
-// per table at 100,000 destinations, all of it fresh memory to fault in.
-class StatsBox {
+// A T kept out of line, or nothing when it equals T{}: 8 bytes where a T is
+// large and usually default. Copies deep; reads as the T it holds.
+// - A destination's traffic counters (StatsBox): most tables never hold any
+//   (the desired one; reconcile reads the live one without them), and inline
+//   they were 80 of a map node's ~180 bytes: 8 MB per table at 100,000
+//   destinations, all of it fresh memory to fault in.
+// - An op's service spec: only service ops carry one (see Op).
+template <class T>
+class DefaultBox {
  public:
-  StatsBox() = default;
-  StatsBox(const Stats& s) { *this = s; }  // NOLINT: a Stats converts, as a Stats member did
-  StatsBox(const StatsBox& o) : p_(o.p_ ? std::make_unique<Stats>(*o.p_) : nullptr) {}
-  StatsBox(StatsBox&&) noexcept = default;
-  StatsBox& operator=(const StatsBox& o) {
-    p_ = o.p_ ? std::make_unique<Stats>(*o.p_) : nullptr;
+  DefaultBox() = default;
+  DefaultBox(const T& v) { *this = v; }  // NOLINT: a T converts, as a T member did
+  DefaultBox(const DefaultBox& o) : p_(o.p_ ? std::make_unique<T>(*o.p_) : nullptr) {}
+  DefaultBox(DefaultBox&&) noexcept = default;
+  DefaultBox& operator=(const DefaultBox& o) {
+    p_ = o.p_ ? std::make_unique<T>(*o.p_) : nullptr;
     return *this;
   }
-  StatsBox& operator=(StatsBox&&) noexcept = default;
-  StatsBox& operator=(const Stats& s) {
-    if (s == Stats{}) {
+  DefaultBox& operator=(DefaultBox&&) noexcept = default;
+  DefaultBox& operator=(const T& v) {
+    if (v == T{}) {
       p_.reset();
     } else {
-      p_ = std::make_unique<Stats>(s);
+      p_ = std::make_unique<T>(v);
     }
     return *this;
   }
-  const Stats& get() const {
-    static const Stats kZero;
-    return p_ ? *p_ : kZero;
+  const T& get() const {
+    static const T kDefault{};
+    return p_ ? *p_ : kDefault;
   }
-  operator const Stats&() const { return get(); }  // NOLINT: reads as the Stats it holds
-  bool operator==(const StatsBox& o) const { return get() == o.get(); }
-  bool operator==(const Stats& o) const { return get() == o; }
+  operator const T&() const { return get(); }  // NOLINT: reads as the T it holds
+  bool operator==(const DefaultBox& o) const { return get() == o.get(); }
+  bool operator==(const T& o) const { return get() == o; }
 
  private:
-  std::unique_ptr<Stats> p_;
+  std::unique_ptr<T> p_;
 };
+using StatsBox = DefaultBox<Stats>;
 
-// Read-only counters the kernel reports for a destination.
 struct DestCounters {
   uint32_t activeConns = 0;
   uint32_t inactiveConns = 0;
