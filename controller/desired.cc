@@ -289,14 +289,14 @@ Topology topologyMode(const std::vector<Cand>& cands, const NodeFacts& node) {
     if (!c.ep->ready) continue;
     anyReady = true;
     const Endpoint& e = *c.ep->src;
-    if (e.hintNodes.empty()) {
+    if (e.hintNodes().empty()) {
       allNode = false;
-    } else if (!node.nodeName.empty() && contains(e.hintNodes, node.nodeName)) {
+    } else if (!node.nodeName.empty() && contains(e.hintNodes(), node.nodeName)) {
       forNode = true;
     }
-    if (e.hintZones.empty()) {
+    if (e.hintZones().empty()) {
       allZone = false;
-    } else if (!node.zone.empty() && contains(e.hintZones, node.zone)) {
+    } else if (!node.zone.empty() && contains(e.hintZones(), node.zone)) {
       forZone = true;
     }
   }
@@ -311,9 +311,9 @@ bool availableFor(const Cand& c, Topology t, const NodeFacts& node) {
     case Topology::kNone:
       return true;
     case Topology::kSameNode:
-      return contains(c.ep->src->hintNodes, node.nodeName);
+      return contains(c.ep->src->hintNodes(), node.nodeName);
     case Topology::kSameZone:
-      return contains(c.ep->src->hintZones, node.zone);
+      return contains(c.ep->src->hintZones(), node.zone);
   }
   return false;
 }

@@ -536,8 +536,8 @@ bool ItemBuilder::open(bool isObject) {
         if (f.field == F::kHints) child = Ctx::kHints;
         break;
       case Ctx::kHints:
-        if (f.field == F::kForZones) nameList_ = &endpoints_.back().hintZones;
-        if (f.field == F::kForNodes) nameList_ = &endpoints_.back().hintNodes;
+        if (f.field == F::kForZones) nameList_ = &endpoints_.back().hints.mut().forZones;
+        if (f.field == F::kForNodes) nameList_ = &endpoints_.back().hints.mut().forNodes;
         if (f.field == F::kForZones || f.field == F::kForNodes) list(Ctx::kNameList);
         break;
       default:

@@ -422,8 +422,8 @@ void parseSlice(Reader& r, const Value& obj, EndpointSlice& es) {
       r.string(ev, "zone", e.zone, ep);
       if (const Value* h = r.object(ev, "hints", ep)) {
         Path hp = ep.member("hints");
-        r.nameList(*h, "forZones", e.hintZones, hp);
-        r.nameList(*h, "forNodes", e.hintNodes, hp);
+        r.nameList(*h, "forZones", e.hints.mut().forZones, hp);
+        r.nameList(*h, "forNodes", e.hints.mut().forNodes, hp);
       }
       es.endpoints.push_back(std::move(e));
     }

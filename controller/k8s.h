@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ipvs/default_box.h"
 #include "netlink/status.h"
 
 namespace kipvs::controller {
@@ -193,13 +194,22 @@ class StringList {
   size_t size_ = 0;
 };
 
+struct EndpointHints {
+  std::vector<std::string> forZones;  // hints.forZones[].name
+  std::vector<std::string> forNodes;  // hints.forNodes[].name
+  bool operator==(const EndpointHints&) const = default;
+};
+
 struct Endpoint {
   StringList addresses;                // kube-proxy uses addresses[0]
   EndpointConditions conditions;
   std::string nodeName;                // "" when absent
   std::string zone;                    // "" when absent
-  std::vector<std::string> hintZones;  // hints.forZones[].name
-  std::vector<std::string> hintNodes;  // hints.forNodes[].name
+  // Out of line: most endpoints carry none, and inline the two lists were 48
+  // of an endpoint's 184 bytes (100,000 endpoints at 10,000 x 10: 4.8 MB).
+  ipvs::DefaultBox<EndpointHints> hints;
+  const std::vector<std::string>& hintZones() const { return hints.get().forZones; }
+  const std::vector<std::string>& hintNodes() const { return hints.get().forNodes; }
 };
 
 // "IPv4", "IPv6", "FQDN" (required: "" is nullopt).

@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 
+#include "ipvs/default_box.h"
 #include "netlink/status.h"
 
 namespace kipvs::ipvs {
@@ -146,44 +147,6 @@ struct Stats {
   bool operator==(const Stats&) const = default;
 };
 
-// A T kept out of line, or nothing when it equals T{}: 8 bytes where a T is
-// large and usually default. Copies deep; reads as the T it holds.
-// - A destination's traffic counters (StatsBox): most tables never hold any
-//   (the desired one; reconcile reads the live one without them), and inline
-//   they were 80 of a map node's ~180 bytes: 8 MB per table at 100,000
-//   destinations, all of it fresh memory to fault in.
-// - An op's service spec: only service ops carry one (see Op).
-template <class T>
-class DefaultBox {
- public:
-  DefaultBox() = default;
-  DefaultBox(const T& v) { *this = v; }  // NOLINT: a T converts, as a T member did
-  DefaultBox(const DefaultBox& o) : p_(o.p_ ? std::make_unique<T>(*o.p_) : nullptr) {}
-  DefaultBox(DefaultBox&&) noexcept = default;
-  DefaultBox& operator=(const DefaultBox& o) {
-    p_ = o.p_ ? std::make_unique<T>(*o.p_) : nullptr;
-    return *this;
-  }
-  DefaultBox& operator=(DefaultBox&&) noexcept = default;
-  DefaultBox& operator=(const T& v) {
-    if (v == T{}) {
-      p_.reset();
-    } else {
-      p_ = std::make_unique<T>(v);
-    }
-    return *this;
-  }
-  const T& get() const {
-    static const T kDefault{};
-    return p_ ? *p_ : kDefault;
-  }
-  operator const T&() const { return get(); }  // NOLINT: reads as the T it holds
-  bool operator==(const DefaultBox& o) const { return get() == o.get(); }
-  bool operator==(const T& o) const { return get() == o; }
-
- private:
-  std::unique_ptr<T> p_;
-};
 using StatsBox = DefaultBox<Stats>;
 
 struct DestCounters {

@@ -100,8 +100,8 @@ inline std::string dumpCluster(const Cluster& c) {
     for (const Endpoint& e : s.endpoints) {
       out += "  endpoint addresses=" + escapedList(e.addresses) + " ready=" + opt(e.conditions.ready) +
              " serving=" + opt(e.conditions.serving) + " terminating=" + opt(e.conditions.terminating) +
-             " node=" + escaped(e.nodeName) + " zone=" + escaped(e.zone) + " forZones=" + escapedList(e.hintZones) +
-             " forNodes=" + escapedList(e.hintNodes) + "\n";
+             " node=" + escaped(e.nodeName) + " zone=" + escaped(e.zone) + " forZones=" + escapedList(e.hintZones()) +
+             " forNodes=" + escapedList(e.hintNodes()) + "\n";
     }
   }
   for (const ObjectError& e : c.errors) out += "error " + escaped(e.toString()) + "\n";

@@ -97,8 +97,8 @@ TEST_CASE("parse: a kubectl List keeps Services and EndpointSlices, ignores othe
   CHECK(e0.conditions.terminating == false);
   CHECK(e0.nodeName == "node-a");
   CHECK(e0.zone == "zone-a");
-  CHECK(e0.hintZones == std::vector<std::string>{"zone-a"});
-  CHECK(e0.hintNodes == std::vector<std::string>{"node-a"});
+  CHECK(e0.hintZones() == std::vector<std::string>{"zone-a"});
+  CHECK(e0.hintNodes() == std::vector<std::string>{"node-a"});
   const Endpoint& e1 = es->endpoints[1];
   CHECK(!e1.conditions.ready.has_value());  // null
   CHECK(!e1.conditions.serving.has_value());  // absent
