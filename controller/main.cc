@@ -7,10 +7,12 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <future>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -18,6 +20,7 @@
 #include "controller/heap.h"
 #include "controller/k8s.h"
 #include "controller/netlink_host.h"
+#include "controller/netns_lock.h"
 #include "controller/reconcile.h"
 #include "controller/render.h"
 #include "ipvs/netlink_client.h"
@@ -67,6 +70,9 @@ reconcile flags:
                                wait: poll until drained, then remove (default skip: a later run removes them)
   --drain-timeout SECONDS      give up waiting after this long (default 300)
   --no-sysctl                  do not set the net.ipv4.vs.* / ip_forward sysctls
+  --lock-timeout SECONDS       wait this long for another kipvs changing this network namespace's
+                               IPVS table to finish (default 30; 0: do not wait); then exit 2,
+                               changing nothing. A dry run takes no lock.
 
 dump flags:
   -o, --output text|json|ipvsadm
@@ -210,6 +216,7 @@ int cmdDump(Args& a) {
 
 int cmdReconcile(Args& a) {
   ReconcileOptions opts;
+  std::chrono::milliseconds lockTimeout = std::chrono::seconds(30);
   std::vector<std::string> files;
   std::vector<std::string> nodeIps;
   std::string value, error;
@@ -286,6 +293,10 @@ int cmdReconcile(Args& a) {
       } else if (error.empty()) {
         error = "--drain must be wait or skip";
       }
+    } else if (takeValue(a, "lock-timeout", nullptr, &value, &error)) {
+      uint64_t secs = 0;
+      if (error.empty() && !parseUint(value, 86400, &secs)) error = "--lock-timeout wants seconds (0..86400)";
+      lockTimeout = std::chrono::seconds(secs);
     } else if (takeValue(a, "drain-timeout", nullptr, &value, &error)) {
       uint64_t secs = 0;
       if (error.empty() && !parseUint(value, 86400, &secs)) error = "--drain-timeout wants seconds (0..86400)";
@@ -302,6 +313,19 @@ int cmdReconcile(Args& a) {
     opts.node.nodeIps.push_back(*addr);
   }
   opts.nodeIpsFromHost = nodeIps.empty();
+
+  // One writer per table: the lock comes before the table read the plan is
+  // made from, and goes when the process exits (see netns_lock.h).
+  std::optional<NetnsLock> lock;
+  if (!opts.dryRun) {
+    auto l = NetnsLock::acquire(kIpvsLockName, lockTimeout, std::chrono::milliseconds(100),
+                                [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); });
+    if (!l.isOk()) {
+      std::cerr << "kipvs: " << l.status().toString() << "\nnothing was changed\n";
+      return 2;
+    }
+    lock.emplace(std::move(*l));
+  }
 
   // Read the live table while the input parses and the desired state is
   // computed: the dump is kernel time, those are user time, and a node has

@@ -304,6 +304,57 @@ check "the unknown scheduler is named" grep -q 'default/nosched' "$KT_DIR/bad.er
 check "the good new Service is applied" has_rule '-A -t 10.96.0.88:80 -s rr'
 check "the foreign service is still there" has_rule '-A -t 172.16.0.1:80 -s wlc'
 
+step "one writer per table: a reconcile waits for the lock another kipvs holds, or gives up changing nothing"
+python3 - "$KT_DIR/bad.json" > "$KT_DIR/locked.json" <<'EOF'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+doc["items"] = [i for i in doc["items"] if i["metadata"]["name"] not in ("broken", "nosched")]
+doc["items"].append({"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": "default", "name": "locked"},
+                     "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.99", "ports": [{"name": "http", "port": 80}]}})
+json.dump(doc, sys.stdout)
+EOF
+# The holder: what another kipvs holds (an abstract UNIX socket in the node's namespace), until told to go.
+rm -f "$KT_DIR/holder.pid" "$KT_DIR/holder.go"
+kt_node_exec python3 -c '
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.bind("\0kipvs-ipvs")
+s.listen(64)
+open(sys.argv[1] + "/holder.pid", "w").write(str(os.getpid()))
+while not os.path.exists(sys.argv[1] + "/holder.go"):
+    time.sleep(0.05)
+' "$KT_DIR" &
+holder_job=$!
+for _ in $(seq 100); do [ -s "$KT_DIR/holder.pid" ] && break; sleep 0.1; done
+before=$(table)
+set +e
+kipvs -f "$KT_DIR/locked.json" --lock-timeout 1 >"$KT_DIR/locked.out" 2>"$KT_DIR/locked.err"; rc=$?
+set -e
+cat "$KT_DIR/locked.err"
+check "gives up after --lock-timeout with exit 2" [ "$rc" = 2 ]
+check "names the holder's pid" grep -q "process $(cat "$KT_DIR/holder.pid") holds the lock" "$KT_DIR/locked.err"
+check "says nothing was changed" grep -q 'nothing was changed' "$KT_DIR/locked.err"
+check "and changed nothing" [ "$before" = "$(table)" ]
+set +e
+kipvs -f "$KT_DIR/locked.json" --dry-run >"$KT_DIR/dry.out" 2>&1; rc=$?
+set -e
+check "a dry run takes no lock: exit 0, the new Service in its plan" [ "$rc" = 0 ]
+check "the dry run's plan has the new Service" grep -q '10.96.0.99' "$KT_DIR/dry.out"
+# A run that waits: started while the lock is held, it must not write until the holder lets go.
+kipvs -f "$KT_DIR/locked.json" --lock-timeout 30 >"$KT_DIR/waited.out" 2>&1 &
+waiter=$!
+sleep 2
+check "a waiting run writes nothing while the lock is held" lacks_rule '-A -t 10.96.0.99:80'
+check "it is still waiting" kill -0 "$waiter"
+touch "$KT_DIR/holder.go"
+wait "$holder_job" || true
+set +e
+wait "$waiter"; rc=$?
+set -e
+tail -3 "$KT_DIR/waited.out"
+check "once the holder is gone it applies the input (exit 0)" [ "$rc" = 0 ]
+check "the new Service is there" has_rule '-A -t 10.96.0.99:80 -s rr'
+
 echo
 echo "e2e reconcile: $PASS passed, $FAIL failed"
 [ "$FAIL" = 0 ]

@@ -1,0 +1,97 @@
+#include "controller/netns_lock.h"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+
+namespace kipvs::controller {
+namespace {
+
+// The abstract address of `name`: a NUL, then the name (not NUL-terminated).
+socklen_t abstractAddress(std::string_view name, sockaddr_un& a) {
+  std::memset(&a, 0, sizeof(a));
+  a.sun_family = AF_UNIX;
+  std::memcpy(a.sun_path + 1, name.data(), name.size());
+  return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+}
+
+// The pid of the process listening on `name`, or 0 if it cannot be learned.
+// The connection is never accepted and stays queued at the holder; once its
+// queue is full a blocking connect would wait for the holder forever, so this
+// one does not block (EAGAIN: the pid stays unknown).
+pid_t holderOf(std::string_view name) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return 0;
+  sockaddr_un a;
+  const socklen_t len = abstractAddress(name, a);
+  pid_t pid = 0;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), len) == 0) {
+    ucred cred = {};
+    socklen_t credLen = sizeof(cred);
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credLen) == 0) pid = cred.pid;
+  }
+  ::close(fd);
+  return pid;
+}
+
+}  // namespace
+
+StatusOr<NetnsLock> NetnsLock::acquire(std::string_view name, std::chrono::milliseconds timeout,
+                                       std::chrono::milliseconds poll, const Sleeper& sleep) {
+  sockaddr_un a;
+  if (name.empty() || name.size() > sizeof(a.sun_path) - 1) {
+    return Status::invalid("lock name \"" + std::string(name) + "\": 1.." + std::to_string(sizeof(a.sun_path) - 1) +
+                           " bytes");
+  }
+  const socklen_t len = abstractAddress(name, a);
+  std::chrono::milliseconds waited{0};
+  for (;;) {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return Status::error(Code::kIo, "lock " + std::string(name) + ": socket", errno);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), len) == 0) {
+      // Listening lets a waiter ask who holds it (holderOf); nothing is ever
+      // accepted, so the queue holds the last ~64 waiters that asked.
+      if (::listen(fd, 64) != 0) {
+        const int e = errno;
+        ::close(fd);
+        return Status::error(Code::kIo, "lock " + std::string(name) + ": listen", e);
+      }
+      return NetnsLock(fd);
+    }
+    const int e = errno;
+    ::close(fd);
+    if (e != EADDRINUSE) return Status::error(Code::kIo, "lock " + std::string(name) + ": bind", e);
+    if (waited >= timeout) {
+      const pid_t pid = holderOf(name);
+      std::string who = pid > 0 ? "process " + std::to_string(pid) : "another process";
+      return Status::error(Code::kTimeout,
+                           who + " holds the lock \"" + std::string(name) +
+                               "\" on this network namespace's IPVS table (another kipvs at work?); waited " +
+                               std::to_string(waited.count() / 1000) + "." + std::to_string(waited.count() % 1000 / 100) +
+                               " s",
+                           EBUSY);
+    }
+    const auto step = std::min(poll, timeout - waited);
+    sleep(step);
+    waited += step;
+  }
+}
+
+NetnsLock& NetnsLock::operator=(NetnsLock&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = o.fd_;
+    o.fd_ = -1;
+  }
+  return *this;
+}
+
+NetnsLock::~NetnsLock() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+}  // namespace kipvs::controller

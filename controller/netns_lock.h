@@ -1,0 +1,48 @@
+#pragma once
+// One writer per IPVS table. Two reconciles of the same node at once (a cron
+// run and a hand run, say) would each plan against a table the other is
+// changing, and interleave their writes: whichever wrote last would win, op by
+// op. kipvs takes this lock before it reads the table it will write, and
+// holds it until it exits (the node agent will hold it while it runs).
+//
+// The lock is an abstract UNIX socket bound under a fixed name. Abstract names
+// belong to the network namespace, as the IPVS table does, so kipvs in other
+// namespaces never waits on it; and the kernel frees the name when the holder
+// exits, however it exits, so a crash or a kill -9 leaves nothing stale (a
+// lock file would). The holder listens, so that a waiter can name it (its pid,
+// from SO_PEERCRED) when it gives up.
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "netlink/status.h"
+
+namespace kipvs::controller {
+
+// "kipvs-ipvs": the name every kipvs that writes the IPVS table takes.
+inline constexpr std::string_view kIpvsLockName = "kipvs-ipvs";
+
+class NetnsLock {
+ public:
+  using Sleeper = std::function<void(std::chrono::milliseconds)>;
+
+  // Takes the lock `name` in this network namespace, trying again every
+  // `poll` until `timeout` has passed (0: one try). EBUSY when another
+  // process holds it, with that process's pid in the message when known.
+  static StatusOr<NetnsLock> acquire(std::string_view name, std::chrono::milliseconds timeout,
+                                     std::chrono::milliseconds poll, const Sleeper& sleep);
+
+  NetnsLock(NetnsLock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  NetnsLock& operator=(NetnsLock&& o) noexcept;
+  NetnsLock(const NetnsLock&) = delete;
+  NetnsLock& operator=(const NetnsLock&) = delete;
+  ~NetnsLock();
+
+ private:
+  explicit NetnsLock(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
+
+}  // namespace kipvs::controller

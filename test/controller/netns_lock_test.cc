@@ -1,0 +1,120 @@
+// NetnsLock: one holder per name and network namespace, waiting by polling,
+// the holder named when a waiter gives up, and the name freed with the holder.
+
+#include "controller/netns_lock.h"
+
+#include <doctest/doctest.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <optional>
+#include <string>
+#include <thread>
+
+namespace kipvs::controller {
+namespace {
+
+using std::chrono::milliseconds;
+
+// A name no other test process uses.
+std::string testName(const char* what) { return std::string("kipvs-test-") + what + "-" + std::to_string(getpid()); }
+
+StatusOr<NetnsLock> tryOnce(const std::string& name) {
+  return NetnsLock::acquire(name, milliseconds(0), milliseconds(100), [](milliseconds) { FAIL("slept"); });
+}
+
+TEST_CASE("NetnsLock: one holder; the next names it and gives up at once with timeout 0") {
+  const std::string name = testName("once");
+  auto first = tryOnce(name);
+  REQUIRE(first.isOk());
+  auto second = tryOnce(name);
+  REQUIRE_FALSE(second.isOk());
+  CHECK(second.status().code() == Code::kTimeout);
+  CHECK(second.status().errnum() == EBUSY);
+  CHECK(second.status().message().find("process " + std::to_string(getpid())) != std::string::npos);
+  CHECK(second.status().message().find("\"" + name + "\"") != std::string::npos);
+  // Each waiter that gives up asks who holds it, over a connection the holder
+  // never accepts: more of them than its queue holds must not hang (the pid
+  // is then unknown).
+  for (int i = 0; i < 200; ++i) {
+    auto again = tryOnce(name);
+    REQUIRE_FALSE(again.isOk());
+    CHECK(again.status().errnum() == EBUSY);
+  }
+  // Another name is another lock.
+  CHECK(tryOnce(name + "-other").isOk());
+}
+
+TEST_CASE("NetnsLock: the name is free again once the holder is gone, not before (moves keep it)") {
+  const std::string name = testName("release");
+  {
+    auto held = tryOnce(name);
+    REQUIRE(held.isOk());
+    NetnsLock moved = std::move(*held);
+    CHECK_FALSE(tryOnce(name).isOk());  // the moved-from object released nothing
+    NetnsLock assigned = std::move(moved);
+    CHECK_FALSE(tryOnce(name).isOk());
+  }
+  CHECK(tryOnce(name).isOk());
+}
+
+TEST_CASE("NetnsLock: a waiter polls until the holder lets go, and gives up when the timeout is spent") {
+  const std::string name = testName("wait");
+  std::optional<NetnsLock> holder;
+  {
+    auto h = tryOnce(name);
+    REQUIRE(h.isOk());
+    holder.emplace(std::move(*h));
+  }
+  // The holder lets go during the third sleep: the fourth try gets it.
+  int sleeps = 0;
+  milliseconds slept{0};
+  auto got = NetnsLock::acquire(name, milliseconds(1000), milliseconds(100), [&](milliseconds d) {
+    slept += d;
+    if (++sleeps == 3) holder.reset();
+  });
+  CHECK(got.isOk());
+  CHECK(sleeps == 3);
+  CHECK(slept == milliseconds(300));
+
+  // Held throughout: sleeps up to the timeout, the last step cut short, then gives up.
+  sleeps = 0;
+  slept = milliseconds(0);
+  auto late = NetnsLock::acquire(name, milliseconds(250), milliseconds(100), [&](milliseconds d) {
+    slept += d;
+    ++sleeps;
+  });
+  REQUIRE_FALSE(late.isOk());
+  CHECK(late.status().errnum() == EBUSY);
+  CHECK(sleeps == 3);
+  CHECK(slept == milliseconds(250));
+  CHECK(late.status().message().find("waited 0.2 s") != std::string::npos);
+}
+
+TEST_CASE("NetnsLock: names the lock can not take are refused") {
+  CHECK(tryOnce("").status().code() == Code::kInvalid);
+  CHECK(tryOnce(std::string(200, 'x')).status().code() == Code::kInvalid);
+}
+
+TEST_CASE("NetnsLock: another network namespace has its own (needs CAP_SYS_ADMIN: unit tests run as root)") {
+  const std::string name = testName("netns");
+  auto here = tryOnce(name);
+  REQUIRE(here.isOk());
+  // A thread of its own moves to a new network namespace; the process stays where it is.
+  int unshareErrno = 0;
+  bool tookThere = false;
+  std::thread([&] {
+    if (unshare(CLONE_NEWNET) != 0) {
+      unshareErrno = errno;
+      return;
+    }
+    tookThere = tryOnce(name).isOk();
+  }).join();
+  REQUIRE_MESSAGE(unshareErrno == 0, "unshare(CLONE_NEWNET) failed: run the unit tests as root");
+  CHECK(tookThere);
+  CHECK_FALSE(tryOnce(name).isOk());  // still held here
+}
+
+}  // namespace
+}  // namespace kipvs::controller
