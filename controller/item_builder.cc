@@ -218,8 +218,9 @@ bool ItemBuilder::Key(const char* s, rapidjson::SizeType n, bool) {
   Frame& f = top();
   std::string_view k(s, n);
   if (f.ctx == Ctx::kLabels || f.ctx == Ctx::kAnnotations) {
-    key_.assign(k);
-    f.field = F::kEntry;
+    keepEntry_ = f.ctx == Ctx::kLabels ? isKeptLabel(k) : isKeptAnnotation(k);
+    if (keepEntry_) key_.assign(k);
+    f.field = F::kEntry;  // its value is checked to be a string either way
     return true;
   }
   if (f.ctx == Ctx::kItem && kind_ == Outcome::kNone && k != "apiVersion" && k != "kind") {
@@ -361,7 +362,7 @@ bool ItemBuilder::String(const char* s, rapidjson::SizeType n, bool) {
     case Ctx::kLabels:
     case Ctx::kAnnotations: {
       StringMap& m = f.ctx == Ctx::kLabels ? meta().labels : meta().annotations;
-      if (!findIn(m, key_)) m.emplace_back(key_, v);
+      if (keepEntry_ && !findIn(m, key_)) m.emplace_back(key_, v);
       return true;
     }
     case Ctx::kSpec:

@@ -105,6 +105,7 @@ class ItemBuilder {
   bool addressTypeSet_ = false;
   bool portSet_ = false;  // the Service port being read has its port
   std::string key_;       // a label's or annotation's key, until its value
+  bool keepEntry_ = false;  // ... and whether it is one kipvs reads (isKeptLabel / isKeptAnnotation)
   std::string name_;      // a hints entry's name, until its object ends
   std::vector<std::string>* strList_ = nullptr;   // the string list being read
   std::vector<std::string>* nameList_ = nullptr;  // the hints list being read

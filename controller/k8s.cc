@@ -35,6 +35,11 @@ const std::string* findIn(const StringMap& m, std::string_view key) {
   return nullptr;
 }
 
+bool isKeptLabel(std::string_view key) {
+  return key == kLabelServiceName || key.starts_with("service.kubernetes.io/");
+}
+bool isKeptAnnotation(std::string_view key) { return key.starts_with("kipvs.io/"); }
+
 const std::string* ObjectMeta::label(std::string_view k) const { return findIn(labels, k); }
 const std::string* ObjectMeta::annotation(std::string_view k) const { return findIn(annotations, k); }
 
@@ -216,14 +221,15 @@ class Reader {
     }
   }
 
-  void stringMap(const Value& obj, std::string_view name, StringMap& out, const Path& p) {
+  // Labels or annotations: every value a string, the entries `kept` names kept.
+  void stringMap(const Value& obj, std::string_view name, StringMap& out, const Path& p,
+                 bool (*kept)(std::string_view)) {
     const Value* m = object(obj, name, p);
     if (!m) return;
     Path mp = p.member(name);
-    out.reserve(m->MemberCount());
     for (auto it = m->MemberBegin(); it != m->MemberEnd(); ++it) {
       if (!it->value.IsString()) return wrongType(mp.member(view(it->name)), "a string", it->value);
-      if (!findIn(out, view(it->name))) out.emplace_back(str(it->name), str(it->value));
+      if (kept(view(it->name)) && !findIn(out, view(it->name))) out.emplace_back(str(it->name), str(it->value));
     }
   }
 
@@ -249,8 +255,8 @@ class Reader {
     Path mp = root.member("metadata");
     string(*md, "name", m.name, mp);
     string(*md, "namespace", m.ns, mp);
-    stringMap(*md, "labels", m.labels, mp);
-    stringMap(*md, "annotations", m.annotations, mp);
+    stringMap(*md, "labels", m.labels, mp, isKeptLabel);
+    stringMap(*md, "annotations", m.annotations, mp, isKeptAnnotation);
     if (ok() && m.name.empty()) fail(mp.member("name"), "missing");
     // kubectl always prints the namespace; hand-written fixtures may not.
     if (m.ns.empty()) m.ns = "default";

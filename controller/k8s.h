@@ -40,6 +40,14 @@ using StringMap = std::vector<std::pair<std::string, std::string>>;
 // The value of key in m (the first), nullptr when absent.
 const std::string* findIn(const StringMap& m, std::string_view key);
 
+// The labels and annotations kipvs reads: the parsers keep only these, still
+// checking that every value is a string. A kubectl dump carries many more
+// (the Service's labels mirrored on each slice, Helm's, and
+// kubectl.kubernetes.io/last-applied-configuration, the whole manifest again
+// for every object applied with kubectl), none of which the desired state needs.
+bool isKeptLabel(std::string_view key);       // kubernetes.io/service-name, service.kubernetes.io/...
+bool isKeptAnnotation(std::string_view key);  // kipvs.io/...
+
 struct ObjectMeta {
   std::string ns;  // metadata.namespace ("namespace" is a C++ keyword)
   std::string name;

@@ -44,9 +44,12 @@ TEST_CASE("parse: a kubectl List keeps Services and EndpointSlices, ignores othe
   REQUIRE(web);
   CHECK(web->meta.ns == "shop");
   CHECK(web->meta.name == "web");
-  CHECK(*web->meta.label("tier") == "front");
   CHECK(*web->meta.annotation("kipvs.io/scheduler") == "wrr");
-  CHECK(web->meta.label("missing") == nullptr);
+  // Only the labels and annotations kipvs reads are kept (isKeptLabel / isKeptAnnotation).
+  CHECK(web->meta.label("tier") == nullptr);
+  CHECK(web->meta.label("app") == nullptr);
+  CHECK(web->meta.labels.empty());
+  CHECK(web->meta.annotations.size() == 1);
   CHECK(web->type == ServiceType::kLoadBalancer);
   CHECK(web->clusterIP == "10.96.0.20");
   CHECK(web->clusterIPs == std::vector<std::string>{"10.96.0.20", "fd00:10:96::20"});
@@ -149,6 +152,55 @@ TEST_CASE("parse: ServiceList and EndpointSliceList items may omit kind") {
   REQUIRE(idle);
   CHECK(idle->ports.empty());
   CHECK(idle->endpoints.empty());
+}
+
+// Labels and annotations: only those kipvs reads are kept, by every reader
+// (the List's item builder, the whole-document reader for a single object),
+// and every value is still checked to be a string.
+TEST_CASE("parse: only the labels and annotations kipvs reads are kept; every value must still be a string") {
+  const std::string svc =
+      R"({"kind":"Service","apiVersion":"v1","metadata":{"name":"s","namespace":"ns",)"
+      R"("labels":{"app":"s","service.kubernetes.io/headless":"","service.kubernetes.io/service-proxy-name":"p",)"
+      R"("app.kubernetes.io/managed-by":"Helm"},)"
+      R"("annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"apiVersion\":\"v1\"}\n",)"
+      R"("kipvs.io/scheduler":"wlc","meta.helm.sh/release-name":"r","kipvs.io/zone-weights":"same=2,other=1"}},)"
+      R"("spec":{"clusterIP":"10.96.0.1","ports":[{"port":80}]}})";
+  const std::string slice =
+      R"({"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1","metadata":{"name":"s-1","namespace":"ns",)"
+      R"("labels":{"endpointslice.kubernetes.io/managed-by":"endpointslice-controller.k8s.io",)"
+      R"("kubernetes.io/service-name":"s","app":"s"},)"
+      R"("annotations":{"endpoints.kubernetes.io/last-change-trigger-time":"2026-11-27T00:00:00Z"}},)"
+      R"("addressType":"IPv4","endpoints":[]})";
+  for (const std::string& text : {"{\"kind\":\"List\",\"items\":[" + svc + "," + slice + "]}", svc, slice}) {
+    CAPTURE(text);
+    StatusOr<Cluster> c = parseJson(text, "t.json");
+    REQUIRE(c.isOk());
+    CHECK(c->errors.empty());
+    for (const auto& s : c->services) {
+      CHECK(s.meta.labels == StringMap{{"service.kubernetes.io/headless", ""},
+                                       {"service.kubernetes.io/service-proxy-name", "p"}});
+      CHECK(s.meta.annotations == StringMap{{"kipvs.io/scheduler", "wlc"}, {"kipvs.io/zone-weights", "same=2,other=1"}});
+    }
+    for (const auto& s : c->slices) {
+      CHECK(s.meta.labels == StringMap{{"kubernetes.io/service-name", "s"}});
+      CHECK(s.meta.annotations.empty());
+      CHECK(s.serviceName() == "s");
+    }
+  }
+  // A value that is not a string is an error even where the entry would not be kept.
+  for (const char* bad : {R"("labels":{"app":5})", R"("annotations":{"meta.helm.sh/release-name":true})",
+                          R"("labels":{"app":null})", R"("annotations":{"x":{}})"}) {
+    const std::string one = std::string(R"({"kind":"Service","apiVersion":"v1","metadata":{"name":"s","namespace":"ns",)") +
+                            bad + R"(},"spec":{"clusterIP":"10.96.0.1","ports":[{"port":80}]}})";
+    for (const std::string& text : {"{\"kind\":\"List\",\"items\":[" + one + "]}", one}) {
+      CAPTURE(text);
+      StatusOr<Cluster> c = parseJson(text, "t.json");
+      REQUIRE(c.isOk());
+      CHECK(c->services.empty());
+      REQUIRE(c->errors.size() == 1);
+      CHECK(c->errors[0].message.find("expected a string") != std::string::npos);
+    }
+  }
 }
 
 // An endpoint's addresses keep their first element inline (StringList): every

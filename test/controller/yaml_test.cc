@@ -100,11 +100,12 @@ TEST_CASE("yaml: quoted, tagged and odd scalars keep the JSON parser's rules and
   e = onlyError(parseYamlText("kind: Service\nmetadata: {name: f}\nspec: {ports: [{port: 80.5}]}\n"));
   CHECK(e.find("expected an integer, got number") != std::string::npos);
   // A block scalar is a string.
-  c = parseYamlText("kind: Service\nmetadata:\n  name: b\n  annotations:\n    note: |\n      line one\n      80\n"
+  c = parseYamlText("kind: Service\nmetadata:\n  name: b\n  annotations:\n    kipvs.io/note: |\n      line one\n      80\n"
                     "spec: {clusterIP: 10.96.0.2}\n");
   REQUIRE(c.isOk());
   REQUIRE(c->services.size() == 1);
-  CHECK(*c->services[0].meta.annotation("note") == "line one\n80\n");
+  REQUIRE(c->services[0].meta.annotation("kipvs.io/note"));
+  CHECK(*c->services[0].meta.annotation("kipvs.io/note") == "line one\n80\n");
 }
 
 TEST_CASE("yaml: documents merge in order, empty ones are skipped") {
