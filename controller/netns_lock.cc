@@ -54,7 +54,8 @@ StatusOr<NetnsLock> NetnsLock::acquire(std::string_view name, std::chrono::milli
     if (fd < 0) return Status::error(Code::kIo, "lock " + std::string(name) + ": socket", errno);
     if (::bind(fd, reinterpret_cast<sockaddr*>(&a), len) == 0) {
       // Listening lets a waiter ask who holds it (holderOf); nothing is ever
-      // accepted, so the queue holds the last ~64 waiters that asked.
+      // accepted, so the queue keeps the first ~64 that asked, and waiters
+      // after them learn no pid.
       if (::listen(fd, 64) != 0) {
         const int e = errno;
         ::close(fd);
