@@ -318,8 +318,7 @@ int cmdReconcile(Args& a) {
   // made from, and goes when the process exits (see netns_lock.h).
   std::optional<NetnsLock> lock;
   if (!opts.dryRun) {
-    auto l = NetnsLock::acquire(kIpvsLockName, lockTimeout, std::chrono::milliseconds(100),
-                                [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); });
+    auto l = NetnsLock::acquire(kIpvsLockName, lockTimeout, std::chrono::milliseconds(100), sleepFor);
     if (!l.isOk()) {
       std::cerr << "kipvs: " << l.status().toString() << "\nnothing was changed\n";
       return 2;
@@ -368,7 +367,7 @@ int cmdReconcile(Args& a) {
   }
   // The desired state is computed while the dump may still be running.
   ReconcileResult r = reconcile(*cluster, opts, kernel, **hostNet, std::cout, std::cerr,
-                                [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); },
+                                sleepFor,
                                 [&dump, &kernel] {
                                   // Rather than wait for the read, take a share of its dests dumps.
                                   const size_t helped = kernel.helpRead();

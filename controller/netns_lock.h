@@ -13,10 +13,10 @@
 // from SO_PEERCRED) when it gives up.
 
 #include <chrono>
-#include <functional>
 #include <string>
 #include <string_view>
 
+#include "controller/sleeper.h"
 #include "netlink/status.h"
 
 namespace kipvs::controller {
@@ -26,8 +26,6 @@ inline constexpr std::string_view kIpvsLockName = "kipvs-ipvs";
 
 class NetnsLock {
  public:
-  using Sleeper = std::function<void(std::chrono::milliseconds)>;
-
   // Takes the lock `name` in this network namespace, trying again every
   // `poll` until `timeout` has passed (0: one try). EBUSY when another
   // process holds it, with that process's pid in the message when known.

@@ -15,6 +15,7 @@
 #include "controller/desired.h"
 #include "controller/host.h"
 #include "controller/plan.h"
+#include "controller/sleeper.h"
 #include "ipvs/client.h"
 
 namespace kipvs::controller {
@@ -54,9 +55,6 @@ struct ReconcileResult {
   // 0: converged; 1: some objects or ops failed (the rest applied); 2: fatal.
   int exitCode() const;
 };
-
-// Sleeps between drain polls; injectable so tests do not wait.
-using Sleeper = std::function<void(std::chrono::milliseconds)>;
 
 // Gives the first read of the live table; nullptr means client.dumpTable().
 // kipvs reconcile hands in the dump it started while the input parsed: the

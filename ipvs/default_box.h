@@ -25,7 +25,7 @@ class DefaultBox {
   }
   DefaultBox& operator=(DefaultBox&&) noexcept = default;
   DefaultBox& operator=(const T& v) {
-    if (v == T{}) {
+    if (v == defaultValue()) {
       p_.reset();
     } else {
       p_ = std::make_unique<T>(v);
@@ -37,15 +37,16 @@ class DefaultBox {
     if (!p_) p_ = std::make_unique<T>();
     return *p_;
   }
-  const T& get() const {
-    static const T kDefault{};
-    return p_ ? *p_ : kDefault;
-  }
+  const T& get() const { return p_ ? *p_ : defaultValue(); }
   operator const T&() const { return get(); }  // NOLINT: reads as the T it holds
   bool operator==(const DefaultBox& o) const { return get() == o.get(); }
   bool operator==(const T& o) const { return get() == o; }
 
  private:
+  static const T& defaultValue() {
+    static const T kDefault{};
+    return kDefault;
+  }
   std::unique_ptr<T> p_;
 };
 }  // namespace kipvs::ipvs
