@@ -72,7 +72,9 @@ reconcile flags:
   --no-sysctl                  do not set the net.ipv4.vs.* / ip_forward sysctls
   --lock-timeout SECONDS       wait this long for another kipvs changing this network namespace's
                                IPVS table to finish (default 30; 0: do not wait); then exit 2,
-                               changing nothing. A dry run takes no lock.
+                               changing nothing. A dry run takes no lock. A holder that
+                               cannot change the IPVS table (no CAP_NET_ADMIN) is no kipvs:
+                               a warning names it, and the run goes on.
 
 dump flags:
   -o, --output text|json|ipvsadm
@@ -324,6 +326,7 @@ int cmdReconcile(Args& a) {
       return 2;
     }
     lock.emplace(std::move(*l));
+    if (!lock->warning().empty()) std::cerr << "kipvs: warning: " << lock->warning() << "\n";
   }
 
   // Read the live table while the input parses and the desired state is

@@ -11,6 +11,11 @@
 // exits, however it exits, so a crash or a kill -9 leaves nothing stale (a
 // lock file would). The holder listens, so that a waiter can name it (its pid,
 // from SO_PEERCRED) when it gives up.
+//
+// Any process may bind an abstract name, so an unprivileged one could take
+// the name first and stop every kipvs on the node. The lock only keeps kipvs
+// runs apart, and each of those can change the IPVS table (CAP_NET_ADMIN):
+// a holder that cannot is not one of them, and is not waited for.
 
 #include <chrono>
 #include <string>
@@ -29,18 +34,26 @@ class NetnsLock {
   // Takes the lock `name` in this network namespace, trying again every
   // `poll` until `timeout` has passed (0: one try). EBUSY when another
   // process holds it, with that process's pid in the message when known.
+  // A holder whose effective capabilities lack CAP_NET_ADMIN (/proc says so)
+  // is not waited for: the result then holds nothing, and warning() says who
+  // holds the name.
   static StatusOr<NetnsLock> acquire(std::string_view name, std::chrono::milliseconds timeout,
                                      std::chrono::milliseconds poll, const Sleeper& sleep);
 
-  NetnsLock(NetnsLock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  // Set when the name is held by a process that cannot change the IPVS table.
+  const std::string& warning() const { return warning_; }
+  bool held() const { return fd_ >= 0; }
+
+  NetnsLock(NetnsLock&& o) noexcept : fd_(o.fd_), warning_(std::move(o.warning_)) { o.fd_ = -1; }
   NetnsLock& operator=(NetnsLock&& o) noexcept;
   NetnsLock(const NetnsLock&) = delete;
   NetnsLock& operator=(const NetnsLock&) = delete;
   ~NetnsLock();
 
  private:
-  explicit NetnsLock(int fd) : fd_(fd) {}
+  explicit NetnsLock(int fd, std::string warning = {}) : fd_(fd), warning_(std::move(warning)) {}
   int fd_ = -1;
+  std::string warning_;
 };
 
 }  // namespace kipvs::controller

@@ -4,7 +4,10 @@
 #include "controller/netns_lock.h"
 
 #include <doctest/doctest.h>
+#include <linux/capability.h>
 #include <sched.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -114,6 +117,81 @@ TEST_CASE("NetnsLock: another network namespace has its own (needs CAP_SYS_ADMIN
   REQUIRE_MESSAGE(unshareErrno == 0, "unshare(CLONE_NEWNET) failed: run the unit tests as root");
   CHECK(tookThere);
   CHECK_FALSE(tryOnce(name).isOk());  // still held here
+}
+
+}  // namespace
+}  // namespace kipvs::controller
+
+namespace kipvs::controller {
+namespace {
+
+// A child process that holds `name` (with CAP_NET_ADMIN in its effective set
+// or without), until the returned closer goes; its pid in `pid`.
+struct HoldingChild {
+  pid_t pid = -1;
+  int release = -1;  // closing it lets the child go
+  HoldingChild(const std::string& name, bool netAdmin) {
+    int ready[2], go[2];
+    REQUIRE(::pipe(ready) == 0);
+    REQUIRE(::pipe(go) == 0);
+    pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      ::close(ready[0]);
+      ::close(go[1]);
+      if (!netAdmin) {
+        __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+        __user_cap_data_struct data[2] = {};
+        if (::syscall(SYS_capget, &hdr, data) != 0) ::_exit(3);
+        data[0].effective &= ~(1u << CAP_NET_ADMIN);
+        if (::syscall(SYS_capset, &hdr, data) != 0) ::_exit(4);
+      }
+      auto lock = NetnsLock::acquire(name, milliseconds(0), milliseconds(1), [](milliseconds) {});
+      if (!lock.isOk() || !lock->held()) ::_exit(5);
+      char c = 1;
+      if (::write(ready[1], &c, 1) != 1) ::_exit(6);
+      (void)::read(go[0], &c, 1);  // until the parent closes its end
+      ::_exit(0);
+    }
+    ::close(ready[1]);
+    ::close(go[0]);
+    release = go[1];
+    char c = 0;
+    REQUIRE(::read(ready[0], &c, 1) == 1);
+    ::close(ready[0]);
+  }
+  ~HoldingChild() {
+    ::close(release);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+  }
+};
+
+TEST_CASE("NetnsLock: a holder without CAP_NET_ADMIN is no kipvs and is not waited for (unit tests run as root)") {
+  const std::string name = testName("squat");
+  {
+    HoldingChild squatter(name, /*netAdmin=*/false);
+    auto lock = NetnsLock::acquire(name, milliseconds(30000), milliseconds(100), [](milliseconds) { FAIL("waited"); });
+    REQUIRE(lock.isOk());
+    CHECK_FALSE(lock->held());
+    CHECK(lock->warning().find("process " + std::to_string(squatter.pid)) != std::string::npos);
+    CHECK(lock->warning().find("no CAP_NET_ADMIN") != std::string::npos);
+  }
+  {
+    // One that could write the table is waited for, as before.
+    HoldingChild holder(name, /*netAdmin=*/true);
+    auto lock = tryOnce(name);
+    REQUIRE_FALSE(lock.isOk());
+    CHECK(lock.status().errnum() == EBUSY);
+    CHECK(lock.status().message().find("process " + std::to_string(holder.pid)) != std::string::npos);
+  }
+  // Free again: taken for real.
+  auto lock = tryOnce(name);
+  REQUIRE(lock.isOk());
+  CHECK(lock->held());
+  CHECK(lock->warning().empty());
 }
 
 }  // namespace

@@ -355,6 +355,40 @@ tail -3 "$KT_DIR/waited.out"
 check "once the holder is gone it applies the input (exit 0)" [ "$rc" = 0 ]
 check "the new Service is there" has_rule '-A -t 10.96.0.99:80 -s rr'
 
+step "a process that cannot change the IPVS table (no CAP_NET_ADMIN) holding the lock's name is not waited for"
+python3 - "$KT_DIR/locked.json" > "$KT_DIR/squatted.json" <<'EOF'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+doc["items"].append({"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": "default", "name": "squatted"},
+                     "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.98", "ports": [{"name": "http", "port": 80}]}})
+json.dump(doc, sys.stdout)
+EOF
+# Any local user can bind an abstract name: here one as nobody, without capabilities.
+rm -f "$KT_DIR/holder.pid" "$KT_DIR/holder.go"
+chmod 0777 "$KT_DIR"
+kt_node_exec setpriv --reuid=65534 --regid=65534 --clear-groups python3 -c '
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.bind("\0kipvs-ipvs")
+s.listen(64)
+open(sys.argv[1] + "/holder.pid", "w").write(str(os.getpid()))
+while not os.path.exists(sys.argv[1] + "/holder.go"):
+    time.sleep(0.05)
+' "$KT_DIR" &
+holder_job=$!
+for _ in $(seq 100); do [ -s "$KT_DIR/holder.pid" ] && break; sleep 0.1; done
+start=$(date +%s)
+set +e
+kipvs -f "$KT_DIR/squatted.json" --lock-timeout 30 >"$KT_DIR/squatted.out" 2>"$KT_DIR/squatted.err"; rc=$?
+set -e
+took=$(( $(date +%s) - start ))
+cat "$KT_DIR/squatted.err"
+touch "$KT_DIR/holder.go"
+wait "$holder_job" || true
+check "it applies the input (exit 0) without waiting out --lock-timeout" test "$rc" = 0 -a "$took" -lt 20
+check "it warns, naming the squatter's pid" grep -q "warning: process $(cat "$KT_DIR/holder.pid") (uid 65534) holds the lock" "$KT_DIR/squatted.err"
+check "the new Service is there" has_rule '-A -t 10.96.0.98:80 -s rr'
+
 echo
 echo "e2e reconcile: $PASS passed, $FAIL failed"
 [ "$FAIL" = 0 ]
