@@ -313,9 +313,12 @@ doc["items"].append({"apiVersion": "v1", "kind": "Service", "metadata": {"namesp
                      "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.99", "ports": [{"name": "http", "port": 80}]}})
 json.dump(doc, sys.stdout)
 EOF
-# The holder: what another kipvs holds (an abstract UNIX socket in the node's namespace), until told to go.
-rm -f "$KT_DIR/holder.pid" "$KT_DIR/holder.go"
-kt_node_exec python3 -c '
+# hold_lock_name [CMD...]: takes the lock's name as another kipvs would (an abstract UNIX socket in the
+# node's namespace, run through CMD), until $KT_DIR/holder.go appears; its pid in $KT_DIR/holder.pid, its
+# job in $holder_job.
+hold_lock_name() {
+    rm -f "$KT_DIR/holder.pid" "$KT_DIR/holder.go"
+    kt_node_exec "$@" python3 -c '
 import os, socket, sys, time
 s = socket.socket(socket.AF_UNIX)
 s.bind("\0kipvs-ipvs")
@@ -324,8 +327,10 @@ open(sys.argv[1] + "/holder.pid", "w").write(str(os.getpid()))
 while not os.path.exists(sys.argv[1] + "/holder.go"):
     time.sleep(0.05)
 ' "$KT_DIR" &
-holder_job=$!
-for _ in $(seq 100); do [ -s "$KT_DIR/holder.pid" ] && break; sleep 0.1; done
+    holder_job=$!
+    for _ in $(seq 100); do [ -s "$KT_DIR/holder.pid" ] && break; sleep 0.1; done
+}
+hold_lock_name
 before=$(table)
 set +e
 kipvs -f "$KT_DIR/locked.json" --lock-timeout 1 >"$KT_DIR/locked.out" 2>"$KT_DIR/locked.err"; rc=$?
@@ -364,19 +369,8 @@ doc["items"].append({"apiVersion": "v1", "kind": "Service", "metadata": {"namesp
 json.dump(doc, sys.stdout)
 EOF
 # Any local user can bind an abstract name: here one as nobody, without capabilities.
-rm -f "$KT_DIR/holder.pid" "$KT_DIR/holder.go"
 chmod 0777 "$KT_DIR"
-kt_node_exec setpriv --reuid=65534 --regid=65534 --clear-groups python3 -c '
-import os, socket, sys, time
-s = socket.socket(socket.AF_UNIX)
-s.bind("\0kipvs-ipvs")
-s.listen(64)
-open(sys.argv[1] + "/holder.pid", "w").write(str(os.getpid()))
-while not os.path.exists(sys.argv[1] + "/holder.go"):
-    time.sleep(0.05)
-' "$KT_DIR" &
-holder_job=$!
-for _ in $(seq 100); do [ -s "$KT_DIR/holder.pid" ] && break; sleep 0.1; done
+hold_lock_name setpriv --reuid=65534 --regid=65534 --clear-groups
 start=$(date +%s)
 set +e
 kipvs -f "$KT_DIR/squatted.json" --lock-timeout 30 >"$KT_DIR/squatted.out" 2>"$KT_DIR/squatted.err"; rc=$?
