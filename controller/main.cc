@@ -70,6 +70,10 @@ reconcile flags:
                                wait: poll until drained, then remove (default skip: a later run removes them)
   --drain-timeout SECONDS      give up waiting after this long (default 300)
   --no-sysctl                  do not set the net.ipv4.vs.* / ip_forward sysctls
+  --allow-empty                apply an input with no Service, or with Services but no
+                               EndpointSlice, even though it empties what kipvs owns in the
+                               table (refused by default, exit 2: that is what a failed or
+                               partial kubectl get looks like)
   --lock-timeout SECONDS       wait this long for another kipvs changing this network namespace's
                                IPVS table to finish (default 30; 0: do not wait); then exit 2,
                                changing nothing. A dry run takes no lock. A holder that
@@ -236,6 +240,9 @@ int cmdReconcile(Args& a) {
       ++a.i;
     } else if (arg == "--no-sysctl") {
       opts.manageSysctls = false;
+      ++a.i;
+    } else if (arg == "--allow-empty") {
+      opts.allowEmpty = true;
       ++a.i;
     } else if (takeValue(a, "filename", "-f", &value, &error)) {
       files.push_back(value);

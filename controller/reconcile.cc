@@ -95,6 +95,30 @@ Status refresh(ipvs::IpvsClient& client, const std::set<ServiceKey>& keys, ipvs:
   return Status::ok();
 }
 
+// ReconcileOptions::allowEmpty: an input with no Service, or no EndpointSlice,
+// that would empty what kipvs owns in the table.
+Status refuseEmptyInput(const Cluster& cluster, const ipvs::Table& actual, const Ownership& own) {
+  size_t services = 0, dests = 0;
+  for (const auto& [key, state] : actual.services) {
+    if (!own.owns(key)) continue;
+    ++services;
+    dests += state.dests.size();
+  }
+  const std::string hint =
+      " (what a failed or partial `kubectl get services,endpointslices` gives); nothing was changed "
+      "(--allow-empty applies it)";
+  if (cluster.services.empty() && services > 0) {
+    return Status::error(Code::kInvalid, "the input has no Service: it would delete all " +
+                                             std::to_string(services) + " virtual servers kipvs owns" + hint);
+  }
+  if (!cluster.services.empty() && cluster.slices.empty() && dests > 0) {
+    return Status::error(Code::kInvalid, "the input has Services but no EndpointSlice: it would remove all " +
+                                             std::to_string(dests) + " real servers of the " +
+                                             std::to_string(services) + " virtual servers kipvs owns" + hint);
+  }
+  return Status::ok();
+}
+
 std::set<ServiceKey> drainingKeys(const Plan& p) {
   std::set<ServiceKey> keys;
   for (const auto& sp : p.services) {
@@ -176,6 +200,25 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   }
   ipvs::Table actual = std::move(*actualOr);
   VLOG(1) << "read the live table: " << actual.services.size() << " virtual servers";
+
+  Ownership own;
+  own.vips = mine;
+  own.vips.insert(other.begin(), other.end());
+  own.vips.insert(desired.vips.begin(), desired.vips.end());
+  own.nodeIps.insert(node.nodeIps.begin(), node.nodeIps.end());
+  own.nodePortMin = node.nodePortMin;
+  own.nodePortMax = node.nodePortMax;
+
+  if (!opts.allowEmpty) {
+    if (Status s = refuseEmptyInput(cluster, actual, own); !s.isOk()) {
+      if (!opts.dryRun) {
+        result.fatal = s;
+        err << "error: " << s.toString() << "\n";
+        return result;
+      }
+      err << "warning: a run without --dry-run would refuse this input: " << s.message() << "\n";
+    }
+  }
   const uint64_t writesBefore = client.writeCount();  // the client is ours from here (see TableSource)
 
   // The writes start now, on a thread of their own: the service adds and
@@ -200,14 +243,6 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
       // No thread: plan first, then write (below).
     }
   }
-
-  Ownership own;
-  own.vips = mine;
-  own.vips.insert(other.begin(), other.end());
-  own.vips.insert(desired.vips.begin(), desired.vips.end());
-  own.nodeIps.insert(node.nodeIps.begin(), node.nodeIps.end());
-  own.nodePortMin = node.nodePortMin;
-  own.nodePortMax = node.nodePortMax;
 
   // The real servers (DesiredBuilder step 2), planned service by service in
   // key order as they are worked out: the plan is the one plan() gives for

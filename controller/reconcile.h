@@ -34,6 +34,13 @@ struct ReconcileOptions {
   std::chrono::milliseconds drainTimeout{std::chrono::seconds(300)};
   std::chrono::milliseconds drainPoll{std::chrono::seconds(1)};
   OutputFormat output = OutputFormat::kText;
+  // An input with no Service at all, or with Services but no EndpointSlice at
+  // all, would take every virtual server (or every real server) kipvs owns
+  // out of the table. That is what a failed or partial `kubectl get` looks
+  // like (an RBAC error on one resource, an empty List), so such an input is
+  // refused (fatal, nothing written; a dry run plans it and warns) unless
+  // this is set (--allow-empty).
+  bool allowEmpty = false;
 };
 
 struct ReconcileResult {

@@ -7,6 +7,7 @@
 #include "test/controller/cluster_dump.h"
 #include "controller/k8s.h"
 #include "controller/reconcile.h"
+#include "controller/render.h"
 #include "ipvs/fake_client.h"
 
 using namespace kipvs;
@@ -133,6 +134,69 @@ TEST_CASE("reconcile: a foreign virtual server is left alone; a stale one of our
   CHECK(rig.host.routes("kipvs0") == std::set<Address>{A("10.96.0.10")});
   CHECK(rig.out.str().find("left alone TCP 172.16.5.5:80") != std::string::npos);
   CHECK(rig.out.str().find("deleted local route 10.96.0.20 dev kipvs0") != std::string::npos);
+}
+
+TEST_CASE("reconcile: an input with no Service, or no EndpointSlice, that would empty what we own is refused") {
+  Rig rig;
+  auto foreign = ServiceKey::tcp(A("172.16.5.5"), 80);
+  REQUIRE(rig.kernel.addService(foreign, ServiceSpec{"wlc", 0, 0, 0xffffffff, ""}).isOk());
+  Cluster full = cluster({service("web", "10.96.0.10"), service("api", "10.96.0.20"),
+                          slice("web", {{"10.244.0.1", kReady}, {"10.244.0.2", kReady}}),
+                          slice("api", {{"10.244.0.9", kReady}})});
+  REQUIRE(rig.run(full).exitCode() == 0);
+  std::ostringstream before;
+  renderIpvsadmRules(*rig.kernel.dumpTable(), before);
+  const uint64_t writes = rig.kernel.writeCount();
+  const uint64_t hostWrites = rig.host.writeCount();
+  auto table = [&] {
+    std::ostringstream t;
+    renderIpvsadmRules(*rig.kernel.dumpTable(), t);
+    return t.str();
+  };
+
+  // No Service at all (an empty List): refused, nothing written.
+  ReconcileResult none = rig.run(cluster({}));
+  CHECK(none.exitCode() == 2);
+  CHECK(none.fatal.message().find("the input has no Service: it would delete all 2 virtual servers") !=
+        std::string::npos);
+  CHECK(rig.err.str().find("--allow-empty") != std::string::npos);
+  // Services but no EndpointSlice (a dump that could not list them): refused too.
+  ReconcileResult noSlices = rig.run(cluster({service("web", "10.96.0.10"), service("api", "10.96.0.20")}));
+  CHECK(noSlices.exitCode() == 2);
+  CHECK(noSlices.fatal.message().find("no EndpointSlice: it would remove all 3 real servers of the 2") !=
+        std::string::npos);
+  CHECK(rig.kernel.writeCount() == writes);
+  CHECK(rig.host.writeCount() == hostWrites);
+  CHECK(table() == before.str());
+
+  // A dry run plans it, and warns.
+  rig.opts.dryRun = true;
+  ReconcileResult dry = rig.run(cluster({}));
+  CHECK(dry.exitCode() == 0);
+  CHECK(dry.plannedWrites == 2);
+  CHECK(rig.err.str().find("warning: a run without --dry-run would refuse this input: the input has no Service") !=
+        std::string::npos);
+  rig.opts.dryRun = false;
+
+  // One Service and one slice left is no empty input: applied as it is.
+  ReconcileResult some = rig.run(cluster({service("web", "10.96.0.10"), slice("web", {{"10.244.0.1", kReady}})}));
+  CHECK(some.exitCode() == 0);
+  CHECK(rig.kernel.dumpTable()->services.size() == 2);  // web and the foreign one
+
+  // --allow-empty: applied; the foreign virtual server stays.
+  rig.opts.allowEmpty = true;
+  ReconcileResult emptied = rig.run(cluster({service("web", "10.96.0.10")}));
+  CHECK(emptied.exitCode() == 0);
+  CHECK(rig.kernel.dumpTable()->services.at(ServiceKey::tcp(A("10.96.0.10"), 80)).dests.empty());
+  CHECK(rig.run(cluster({})).exitCode() == 0);
+  CHECK(rig.kernel.dumpTable()->services.size() == 1);
+  CHECK(rig.kernel.dumpTable()->services.count(foreign) == 1);
+
+  // Nothing of ours in the table: an empty input changes nothing and is no error.
+  rig.opts.allowEmpty = false;
+  ReconcileResult idle = rig.run(cluster({}));
+  CHECK(idle.exitCode() == 0);
+  CHECK(idle.plan.empty());
 }
 
 TEST_CASE("reconcile: the first read of the table comes from the caller's source, once; a transient failure reads again") {

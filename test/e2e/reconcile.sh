@@ -383,6 +383,37 @@ check "it applies the input (exit 0) without waiting out --lock-timeout" test "$
 check "it warns, naming the squatter's pid" grep -q "warning: process $(cat "$KT_DIR/holder.pid") (uid 65534) holds the lock" "$KT_DIR/squatted.err"
 check "the new Service is there" has_rule '-A -t 10.96.0.98:80 -s rr'
 
+step "an input with no Service, or no EndpointSlice, that would empty the table is refused unless --allow-empty"
+echo '{"apiVersion": "v1", "kind": "List", "items": []}' > "$KT_DIR/empty.json"
+python3 - "$KT_DIR/squatted.json" > "$KT_DIR/noslices.json" <<'EOF'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+doc["items"] = [i for i in doc["items"] if i.get("kind") != "EndpointSlice"]
+json.dump(doc, sys.stdout)
+EOF
+before=$(table)
+set +e
+kipvs -f "$KT_DIR/empty.json" >"$KT_DIR/empty.out" 2>"$KT_DIR/empty.err"; rc_empty=$?
+kipvs -f "$KT_DIR/noslices.json" >"$KT_DIR/noslices.out" 2>"$KT_DIR/noslices.err"; rc_noslices=$?
+kipvs -f "$KT_DIR/empty.json" --dry-run >"$KT_DIR/emptydry.out" 2>"$KT_DIR/emptydry.err"; rc_dry=$?
+set -e
+cat "$KT_DIR/empty.err" "$KT_DIR/noslices.err"
+check "an empty List is refused (exit 2)" [ "$rc_empty" = 2 ]
+check "it says why and how to apply it anyway" grep -q 'the input has no Service: it would delete all .*(--allow-empty applies it)' "$KT_DIR/empty.err"
+check "Services without EndpointSlices are refused (exit 2)" [ "$rc_noslices" = 2 ]
+check "it says how many real servers would go" grep -q 'no EndpointSlice: it would remove all [0-9]* real servers' "$KT_DIR/noslices.err"
+check "and the table is unchanged" [ "$before" = "$(table)" ]
+check "a dry run plans the deletions (exit 0)" [ "$rc_dry" = 0 ]
+check "and warns that a real run would refuse" grep -q 'warning: a run without --dry-run would refuse' "$KT_DIR/emptydry.err"
+check "the foreign service is still there" has_rule '-A -t 172.16.0.1:80 -s wlc'
+set +e
+kipvs -f "$KT_DIR/noslices.json" --allow-empty >"$KT_DIR/allowed.out" 2>&1; rc=$?
+set -e
+tail -2 "$KT_DIR/allowed.out"
+check "--allow-empty applies it (exit 0)" [ "$rc" = 0 ]
+check "the Services stay, without real servers" has_rule '-A -t 10.96.0.98:80 -s rr'
+check "no real server carries traffic any more (those with connections drain at weight 0)" lacks_rule ' -w [1-9]'
+
 echo
 echo "e2e reconcile: $PASS passed, $FAIL failed"
 [ "$FAIL" = 0 ]
