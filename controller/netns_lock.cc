@@ -125,6 +125,7 @@ NetnsLock& NetnsLock::operator=(NetnsLock&& o) noexcept {
     if (fd_ >= 0) ::close(fd_);
     fd_ = o.fd_;
     o.fd_ = -1;
+    warning_ = std::move(o.warning_);
   }
   return *this;
 }

@@ -178,6 +178,13 @@ TEST_CASE("NetnsLock: a holder without CAP_NET_ADMIN is no kipvs and is not wait
     CHECK_FALSE(lock->held());
     CHECK(lock->warning().find("process " + std::to_string(squatter.pid)) != std::string::npos);
     CHECK(lock->warning().find("no CAP_NET_ADMIN") != std::string::npos);
+    NetnsLock moved = std::move(*lock);  // the warning goes with it
+    CHECK(moved.warning().find("process " + std::to_string(squatter.pid)) != std::string::npos);
+    auto other = tryOnce(name + "-other");
+    REQUIRE(other.isOk());
+    *other = std::move(moved);
+    CHECK(other->warning().find("no CAP_NET_ADMIN") != std::string::npos);
+    CHECK_FALSE(other->held());
   }
   {
     // One that could write the table is waited for, as before.
