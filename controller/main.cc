@@ -49,7 +49,8 @@ named and skipped; the rest is applied.
 reconcile flags:
   -f, --filename FILE          input (repeatable)
   --dry-run                    print the plan, change nothing
-  -o, --output text|json       plan and summary format (default text)
+  -o, --output text|json       plan and summary format (default text); json is one object
+                               on stdout, also when the run stops early ("fatal", exitCode 2)
   --node-name NAME             this node (externalTrafficPolicy/internalTrafficPolicy Local,
                                topology hints); default: the host name
   --node-ip IP                 NodePort address (repeatable); default: this host's
@@ -323,15 +324,20 @@ int cmdReconcile(Args& a) {
   }
   opts.nodeIpsFromHost = nodeIps.empty();
 
+  // Exit 2 before reconcile() starts: the reason on stderr, and with -o json
+  // the one object on stdout that a caller parses either way.
+  auto fatal = [&](const Status& s, const char* more) {
+    std::cerr << "kipvs: " << s.toString() << more << "\n";
+    if (opts.output == OutputFormat::kJson) renderFatalJson(s, opts.dryRun, std::cout);
+    return 2;
+  };
+
   // One writer per table: the lock comes before the table read the plan is
   // made from, and goes when the process exits (see netns_lock.h).
   std::optional<NetnsLock> lock;
   if (!opts.dryRun) {
     auto l = NetnsLock::acquire(kIpvsLockName, lockTimeout, std::chrono::milliseconds(100), sleepFor);
-    if (!l.isOk()) {
-      std::cerr << "kipvs: " << l.status().toString() << "\nnothing was changed\n";
-      return 2;
-    }
+    if (!l.isOk()) return fatal(l.status(), "\nnothing was changed");
     lock.emplace(std::move(*l));
     if (!lock->warning().empty()) std::cerr << "kipvs: warning: " << lock->warning() << "\n";
   }
@@ -362,19 +368,12 @@ int cmdReconcile(Args& a) {
   VLOG(1) << "parsed " << files.size() << " file(s)";
   if (!cluster.isOk()) {
     if (dump.valid()) dump.wait();
-    std::cerr << "kipvs: " << cluster.status().toString() << "\nnothing was changed\n";
-    return 2;
+    return fatal(cluster.status(), "\nnothing was changed");
   }
-  if (!client.isOk()) {
-    std::cerr << "kipvs: " << client.status().toString() << "\n";
-    return 2;
-  }
+  if (!client.isOk()) return fatal(client.status(), "");
   ipvs::NetlinkIpvsClient& kernel = **client;
   auto hostNet = NetlinkHostNetwork::open();
-  if (!hostNet.isOk()) {
-    std::cerr << "kipvs: " << hostNet.status().toString() << "\n";
-    return 2;
-  }
+  if (!hostNet.isOk()) return fatal(hostNet.status(), "");
   // The desired state is computed while the dump may still be running.
   ReconcileResult r = reconcile(*cluster, opts, kernel, **hostNet, std::cout, std::cerr,
                                 sleepFor,

@@ -133,12 +133,18 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
                           HostNetwork& host, std::ostream& out, std::ostream& err, const Sleeper& sleep,
                           const TableSource& firstRead, const TableReady& firstReadReady) {
   ReconcileResult result;
+  // Stops the pass before any write: the reason on err, and with -o json the
+  // one object on out that a caller parses either way.
+  auto fail = [&](Status s) {
+    result.fatal = std::move(s);
+    err << "error: " << result.fatal.toString() << "\n";
+    if (opts.output == OutputFormat::kJson) renderFatalJson(result.fatal, opts.dryRun, out);
+  };
   NodeFacts node = opts.node;
   if (opts.nodeIpsFromHost) {
     auto ips = host.nodeAddresses(opts.dummyInterface);
     if (!ips.isOk()) {
-      result.fatal = ips.status().withContext("discovering node addresses (give --node-ip)");
-      err << "error: " << result.fatal.toString() << "\n";
+      fail(ips.status().withContext("discovering node addresses (give --node-ip)"));
       return result;
     }
     node.nodeIps = *ips;
@@ -162,8 +168,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   std::set<ipvs::Address> mine, other;
   if (!opts.dryRun) {
     if (Status s = host.ensureDummy(opts.dummyInterface); !s.isOk()) {
-      result.fatal = s;
-      err << "error: " << s.toString() << "\n";
+      fail(s);
       return result;
     }
   }
@@ -176,8 +181,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
       mine = std::move(routeMode ? *routes : *addrs);
       other = std::move(routeMode ? *addrs : *routes);
     } else if (!opts.dryRun) {  // a dry run before the dummy exists owns nothing yet
-      result.fatal = addrs.isOk() ? routes.status() : addrs.status();
-      err << "error: " << result.fatal.toString() << "\n";
+      fail(addrs.isOk() ? routes.status() : addrs.status());
       return result;
     }
   }
@@ -194,8 +198,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     actualOr = client.dumpTable();
   }
   if (!actualOr.isOk()) {
-    result.fatal = actualOr.status().withContext("reading the IPVS table");
-    err << "error: " << result.fatal.toString() << "\n";
+    fail(actualOr.status().withContext("reading the IPVS table"));
     return result;
   }
   ipvs::Table actual = std::move(*actualOr);
@@ -212,8 +215,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   if (!opts.allowEmpty) {
     if (Status s = refuseEmptyInput(cluster, actual, own); !s.isOk()) {
       if (!opts.dryRun) {
-        result.fatal = s;
-        err << "error: " << s.toString() << "\n";
+        fail(s);
         return result;
       }
       err << "warning: a run without --dry-run would refuse this input: " << s.message() << "\n";

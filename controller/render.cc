@@ -186,6 +186,16 @@ Writer& Writer::operator<<(const Address& a) {
 
 }  // namespace
 
+void renderFatalJson(const Status& fatal, bool dryRun, std::ostream& out) {
+  out << "{\"dryRun\":" << (dryRun ? "true" : "false") << ",\"fatal\":{\"message\":\""
+      << jsonEscape(fatal.message()) << "\"";
+  if (fatal.errnum()) {
+    const char* name = errnoName(fatal.errnum());
+    out << ",\"errno\":\"" << (name ? name : std::to_string(fatal.errnum())) << "\"";
+  }
+  out << "},\"exitCode\":2}\n";
+}
+
 std::string jsonEscape(const std::string& s) {
   std::string out;
   out.reserve(s.size() + 2);

@@ -33,4 +33,9 @@ void renderPlanJson(const Plan& plan, const PlanContext& ctx, std::ostream& out)
 // JSON string escaping, shared by the JSON renderers.
 std::string jsonEscape(const std::string& s);
 
+// reconcile -o json when it stops before any write (a file that does not
+// parse, the lock, the kernel unreachable, a refused input): one object on
+// stdout all the same, {"dryRun":..,"fatal":{"message":..,"errno":..},"exitCode":2}.
+void renderFatalJson(const Status& fatal, bool dryRun, std::ostream& out);
+
 }  // namespace kipvs::controller

@@ -3,6 +3,8 @@
 
 #include <sstream>
 
+#include <rapidjson/document.h>
+
 #include "controller/fake_host.h"
 #include "test/controller/cluster_dump.h"
 #include "controller/k8s.h"
@@ -168,6 +170,19 @@ TEST_CASE("reconcile: an input with no Service, or no EndpointSlice, that would 
   CHECK(rig.kernel.writeCount() == writes);
   CHECK(rig.host.writeCount() == hostWrites);
   CHECK(table() == before.str());
+
+  // With -o json, the refusal is one object on out all the same.
+  rig.opts.output = OutputFormat::kJson;
+  ReconcileResult json = rig.run(cluster({}));
+  rig.opts.output = OutputFormat::kText;
+  CHECK(json.exitCode() == 2);
+  rapidjson::Document doc;
+  doc.Parse(rig.out.str().c_str());
+  REQUIRE_FALSE(doc.HasParseError());
+  CHECK(doc["exitCode"].GetInt() == 2);
+  CHECK_FALSE(doc["dryRun"].GetBool());
+  CHECK(std::string(doc["fatal"]["message"].GetString()).find("the input has no Service") != std::string::npos);
+  CHECK(rig.kernel.writeCount() == writes);
 
   // A dry run plans it, and warns.
   rig.opts.dryRun = true;

@@ -263,3 +263,13 @@ TEST_CASE("render: a record larger than the output buffer") {
   CHECK(capture([&](std::ostream& o) { renderIpvsadmRules(t, o); }) ==
         "-A -t 10.0.0.1:80 -s " + std::string(300 << 10, 'x') + "\n-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1\n");
 }
+
+TEST_CASE("render: a pass stopped before any write, as JSON") {
+  std::ostringstream a, b;
+  renderFatalJson(Status::error(Code::kTimeout, "process 7 holds the lock \"kipvs-ipvs\"", EBUSY), false, a);
+  CHECK(a.str() ==
+        "{\"dryRun\":false,\"fatal\":{\"message\":\"process 7 holds the lock \\\"kipvs-ipvs\\\"\",\"errno\":\"EBUSY\"},"
+        "\"exitCode\":2}\n");
+  renderFatalJson(Status::error(Code::kParse, "in.json: invalid JSON at byte 3"), true, b);
+  CHECK(b.str() == "{\"dryRun\":true,\"fatal\":{\"message\":\"in.json: invalid JSON at byte 3\"},\"exitCode\":2}\n");
+}

@@ -55,6 +55,14 @@ echo "$out"
 check "malformed JSON exits 2" [ "$rc" = 2 ]
 check "the error names the file and position" grep -q 'malformed.json: invalid JSON at byte [0-9]* (line [0-9]*, column [0-9]*)' <<<"$out"
 check "kernel table untouched" [ "$(table)" = "$before" ]
+set +e
+kipvs -f test/fixtures/malformed.json -o json >"$KT_DIR/malformed.out" 2>/dev/null; rc=$?
+set -e
+check "with -o json: exit 2, and stdout is one JSON object saying why" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["exitCode"] == 2 and "malformed.json: invalid JSON at byte" in d["fatal"]["message"], d
+' "$KT_DIR/malformed.out"
 
 step "an input file that shrinks while it parses changes nothing"
 # Input files are mapped: one truncated mid-parse faults (SIGBUS). kipvs must say so, exit 2, and have
@@ -403,6 +411,14 @@ check "it says why and how to apply it anyway" grep -q 'the input has no Service
 check "Services without EndpointSlices are refused (exit 2)" [ "$rc_noslices" = 2 ]
 check "it says how many real servers would go" grep -q 'no EndpointSlice: it would remove all [0-9]* real servers' "$KT_DIR/noslices.err"
 check "and the table is unchanged" [ "$before" = "$(table)" ]
+set +e
+kipvs -f "$KT_DIR/empty.json" -o json >"$KT_DIR/emptyjson.out" 2>/dev/null; rc=$?
+set -e
+check "with -o json: exit 2, and stdout is one JSON object saying why" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["exitCode"] == 2 and d["fatal"]["message"].startswith("the input has no Service"), d
+' "$KT_DIR/emptyjson.out"
 check "a dry run plans the deletions (exit 0)" [ "$rc_dry" = 0 ]
 check "and warns that a real run would refuse" grep -q 'warning: a run without --dry-run would refuse' "$KT_DIR/emptydry.err"
 check "the foreign service is still there" has_rule '-A -t 172.16.0.1:80 -s wlc'
