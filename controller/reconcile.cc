@@ -204,16 +204,21 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   ipvs::Table actual = std::move(*actualOr);
   VLOG(1) << "read the live table: " << actual.services.size() << " virtual servers";
 
-  Ownership own;
-  own.vips = mine;
-  own.vips.insert(other.begin(), other.end());
-  own.vips.insert(desired.vips.begin(), desired.vips.end());
-  own.nodeIps.insert(node.nodeIps.begin(), node.nodeIps.end());
-  own.nodePortMin = node.nodePortMin;
-  own.nodePortMax = node.nodePortMax;
+  auto ownership = [&] {
+    Ownership o;
+    o.vips = mine;
+    o.vips.insert(other.begin(), other.end());
+    o.vips.insert(desired.vips.begin(), desired.vips.end());
+    o.nodeIps.insert(node.nodeIps.begin(), node.nodeIps.end());
+    o.nodePortMin = node.nodePortMin;
+    o.nodePortMax = node.nodePortMax;
+    return o;
+  };
 
-  if (!opts.allowEmpty) {
-    if (Status s = refuseEmptyInput(cluster, actual, own); !s.isOk()) {
+  // Only an input without Services or without EndpointSlices needs the look
+  // (the ownership is built again below, off the path to the first write).
+  if (!opts.allowEmpty && (cluster.services.empty() || cluster.slices.empty())) {
+    if (Status s = refuseEmptyInput(cluster, actual, ownership()); !s.isOk()) {
       if (!opts.dryRun) {
         fail(s);
         return result;
@@ -245,6 +250,8 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
       // No thread: plan first, then write (below).
     }
   }
+
+  const Ownership own = ownership();
 
   // The real servers (DesiredBuilder step 2), planned service by service in
   // key order as they are worked out: the plan is the one plan() gives for
