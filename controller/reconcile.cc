@@ -496,7 +496,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     auto errJson = [&](const std::string& kind, const std::string& name, const std::string& msg, int errnum) {
       out << (first ? "" : ",") << "{\"kind\":\"" << jsonEscape(kind) << "\",\"name\":\"" << jsonEscape(name)
           << "\",\"message\":\"" << jsonEscape(msg) << "\"";
-      if (errnum) out << ",\"errno\":\"" << (errnoName(errnum) ? errnoName(errnum) : std::to_string(errnum)) << "\"";
+      if (errnum) out << ",\"errno\":\"" << errnoLabel(errnum) << "\"";
       out << "}";
       first = false;
     };

@@ -189,11 +189,13 @@ Writer& Writer::operator<<(const Address& a) {
 void renderFatalJson(const Status& fatal, bool dryRun, std::ostream& out) {
   out << "{\"dryRun\":" << (dryRun ? "true" : "false") << ",\"fatal\":{\"message\":\""
       << jsonEscape(fatal.message()) << "\"";
-  if (fatal.errnum()) {
-    const char* name = errnoName(fatal.errnum());
-    out << ",\"errno\":\"" << (name ? name : std::to_string(fatal.errnum())) << "\"";
-  }
+  if (fatal.errnum()) out << ",\"errno\":\"" << errnoLabel(fatal.errnum()) << "\"";
   out << "},\"exitCode\":2}\n";
+}
+
+std::string errnoLabel(int errnum) {
+  const char* name = errnoName(errnum);
+  return name ? name : std::to_string(errnum);
 }
 
 std::string jsonEscape(const std::string& s) {

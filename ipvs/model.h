@@ -149,6 +149,7 @@ struct Stats {
 
 using StatsBox = DefaultBox<Stats>;
 
+// Read-only counters the kernel reports for a destination.
 struct DestCounters {
   uint32_t activeConns = 0;
   uint32_t inactiveConns = 0;
