@@ -119,14 +119,8 @@ TEST_CASE("NetnsLock: another network namespace has its own (needs CAP_SYS_ADMIN
   CHECK_FALSE(tryOnce(name).isOk());  // still held here
 }
 
-}  // namespace
-}  // namespace kipvs::controller
-
-namespace kipvs::controller {
-namespace {
-
 // A child process that holds `name` (with CAP_NET_ADMIN in its effective set
-// or without), until the returned closer goes; its pid in `pid`.
+// or without) for as long as this object lives; its pid in `pid`.
 struct HoldingChild {
   pid_t pid = -1;
   int release = -1;  // closing it lets the child go

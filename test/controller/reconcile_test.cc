@@ -146,15 +146,14 @@ TEST_CASE("reconcile: an input with no Service, or no EndpointSlice, that would 
                           slice("web", {{"10.244.0.1", kReady}, {"10.244.0.2", kReady}}),
                           slice("api", {{"10.244.0.9", kReady}})});
   REQUIRE(rig.run(full).exitCode() == 0);
-  std::ostringstream before;
-  renderIpvsadmRules(*rig.kernel.dumpTable(), before);
-  const uint64_t writes = rig.kernel.writeCount();
-  const uint64_t hostWrites = rig.host.writeCount();
   auto table = [&] {
     std::ostringstream t;
     renderIpvsadmRules(*rig.kernel.dumpTable(), t);
     return t.str();
   };
+  const std::string before = table();
+  const uint64_t writes = rig.kernel.writeCount();
+  const uint64_t hostWrites = rig.host.writeCount();
 
   // No Service at all (an empty List): refused, nothing written.
   ReconcileResult none = rig.run(cluster({}));
@@ -169,7 +168,7 @@ TEST_CASE("reconcile: an input with no Service, or no EndpointSlice, that would 
         std::string::npos);
   CHECK(rig.kernel.writeCount() == writes);
   CHECK(rig.host.writeCount() == hostWrites);
-  CHECK(table() == before.str());
+  CHECK(table() == before);
 
   // With -o json, the refusal is one object on out all the same.
   rig.opts.output = OutputFormat::kJson;
