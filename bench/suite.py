@@ -187,6 +187,8 @@ class Suite:
              [self.exe["program"], "--services", "0", "--dests", "0", "--dump-readers", "2"]),
             # The kernel's share: the same dumps, replies counted and not decoded.
             ("dump: dump_floor (kernel floor)", [self.exe["floor"], "--threads", "2"]),
+            # The kernel's text listing, whence reconcile takes the real servers (--table-read=proc).
+            ("dump: cat /proc/net/ip_vs", ["cat", "/proc/net/ip_vs"]),
         ]
         if r % 2 == 0:   # alternate who dumps first
             dumps = dumps[1:2] + dumps[0:1] + dumps[2:]
@@ -219,6 +221,12 @@ class Suite:
         self.check_reconcile(out2, rec, expect_writes=0, run=r)
         self.measure("dump: kipvs dump (reconciled table)", [k, "dump", "--output", "ipvsadm"], ns,
                      stdout="/dev/null", run=r)
+        # The no-op again with every real server read over netlink (one dests dump per service), as it was
+        # before the listing: what --table-read=proc saves.
+        out2n = os.path.join(self.tmp, "reconcile2n.json")
+        rec = self.measure("reconcile: no-op, --table-read=netlink", rec_args + ["--table-read=netlink"], ns,
+                           stdout=out2n, run=r)
+        self.check_reconcile(out2n, rec, expect_writes=0, run=r)
         # More no-op / dump pairs on the same table, back to back, alternating which goes first: the no-op's
         # ratio sits closer to its target than one run's noise, so the report also gives the spread of many
         # pairs (beside the verdict, which stays the medians of the runs above).
@@ -510,8 +518,9 @@ def report(args):
     order = [
         "program: kipvs_program", "program: raw_netlink_loop", "program: ipvsadm -R",
         "dump: kipvs dump --output ipvsadm", "dump: kipvs_program dump phase", "dump: dump_floor (kernel floor)",
-        "dump: ipvsadm -Sn",
+        "dump: ipvsadm -Sn", "dump: cat /proc/net/ip_vs",
         "reconcile: empty -> full", "reconcile: no-op", "dump: kipvs dump (reconciled table)",
+        "reconcile: no-op, --table-read=netlink",
     ]
     results = []
 

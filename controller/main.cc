@@ -67,6 +67,12 @@ reconcile flags:
                                address: bound as an address (`ip addr show kipvs0`), as
                                kube-proxy does; binding n addresses costs the kernel O(n^2).
                                Switching converts what an earlier run made.
+  --table-read proc|netlink    how the live table is read. proc (default): the services over
+                               netlink, their real servers from /proc/net/ip_vs in one pass
+                               (a third of the kernel time of a dests dump per service);
+                               it does not show real-server thresholds (ipvsadm -x/-y), so a
+                               threshold set by hand on a virtual server kipvs owns stays.
+                               netlink: one dests dump per virtual server, every field
   --drain wait|skip            departing TCP real servers with connections stay at weight 0;
                                wait: poll until drained, then remove (default skip: a later run removes them)
   --drain-timeout SECONDS      give up waiting after this long (default 300)
@@ -162,9 +168,13 @@ int usageError(const std::string& msg) {
 // parallelRead: a full read spreads its dests dumps over two sockets and
 // threads (kipvs dump: a tenth faster at 10,000 Services in the VM; not for
 // reconcile, whose read runs beside the parse, which needs the CPU).
-StatusOr<std::unique_ptr<ipvs::NetlinkIpvsClient>> openKernel(bool readStats = true, bool parallelRead = false) {
+// destsFromProc: a full read takes the real servers from /proc/net/ip_vs
+// (reconcile; see ipvs/proc_table.h).
+StatusOr<std::unique_ptr<ipvs::NetlinkIpvsClient>> openKernel(bool readStats = true, bool parallelRead = false,
+                                                               bool destsFromProc = false) {
   ipvs::NetlinkIpvsClient::Options options;
   options.readStats = readStats;
+  options.destsFromProc = destsFromProc;
   if (parallelRead && std::thread::hardware_concurrency() >= 2) options.dumpReaders = 2;
   auto c = ipvs::NetlinkIpvsClient::create(options);
   if (!c.isOk()) return c.status().withContext("cannot reach the kernel's IPVS");
@@ -226,6 +236,7 @@ int cmdReconcile(Args& a) {
   std::chrono::milliseconds lockTimeout = std::chrono::seconds(30);
   std::vector<std::string> files;
   std::vector<std::string> nodeIps;
+  bool destsFromProc = true;
   std::string value, error;
   char host[256] = {};
   if (gethostname(host, sizeof(host) - 1) == 0) opts.node.nodeName = host;
@@ -292,6 +303,12 @@ int cmdReconcile(Args& a) {
       } else if (error.empty()) {
         return usageError("--vip-mode wants route or address");
       }
+    } else if (takeValue(a, "table-read", nullptr, &value, &error)) {
+      if (error.empty() && (value == "proc" || value == "netlink")) {
+        destsFromProc = value == "proc";
+      } else if (error.empty()) {
+        return usageError("--table-read wants proc or netlink");
+      }
     } else if (takeValue(a, "dummy-interface", nullptr, &value, &error)) {
       if (error.empty() && (value.empty() || value.size() > 15)) return usageError("--dummy-interface: 1..15 characters");
       opts.dummyInterface = value;
@@ -350,13 +367,19 @@ int cmdReconcile(Args& a) {
   // and reads and decodes on one thread: the parse beside it needs the CPUs
   // (VM, no-op at 10,000 Services: 2.8-3.9 s inline against 3.1-5.3 s with a
   // decode thread; 1.9-3.1 s against 2.2-2.6 s with a second read socket).
-  auto client = openKernel(/*readStats=*/false);
+  auto client = openKernel(/*readStats=*/false, /*parallelRead=*/false, destsFromProc);
   std::future<StatusOr<ipvs::Table>> dump;
   if (client.isOk()) {
     VLOG(1) << "reading the live table, parsing the input";
     dump = std::async(std::launch::async, [&kernel = **client] {
       auto t = kernel.dumpTable();
-      VLOG(1) << "live table read";
+      const auto& read = kernel.lastRead();
+      if (!read.procError.isOk()) {
+        std::cerr << "kipvs: warning: " << read.procError.toString()
+                  << "; reading every virtual server's real servers over netlink\n";
+      }
+      VLOG(1) << "live table read: the real servers of " << read.servicesFromProc << " virtual servers from "
+              << "/proc/net/ip_vs, of " << read.servicesOverNetlink << " over netlink";
       return t;
     });
   }

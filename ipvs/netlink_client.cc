@@ -44,8 +44,12 @@ Status dumpInterrupted(const char* what) {
 
 }  // namespace
 
-NetlinkIpvsClient::NetlinkIpvsClient(Options options, std::unique_ptr<netlink::GenlSocket> socket)
-    : options_(std::move(options)), socket_(std::move(socket)) {}
+NetlinkIpvsClient::NetlinkIpvsClient(Options options, std::unique_ptr<netlink::GenlSocket> socket,
+                                     std::optional<ProcIpvsFile> procFile, Status procError)
+    : options_(std::move(options)),
+      socket_(std::move(socket)),
+      procFile_(std::move(procFile)),
+      procOpenError_(std::move(procError)) {}
 
 StatusOr<std::unique_ptr<NetlinkIpvsClient>> NetlinkIpvsClient::create(Options options) {
   auto socket = netlink::GenlSocket::open(codec::kGenlName, options.socket);
@@ -57,7 +61,21 @@ StatusOr<std::unique_ptr<NetlinkIpvsClient>> NetlinkIpvsClient::create(Options o
     }
     return s.withContext("opening the IPVS netlink socket");
   }
-  return std::unique_ptr<NetlinkIpvsClient>(new NetlinkIpvsClient(std::move(options), std::move(*socket)));
+  // Opened here, on the thread that opened the socket: both then see the
+  // same namespace, whichever thread reads later. Without it, full reads use
+  // dests dumps only (lastRead().procError says why).
+  std::optional<ProcIpvsFile> procFile;
+  Status procError;
+  if (options.destsFromProc) {
+    auto f = ProcIpvsFile::open();
+    if (f) {
+      procFile.emplace(std::move(*f));
+    } else {
+      procError = f.status();
+    }
+  }
+  return std::unique_ptr<NetlinkIpvsClient>(
+      new NetlinkIpvsClient(std::move(options), std::move(*socket), std::move(procFile), std::move(procError)));
 }
 
 size_t NetlinkIpvsClient::batchOps() const {
@@ -206,19 +224,47 @@ StatusOr<Table> NetlinkIpvsClient::dumpTable() {
     return Status::ok();
   });
   if (!s.isOk()) return s.withContext("dumping IPVS services");
+  lastRead_ = ReadReport{};
+  std::optional<std::vector<ServiceRef>> rest;
+  if (options_.destsFromProc && !table.services.empty()) {
+    auto r = readDestsFromProc(table);
+    if (r) {
+      rest = std::move(*r);
+      lastRead_.servicesFromProc = table.services.size() - rest->size();
+    } else {
+      lastRead_.procError = r.status();
+    }
+  }
+  if (!rest) {  // not asked, not open, or failed (then it cleared every dest)
+    rest.emplace();
+    rest->reserve(table.services.size());
+    for (auto& [key, state] : table.services) rest->emplace_back(&key, &state);
+  }
+  lastRead_.servicesOverNetlink = rest->size();
   // One dests dump per service: the kernel has no all-dests dump, and a
   // socket runs one dump at a time (a second dump request while one is in
   // progress gets EBUSY), so they cannot be pipelined on this socket. Each
   // costs one sendmsg and, thanks to recvmmsg, usually one receive.
-  // A large table's dests dumps are spread over several sockets, when asked.
-  const bool large = table.services.size() >= options_.parallelDumpMinServices;
-  KIPVS_RETURN_IF_ERROR(dumpAllDests(table, large ? std::max<size_t>(options_.dumpReaders, 1) : 1));
+  // Many dests dumps are spread over several sockets, when asked.
+  const bool large = rest->size() >= options_.parallelDumpMinServices;
+  KIPVS_RETURN_IF_ERROR(dumpAllDests(std::move(*rest), large ? std::max<size_t>(options_.dumpReaders, 1) : 1));
   normalize(table);
   return table;
 }
 
+StatusOr<std::vector<ServiceRef>> NetlinkIpvsClient::readDestsFromProc(Table& table) {
+  if (!procFile_) return procOpenError_;
+  ProcDestsReader reader(table);
+  Status s = procFile_->readInto(reader);
+  auto rest = s.isOk() ? reader.finish() : StatusOr<std::vector<ServiceRef>>(s);
+  if (!rest) {
+    for (auto& [key, state] : table.services) state.dests.clear();  // all of them go to dests dumps
+  }
+  return rest;
+}
+
 struct NetlinkIpvsClient::DestsWork {
-  std::vector<std::pair<const ServiceKey*, ServiceState*>> items;
+  std::vector<ServiceRef> items;
   std::atomic<size_t> next{0};
   std::atomic<bool> failed{false};
   Status helperError;  // helpRead()'s first failure (under SharedRead::mu)
@@ -247,7 +293,8 @@ struct NetlinkIpvsClient::DestsWork {
   }
 };
 
-Status NetlinkIpvsClient::dumpAllDests(Table& table, size_t readerCount) {
+Status NetlinkIpvsClient::dumpAllDests(std::vector<ServiceRef> services, size_t readerCount) {
+  if (services.empty()) return Status::ok();
   auto first = readSocket();
   if (!first) return first.status();
   // Every reader's socket; a reader that cannot be had (no socket, no
@@ -270,8 +317,7 @@ Status NetlinkIpvsClient::dumpAllDests(Table& table, size_t readerCount) {
   }
 
   DestsWork work;
-  work.items.reserve(table.services.size());
-  for (auto& [key, state] : table.services) work.items.emplace_back(&key, &state);
+  work.items = std::move(services);
   // Open to helpRead() until the readers are done; on the way out (an
   // exception too) the queue closes and no helper is left inside `work`.
   struct Published {

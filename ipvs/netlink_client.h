@@ -22,6 +22,7 @@
 #include "ipvs/client.h"
 #include "ipvs/codec.h"
 #include "ipvs/model.h"
+#include "ipvs/proc_table.h"
 #include "netlink/message.h"
 #include "netlink/genl_socket.h"
 #include "netlink/status.h"
@@ -50,6 +51,20 @@ class NetlinkIpvsClient : public IpvsClient {
     // decodes everything (for callers whose other threads need the CPUs).
     size_t dumpReaders = 1;
     size_t parallelDumpMinServices = 256;
+    // A full read takes the dests from /proc/net/ip_vs, one pass over the
+    // table, instead of one dests dump per service (a third of the kernel
+    // time), joined to the netlink service dump; see ipvs/proc_table.h for
+    // what the listing lacks (thresholds, tunnel settings, persistent
+    // connections) and what is still read over netlink. For reconcile, which
+    // needs none of those; `kipvs dump` shows them and keeps to netlink.
+    bool destsFromProc = false;
+  };
+
+  // How the last full read (dumpTable) got its dests.
+  struct ReadReport {
+    size_t servicesFromProc = 0;     // dests from /proc/net/ip_vs
+    size_t servicesOverNetlink = 0;  // dests from a dests dump each
+    Status procError;                // why the listing was not used, if it was asked for and was not
   };
 
   // Opens the socket and resolves the "IPVS" family: Code::kUnsupported when
@@ -66,6 +81,7 @@ class NetlinkIpvsClient : public IpvsClient {
   Status flush() override;
   StatusOr<Info> info() override;
   uint64_t writeCount() const override { return writeCount_; }
+  const ReadReport& lastRead() const { return lastRead_; }
 
   // Joins the full read (dumpTable) that another thread is running: takes
   // services from the same queue and reads their dests on a socket of its
@@ -87,7 +103,8 @@ class NetlinkIpvsClient : public IpvsClient {
   size_t batchOps() const;
 
  private:
-  NetlinkIpvsClient(Options options, std::unique_ptr<netlink::GenlSocket> socket);
+  NetlinkIpvsClient(Options options, std::unique_ptr<netlink::GenlSocket> socket,
+                    std::optional<ProcIpvsFile> procFile, Status procError);
 
   // Sends one request built by `fill` with NLM_F_ACK and reads until its ack;
   // replies before the ack go to `onReply` (may be empty).
@@ -104,7 +121,10 @@ class NetlinkIpvsClient : public IpvsClient {
                    const std::function<Status(netlink::Bytes)>& onDest);
   // The dests of every service in `table`, over `readers` read sockets, each
   // with its own thread (the first is the calling thread), and helpRead()'s.
-  Status dumpAllDests(Table& table, size_t readers);
+  Status dumpAllDests(std::vector<ServiceRef> services, size_t readers);
+  // Fills the dests of `table` (fresh from the service dump) from the
+  // listing; returns the services left to dests dumps.
+  StatusOr<std::vector<ServiceRef>> readDestsFromProc(Table& table);
   // The services whose dests a full read still has to dump, shared by its readers.
   struct DestsWork;
   // One batch: ops[begin, end) already encoded in writer_ with seqs from firstSeq.
@@ -141,6 +161,10 @@ class NetlinkIpvsClient : public IpvsClient {
   std::unique_ptr<netlink::GenlSocket> helpSocket_;  // helpRead()'s, opened on first use
   netlink::MessageWriter helpWriter_;
   uint64_t writeCount_ = 0;
+  // /proc/net/ip_vs of the namespace the sockets were opened in (destsFromProc).
+  std::optional<ProcIpvsFile> procFile_;
+  Status procOpenError_;
+  ReadReport lastRead_;
 };
 
 }  // namespace kipvs::ipvs

@@ -257,6 +257,16 @@ out=$(kipvs -f "$KT_DIR/step2.json" -o json)
 echo "$out" | head -c 600; echo
 check "zero kernel writes (client write counter)" grep -q '"kernelWrites":0' <<<"$out"
 check "empty plan" grep -q '"writes":0' <<<"$out"
+# The table read took every virtual server's real servers from /proc/net/ip_vs (none is fwmark or
+# tunnelled); --table-read=netlink dumps them per virtual server, and sees the same converged table.
+log=$(kipvs -f "$KT_DIR/step2.json" -o json -v 1 2>&1 >/dev/null)
+n_vs=$(kt_ipvsadm -Sn | grep -c '^-A')
+check "the read took the real servers of all $n_vs virtual servers from /proc/net/ip_vs" \
+    grep -q "the real servers of $n_vs virtual servers from /proc/net/ip_vs, of 0 over netlink" <<<"$log"
+out=$(kipvs -f "$KT_DIR/step2.json" -o json --table-read=netlink -v 1 2>"$KT_DIR/netlink.log")
+check "--table-read=netlink: zero kernel writes" grep -q '"kernelWrites":0' <<<"$out"
+check "--table-read=netlink: the real servers of every virtual server over netlink" \
+    grep -q "of 0 virtual servers from /proc/net/ip_vs, of $n_vs over netlink" "$KT_DIR/netlink.log"
 
 step "--vip-mode=address converts every VIP to an address on kipvs0 (kube-proxy's way), and back"
 out=$(kipvs -f "$KT_DIR/step2.json" --vip-mode=address)

@@ -308,6 +308,118 @@ TEST_CASE("kernel: a full read gives the same table on one socket and spread ove
   CHECK((*spread)->ioCounters().sends - spreadIo0.sends == 600 + 1);
 }
 
+TEST_CASE("kernel: a full read with the dests from /proc/net/ip_vs gives the netlink read's table") {
+  NetlinkIpvsClient::Options procOptions;
+  procOptions.destsFromProc = true;
+  auto c = freshClient(procOptions);
+  auto plain = NetlinkIpvsClient::create();
+  REQUIRE(plain.isOk());
+  std::vector<Op> ops;
+  ServiceSpec rr4;
+  rr4.netmask = 0xffffffffu;
+  ServiceSpec rr6;
+  rr6.netmask = 128;
+  // 500 IPv4 services with 0..6 masq dests, weights 0..3.
+  for (uint32_t i = 0; i < 500; ++i) {
+    auto key = ServiceKey::tcp(Address::v4(0x0A000000u + i + 1), 80);
+    ops.push_back(Op::addService(key, rr4));
+    for (uint32_t j = 0; j < i % 7; ++j) {
+      ops.push_back(Op::addDest(key, DestKey{Address::v4(0xAC100000u + i * 8 + j + 1), static_cast<uint16_t>(8080 + j)},
+                                DestSpec{FwdMethod::kMasq, static_cast<int>(j % 4), 0, 0, {}, 0, 0}));
+    }
+  }
+  // IPv6 UDP with route dests; a persistent sh service with its flags and a
+  // /24 mask; one-packet scheduling; a local dest; two fwmark services with
+  // one mark (the listing cannot tell them apart); a tunnel dest.
+  auto dns = ServiceKey::make(Protocol::kUdp, A("fd00:96::53"), 53);
+  ops.push_back(Op::addService(dns, rr6));
+  for (int j = 1; j <= 3; ++j) {
+    auto a = A("fd00:1::");
+    a.bytes[15] = static_cast<uint8_t>(j);
+    ops.push_back(Op::addDest(dns, DestKey{a, 53}, DestSpec{FwdMethod::kRoute, j, 0, 0, {}, 0, 0}));
+  }
+  auto sticky = ServiceKey::tcp(A("10.96.0.2"), 443);
+  ServiceSpec sh = rr4;
+  sh.scheduler = "sh";
+  sh.flags = kSvcFlagPersistent | kSvcFlagSched1 | kSvcFlagSched2;
+  sh.timeout = 10800;
+  sh.netmask = 0xffffff00u;
+  ops.push_back(Op::addService(sticky, sh));
+  ops.push_back(Op::addDest(sticky, DestKey{A("172.17.0.1"), 443}, DestSpec{}));
+  ops.push_back(Op::addDest(sticky, DestKey{A("127.0.0.1"), 443}, DestSpec{FwdMethod::kLocal, 1, 0, 0, {}, 0, 0}));
+  auto ops1 = ServiceKey::make(Protocol::kUdp, A("10.96.0.3"), 5060);
+  ServiceSpec onePacket = rr4;
+  onePacket.flags = kSvcFlagOnePacket;
+  ops.push_back(Op::addService(ops1, onePacket));
+  ops.push_back(Op::addDest(ops1, DestKey{A("172.17.0.3"), 5060}, DestSpec{}));
+  auto mark4 = ServiceKey::mark(Family::kV4, 5);
+  auto mark6 = ServiceKey::mark(Family::kV6, 5);
+  ops.push_back(Op::addService(mark4, rr4));
+  ops.push_back(Op::addService(mark6, rr6));
+  ops.push_back(Op::addDest(mark4, DestKey{A("172.17.0.4"), 80}, DestSpec{}));
+  ops.push_back(Op::addDest(mark6, DestKey{A("fd00:2::4"), 80}, DestSpec{FwdMethod::kRoute, 2, 0, 0, {}, 0, 0}));
+  auto tunnelled = ServiceKey::tcp(A("10.96.0.4"), 80);
+  ops.push_back(Op::addService(tunnelled, rr4));
+  ops.push_back(Op::addDest(tunnelled, DestKey{A("172.17.0.5"), 80}, DestSpec{}));
+  ops.push_back(Op::addDest(tunnelled, DestKey{A("172.17.0.6"), 80},
+                            DestSpec{FwdMethod::kTunnel, 1, 0, 0, TunnelType::kGue, 6080, kTunFlagCsum}));
+  for (const Status& st : c->apply(ops)) REQUIRE_MESSAGE(st.isOk(), st.toString());
+
+  auto b = (*plain)->dumpTable();
+  REQUIRE_MESSAGE(b.isOk(), b.status().toString());
+  REQUIRE(b->services.size() == 506);
+  const auto io0 = c->ioCounters();
+  auto a = c->dumpTable();
+  REQUIRE_MESSAGE(a.isOk(), a.status().toString());
+  checkSameTable(*a, *b);
+  // The listing gave the dests of all but the two fwmark services and the
+  // tunnelled one, which took a dests dump each (after the service dump).
+  CHECK(c->lastRead().procError.isOk());
+  CHECK(c->lastRead().servicesFromProc == 503);
+  CHECK(c->lastRead().servicesOverNetlink == 3);
+  CHECK(c->ioCounters().sends - io0.sends <= 1 + 3 + 1);  // + the read socket's family lookup on first use
+
+  // What the listing does not show: a threshold set by hand reads 0 from it.
+  auto d = DestKey{Address::v4(0xAC100000u + 6 * 8 + 1), 8080};
+  REQUIRE(c->updateDest(ServiceKey::tcp(Address::v4(0x0A000000u + 7), 80), d,
+                        DestSpec{FwdMethod::kMasq, 0, 50, 10, {}, 0, 0})
+              .isOk());
+  auto full = (*plain)->dumpTable();
+  auto fast = c->dumpTable();
+  REQUIRE(full.isOk());
+  REQUIRE(fast.isOk());
+  const auto key7 = ServiceKey::tcp(Address::v4(0x0A000000u + 7), 80);
+  CHECK(full->services.at(key7).dests.at(d).spec.upperThreshold == 50);
+  CHECK(fast->services.at(key7).dests.at(d).spec.upperThreshold == 0);
+}
+
+TEST_CASE("kernel: with the dests from /proc/net/ip_vs, an empty table and one the listing cannot vouch for") {
+  NetlinkIpvsClient::Options procOptions;
+  procOptions.destsFromProc = true;
+  auto c = freshClient(procOptions);
+  auto empty = c->dumpTable();
+  REQUIRE(empty.isOk());
+  CHECK(empty->services.empty());
+  CHECK(c->lastRead().servicesOverNetlink == 0);
+  // Only fwmark services: the listing is read and gives nothing; each is read once, over netlink.
+  ServiceSpec rr;
+  rr.netmask = 0xffffffffu;
+  auto mark = ServiceKey::mark(Family::kV4, 7);
+  auto other = ServiceKey::mark(Family::kV4, 8);
+  for (const auto& k : {mark, other}) {
+    REQUIRE(c->addService(k, rr).isOk());
+    REQUIRE(c->addDest(k, DestKey{A("172.17.0.1"), 80}, DestSpec{}).isOk());
+  }
+  auto t = c->dumpTable();
+  REQUIRE_MESSAGE(t.isOk(), t.status().toString());
+  CHECK(c->lastRead().procError.isOk());
+  CHECK(c->lastRead().servicesFromProc == 0);
+  CHECK(c->lastRead().servicesOverNetlink == 2);
+  REQUIRE(t->services.size() == 2);
+  CHECK(t->services.at(mark).dests.size() == 1);
+  CHECK(t->services.at(other).dests.size() == 1);
+}
+
 TEST_CASE("kernel: a full read gives the same table when another thread helps it (helpRead)") {
   auto c = freshClient();  // one reader: the calling thread
   auto plain = NetlinkIpvsClient::create();
@@ -366,10 +478,14 @@ TEST_CASE("kernel: a read over several sockets beside another client's writes ne
   // A full read is not a snapshot: the services are listed first, then each
   // one's dests. A service deleted in between reads back with no dests, one
   // added in between is missed; neither is an error.
-  NetlinkIpvsClient::Options three;
-  three.dumpReaders = 3;
-  three.parallelDumpMinServices = 0;
-  auto c = freshClient(three);
+  // The same holds with the dests from /proc/net/ip_vs, which is not a
+  // snapshot either: read a page at a time, it can list a service twice or
+  // skip one when the table changes between reads.
+  NetlinkIpvsClient::Options options;
+  options.parallelDumpMinServices = 0;
+  SUBCASE("dests dumps over three sockets") { options.dumpReaders = 3; }
+  SUBCASE("dests from /proc/net/ip_vs") { options.destsFromProc = true; }
+  auto c = freshClient(options);
   auto writer = NetlinkIpvsClient::create();  // its socket lives in this namespace, whatever thread uses it
   REQUIRE(writer.isOk());
   ServiceSpec rr4;
@@ -397,7 +513,7 @@ TEST_CASE("kernel: a read over several sockets beside another client's writes ne
       ++rounds;
     }
   });
-  int reads = 0, failures = 0;
+  int reads = 0, failures = 0, fromProc = 0;
   size_t tooMany = 0;
   while (reads < 5 || rounds.load() < 200) {
     auto t = c->dumpTable();
@@ -407,6 +523,8 @@ TEST_CASE("kernel: a read over several sockets beside another client's writes ne
       MESSAGE("read failed: ", t.status().toString());
       continue;
     }
+    fromProc += c->lastRead().servicesFromProc > 0;
+    CHECK(c->lastRead().procError.isOk());
     for (const auto& [k, st] : t->services) tooMany += st.dests.size() > 3;
     if (reads > 200) break;
   }
@@ -417,6 +535,7 @@ TEST_CASE("kernel: a read over several sockets beside another client's writes ne
   CHECK(tooMany == 0);
   CHECK(writeFailures.load() == 0);
   CHECK(rounds.load() >= 200);  // the writes really went on beside the reads
+  CHECK(fromProc == (options.destsFromProc ? reads : 0));
 
   auto settled = c->dumpTable();
   REQUIRE(settled.isOk());
