@@ -255,7 +255,7 @@ StatusOr<Table> NetlinkIpvsClient::dumpTable() {
 StatusOr<std::vector<ServiceRef>> NetlinkIpvsClient::readDestsFromProc(Table& table) {
   if (!procFile_) return procOpenError_;
   ProcDestsReader reader(table);
-  Status s = procFile_->readInto(reader);
+  Status s = procFile_->readInto(reader, options_.procMaxReads, &lastRead_.procReads);
   auto rest = s.isOk() ? reader.finish() : StatusOr<std::vector<ServiceRef>>(s);
   if (!rest) {
     for (auto& [key, state] : table.services) state.dests.clear();  // all of them go to dests dumps

@@ -58,12 +58,16 @@ class NetlinkIpvsClient : public IpvsClient {
     // connections) and what is still read over netlink. For reconcile, which
     // needs none of those; `kipvs dump` shows them and keeps to netlink.
     bool destsFromProc = false;
+    // At most this many reads of the listing; the services not reached by
+    // then take a dests dump each (ProcIpvsFile::readInto says why).
+    size_t procMaxReads = 2048;
   };
 
   // How the last full read (dumpTable) got its dests.
   struct ReadReport {
     size_t servicesFromProc = 0;     // dests from /proc/net/ip_vs
     size_t servicesOverNetlink = 0;  // dests from a dests dump each
+    size_t procReads = 0;            // read() calls on the listing
     Status procError;                // why the listing was not used, if it was asked for and was not
   };
 

@@ -95,6 +95,12 @@ Status ProcDestsReader::feed(std::string_view chunk) {
   return error_;
 }
 
+void ProcDestsReader::stopEarly() {
+  if (current_ != SIZE_MAX) seen_[current_] = Seen::kUnsure;
+  current_ = SIZE_MAX;
+  partial_.clear();
+}
+
 StatusOr<std::vector<ServiceRef>> ProcDestsReader::finish() {
   if (error_.isOk() && !partial_.empty()) {
     error_ = line(partial_);  // the kernel ends every line with '\n'; be lenient
@@ -201,7 +207,8 @@ ProcIpvsFile::~ProcIpvsFile() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-Status ProcIpvsFile::readInto(ProcDestsReader& reader) {
+Status ProcIpvsFile::readInto(ProcDestsReader& reader, size_t maxReads, size_t* reads) {
+  *reads = 0;
   if (::lseek(fd_, 0, SEEK_SET) < 0) {
     return Status::error(Code::kIo, std::string("/proc/net/ip_vs: lseek: ") + std::strerror(errno), errno);
   }
@@ -209,6 +216,11 @@ Status ProcIpvsFile::readInto(ProcDestsReader& reader) {
   // only for a service whose listing is longer).
   std::string buf(64 * 1024, '\0');
   for (;;) {
+    if (*reads == maxReads) {
+      reader.stopEarly();
+      return Status::ok();
+    }
+    ++*reads;
     const ssize_t n = ::read(fd_, buf.data(), buf.size());
     if (n < 0) {
       if (errno == EINTR) continue;

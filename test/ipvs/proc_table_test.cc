@@ -122,6 +122,30 @@ TEST_CASE("proc listing: a service listed twice (the table changed between reads
   CHECK(web.count(DestKey{A("172.16.0.7"), 8080}) == 1);
 }
 
+TEST_CASE("proc listing: read stopped early, the service it stopped in and those not reached go to netlink") {
+  Table t = serviceDump();
+  ProcDestsReader r(t);
+  // Stopped after kWeb's first dest: kWeb may be cut short.
+  const size_t cut = kListing.find("  -> AC100001");
+  REQUIRE(r.feed(std::string_view(kListing).substr(0, cut + 10)).isOk());  // and half a line
+  r.stopEarly();
+  auto rest = r.finish();
+  REQUIRE(rest.isOk());
+  CHECK(r.filled() == 0);
+  CHECK(keys(*rest) == std::set<ServiceKey>{kWeb, kDns, kSticky, kTunnelled, kMark, kLate});
+  CHECK(t.services.at(kWeb).dests.empty());
+  // Stopped after kDns's record: kWeb was listed whole; kDns may not have been.
+  Table t2 = serviceDump();
+  ProcDestsReader r2(t2);
+  REQUIRE(r2.feed(std::string_view(kListing).substr(0, kListing.find("TCP  0A000002"))).isOk());
+  r2.stopEarly();
+  auto rest2 = r2.finish();
+  REQUIRE(rest2.isOk());
+  CHECK(r2.filled() == 1);
+  CHECK(t2.services.at(kWeb).dests.size() == 2);
+  CHECK(keys(*rest2) == std::set<ServiceKey>{kDns, kSticky, kTunnelled, kMark, kLate});
+}
+
 TEST_CASE("proc listing: a malformed listing is an error naming the line") {
   auto errorOf = [](const std::string& text) {
     Table t = serviceDump();

@@ -378,6 +378,23 @@ TEST_CASE("kernel: a full read with the dests from /proc/net/ip_vs gives the net
   CHECK(c->lastRead().servicesFromProc == 503);
   CHECK(c->lastRead().servicesOverNetlink == 3);
   CHECK(c->ioCounters().sends - io0.sends <= 1 + 3 + 1);  // + the read socket's family lookup on first use
+  const size_t wholeListing = c->lastRead().procReads;
+  CHECK(wholeListing > 5);
+
+  // Reads of the listing capped: the services not reached take a dests dump each; same table.
+  NetlinkIpvsClient::Options capped = procOptions;
+  capped.procMaxReads = 5;
+  auto few = NetlinkIpvsClient::create(capped);
+  REQUIRE(few.isOk());
+  auto fewTable = (*few)->dumpTable();
+  REQUIRE_MESSAGE(fewTable.isOk(), fewTable.status().toString());
+  checkSameTable(*fewTable, *b);
+  const auto& report = (*few)->lastRead();
+  CHECK(report.procError.isOk());
+  CHECK(report.procReads == 5);
+  CHECK(report.servicesFromProc > 0);
+  CHECK(report.servicesFromProc < 503);
+  CHECK(report.servicesFromProc + report.servicesOverNetlink == 506);
 
   // What the listing does not show: a threshold set by hand reads 0 from it.
   auto d = DestKey{Address::v4(0xAC100000u + 6 * 8 + 1), 8080};
