@@ -198,6 +198,7 @@ Status decodeDestInto(netlink::Bytes attrs, Family family, codec::WithStats stat
 }  // namespace
 
 StatusOr<Table> NetlinkIpvsClient::dumpTable() {
+  lastRead_ = ReadReport{};
   {
     std::lock_guard<std::mutex> lk(shared_.mu);
     shared_.readingServices = true;
@@ -224,7 +225,6 @@ StatusOr<Table> NetlinkIpvsClient::dumpTable() {
     return Status::ok();
   });
   if (!s.isOk()) return s.withContext("dumping IPVS services");
-  lastRead_ = ReadReport{};
   std::optional<std::vector<ServiceRef>> rest;
   if (options_.destsFromProc && !table.services.empty()) {
     auto r = readDestsFromProc(table);
