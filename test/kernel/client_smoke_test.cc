@@ -358,6 +358,16 @@ TEST_CASE("kernel: a full read with the dests from /proc/net/ip_vs gives the net
   ops.push_back(Op::addService(mark6, rr6));
   ops.push_back(Op::addDest(mark4, DestKey{A("172.17.0.4"), 80}, DestSpec{}));
   ops.push_back(Op::addDest(mark6, DestKey{A("fd00:2::4"), 80}, DestSpec{FwdMethod::kRoute, 2, 0, 0, {}, 0, 0}));
+  // A service whose listing (~130 KB) is longer than a read's buffer (64 KiB): its record comes in pieces.
+  auto wide = ServiceKey::tcp(A("fd00:96::80"), 80);
+  ops.push_back(Op::addService(wide, rr6));
+  for (uint32_t j = 0; j < 1500; ++j) {
+    auto a = A("fd00:3::");
+    a.bytes[14] = static_cast<uint8_t>((j + 1) >> 8);
+    a.bytes[15] = static_cast<uint8_t>(j + 1);
+    ops.push_back(Op::addDest(wide, DestKey{a, static_cast<uint16_t>(8000 + j % 3)},
+                              DestSpec{FwdMethod::kMasq, static_cast<int>(j % 5), 0, 0, {}, 0, 0}));
+  }
   auto tunnelled = ServiceKey::tcp(A("10.96.0.4"), 80);
   ops.push_back(Op::addService(tunnelled, rr4));
   ops.push_back(Op::addDest(tunnelled, DestKey{A("172.17.0.5"), 80}, DestSpec{}));
@@ -367,7 +377,8 @@ TEST_CASE("kernel: a full read with the dests from /proc/net/ip_vs gives the net
 
   auto b = (*plain)->dumpTable();
   REQUIRE_MESSAGE(b.isOk(), b.status().toString());
-  REQUIRE(b->services.size() == 506);
+  REQUIRE(b->services.size() == 507);
+  REQUIRE(b->services.at(wide).dests.size() == 1500);
   const auto io0 = c->ioCounters();
   auto a = c->dumpTable();
   REQUIRE_MESSAGE(a.isOk(), a.status().toString());
@@ -375,7 +386,7 @@ TEST_CASE("kernel: a full read with the dests from /proc/net/ip_vs gives the net
   // The listing gave the dests of all but the two fwmark services and the
   // tunnelled one, which took a dests dump each (after the service dump).
   CHECK(c->lastRead().procError.isOk());
-  CHECK(c->lastRead().servicesFromProc == 503);
+  CHECK(c->lastRead().servicesFromProc == 504);
   CHECK(c->lastRead().servicesOverNetlink == 3);
   CHECK(c->ioCounters().sends - io0.sends <= 1 + 3 + 1);  // + the read socket's family lookup on first use
   const size_t wholeListing = c->lastRead().procReads;
@@ -393,8 +404,8 @@ TEST_CASE("kernel: a full read with the dests from /proc/net/ip_vs gives the net
   CHECK(report.procError.isOk());
   CHECK(report.procReads == 5);
   CHECK(report.servicesFromProc > 0);
-  CHECK(report.servicesFromProc < 503);
-  CHECK(report.servicesFromProc + report.servicesOverNetlink == 506);
+  CHECK(report.servicesFromProc < 504);
+  CHECK(report.servicesFromProc + report.servicesOverNetlink == 507);
 
   // What the listing does not show: a threshold set by hand reads 0 from it.
   auto d = DestKey{Address::v4(0xAC100000u + 6 * 8 + 1), 8080};
