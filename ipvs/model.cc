@@ -234,6 +234,13 @@ void normalizeDests(const ServiceKey& service, std::map<DestKey, DestState>& des
   normalizeKeys(dests, [&service](DestKey& dk, DestState& ds) { normalize(service, dk, ds.spec); });
 }
 
+void putReadDest(std::map<DestKey, DestState>& dests, const DestKey& key, const DestState& state) {
+  auto hint = dests.empty() || dests.rbegin()->first < key ? dests.end()
+              : key < dests.begin()->first                 ? dests.begin()
+                                                           : dests.lower_bound(key);
+  dests.insert_or_assign(hint, key, state);
+}
+
 void normalize(Table& table) {
   normalizeKeys(table.services, [](ServiceKey& key, ServiceState& s) {
     normalize(key, s.spec);

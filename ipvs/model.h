@@ -197,6 +197,11 @@ void normalize(Table& table);
 // One service's dests (normalize(Table&) does this for each service).
 void normalizeDests(const ServiceKey& service, std::map<DestKey, DestState>& dests);
 
+// Adds (or replaces) a dest read from the kernel. The kernel lists a
+// service's dests newest first and kipvs adds them in key order, so they
+// mostly arrive in descending key order: the ends are tried before a search.
+void putReadDest(std::map<DestKey, DestState>& dests, const DestKey& key, const DestState& state);
+
 // A real-server address the kernel accepts (ip_vs_new_dest: unicast; not
 // 0/8, multicast, limited broadcast, ::, fe80::/10).
 bool isUnicastDestAddress(const Address& a);

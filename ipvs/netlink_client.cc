@@ -185,13 +185,7 @@ namespace {
 Status decodeDestInto(netlink::Bytes attrs, Family family, codec::WithStats stats, ServiceState& state) {
   auto d = codec::decodeDestMessage(attrs, family, stats);
   if (!d) return d.status();
-  // The kernel lists a service's dests newest first; kipvs adds them in key
-  // order, so they mostly arrive in descending key order: hint the ends.
-  auto& m = state.dests;
-  auto hint = m.empty() || m.rbegin()->first < d->key ? m.end()
-              : d->key < m.begin()->first             ? m.begin()
-                                                      : m.lower_bound(d->key);
-  m.insert_or_assign(hint, d->key, DestState{d->spec, d->counters});
+  putReadDest(state.dests, d->key, DestState{d->spec, d->counters});
   return Status::ok();
 }
 

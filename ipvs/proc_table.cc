@@ -178,14 +178,7 @@ Status ProcDestsReader::destLine(std::string_view l) {
     seen_[current_] = Seen::kUnsure;  // Tunnel (settings not shown), or a method this reader does not know
     return Status::ok();
   }
-  // The kernel lists a service's dests newest first; kipvs adds them in key
-  // order, so they mostly arrive in descending key order: hint the ends.
-  auto& m = services_[current_].second->dests;
-  const DestKey key{addr, port};
-  auto hint = m.empty() || m.rbegin()->first < key ? m.end()
-              : key < m.begin()->first             ? m.begin()
-                                                   : m.lower_bound(key);
-  m.insert_or_assign(hint, key, d);
+  putReadDest(services_[current_].second->dests, DestKey{addr, port}, d);
   return Status::ok();
 }
 
