@@ -67,7 +67,7 @@ StatusOr<std::unique_ptr<NetlinkIpvsClient>> NetlinkIpvsClient::create(Options o
   std::optional<ProcIpvsFile> procFile;
   Status procError;
   if (options.destsFromProc) {
-    auto f = ProcIpvsFile::open();
+    auto f = ProcIpvsFile::open(options.procPath.c_str());
     if (f) {
       procFile.emplace(std::move(*f));
     } else {

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "ipvs/client.h"
@@ -61,6 +62,8 @@ class NetlinkIpvsClient : public IpvsClient {
     // At most this many reads of the listing; the services not reached by
     // then take a dests dump each (ProcIpvsFile::readInto says why).
     size_t procMaxReads = 2048;
+    // The listing's path (tests point it elsewhere).
+    std::string procPath = ProcIpvsFile::kPath;
   };
 
   // How the last full read (dumpTable) got its dests.

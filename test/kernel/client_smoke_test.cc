@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 #include <linux/genetlink.h>
 #include <linux/ip_vs.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdint>
@@ -446,6 +448,56 @@ TEST_CASE("kernel: with the dests from /proc/net/ip_vs, an empty table and one t
   REQUIRE(t->services.size() == 2);
   CHECK(t->services.at(mark).dests.size() == 1);
   CHECK(t->services.at(other).dests.size() == 1);
+}
+
+TEST_CASE("kernel: a listing that cannot be opened or parsed: every real server over netlink, and says why") {
+  NetlinkIpvsClient::Options procOptions;
+  procOptions.destsFromProc = true;
+  auto c = freshClient(procOptions);
+  ServiceSpec rr;
+  rr.netmask = 0xffffffffu;
+  auto web = ServiceKey::tcp(A("10.96.0.1"), 80);
+  auto api = ServiceKey::tcp(A("10.96.0.2"), 443);
+  for (const auto& k : {web, api}) {
+    REQUIRE(c->addService(k, rr).isOk());
+    REQUIRE(c->addDest(k, DestKey{A("172.17.0.1"), 8080}, DestSpec{}).isOk());
+  }
+  auto plain = c->dumpTable();  // the real listing
+  REQUIRE(plain.isOk());
+  CHECK(c->lastRead().servicesFromProc == 2);
+
+  // A listing that goes wrong after it has given web a real server the kernel does not have: that
+  // one must not survive the fallback.
+  char path[] = "/tmp/kipvs-listing-XXXXXX";
+  const int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  const std::string text =
+      "IP Virtual Server version 1.2.1 (size=4096)\n"
+      "Prot LocalAddress:Port Scheduler Flags\n"
+      "  -> RemoteAddress:Port Forward Weight ActiveConn InActConn\n"
+      "TCP  0A600001:0050 rr  \n"
+      "  -> AC110063:1F90      Masq    1      0          0         \n"
+      "TCP  0A600002:01BB rr  \n"
+      "  -> this is not a real server line\n";
+  REQUIRE(write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+  close(fd);
+  for (const char* p : {static_cast<const char*>(path), "/nonexistent/ip_vs"}) {
+    CAPTURE(p);
+    NetlinkIpvsClient::Options bad = procOptions;
+    bad.procPath = p;
+    auto other = NetlinkIpvsClient::create(bad);
+    REQUIRE(other.isOk());
+    auto t = (*other)->dumpTable();
+    REQUIRE_MESSAGE(t.isOk(), t.status().toString());
+    checkSameTable(*t, *plain);
+    const auto& report = (*other)->lastRead();
+    CHECK(report.servicesFromProc == 0);
+    CHECK(report.servicesOverNetlink == 2);
+    CHECK(report.procError.code() == (p == std::string(path) ? Code::kParse : Code::kIo));
+    CHECK(report.procError.message().find(p == std::string(path) ? "line 7" : "/nonexistent/ip_vs") !=
+          std::string::npos);
+  }
+  unlink(path);
 }
 
 TEST_CASE("kernel: a full read gives the same table when another thread helps it (helpRead)") {
