@@ -266,6 +266,16 @@ void checkSameTable(const Table& a, const Table& b) {
   }
 }
 
+// A full read by a new client with `options`, checked equal to `expected`; how it read.
+NetlinkIpvsClient::ReadReport readEqual(const NetlinkIpvsClient::Options& options, const Table& expected) {
+  auto c = NetlinkIpvsClient::create(options);
+  REQUIRE(c.isOk());
+  auto t = (*c)->dumpTable();
+  REQUIRE_MESSAGE(t.isOk(), t.status().toString());
+  checkSameTable(*t, expected);
+  return (*c)->lastRead();
+}
+
 }  // namespace
 
 TEST_CASE("kernel: a full read gives the same table on one socket and spread over several") {
@@ -397,12 +407,7 @@ TEST_CASE("kernel: a full read with the dests from /proc/net/ip_vs gives the net
   // Reads of the listing capped: the services not reached take a dests dump each; same table.
   NetlinkIpvsClient::Options capped = procOptions;
   capped.procMaxReads = 5;
-  auto few = NetlinkIpvsClient::create(capped);
-  REQUIRE(few.isOk());
-  auto fewTable = (*few)->dumpTable();
-  REQUIRE_MESSAGE(fewTable.isOk(), fewTable.status().toString());
-  checkSameTable(*fewTable, *b);
-  const auto& report = (*few)->lastRead();
+  const auto report = readEqual(capped, *b);
   CHECK(report.procError.isOk());
   CHECK(report.procReads == 5);
   CHECK(report.servicesFromProc > 0);
@@ -485,12 +490,7 @@ TEST_CASE("kernel: a listing that cannot be opened or parsed: every real server 
     CAPTURE(p);
     NetlinkIpvsClient::Options bad = procOptions;
     bad.procPath = p;
-    auto other = NetlinkIpvsClient::create(bad);
-    REQUIRE(other.isOk());
-    auto t = (*other)->dumpTable();
-    REQUIRE_MESSAGE(t.isOk(), t.status().toString());
-    checkSameTable(*t, *plain);
-    const auto& report = (*other)->lastRead();
+    const auto report = readEqual(bad, *plain);
     CHECK(report.servicesFromProc == 0);
     CHECK(report.servicesOverNetlink == 2);
     CHECK(report.procError.code() == (p == std::string(path) ? Code::kParse : Code::kIo));
