@@ -2,9 +2,10 @@
 // The real servers of a whole table from /proc/net/ip_vs, the kernel's text
 // listing of every service with its dests. Over netlink a full read takes one
 // GET_DEST dump per service (the kernel has no all-dests dump), and those
-// dumps are most of a read's cost. The listing is one pass over the table: at
-// 10,000 services x 10 it costs the kernel about a third of the CPU time of
-// the dumps (VM: ~0.9 s on one CPU against ~2.0 s of system time).
+// dumps are most of a read's cost. At 10,000 services x 10 the listing costs
+// the kernel ~60 % of the dumps' CPU time (VM: 0.7-1.5 s on one CPU against
+// ~2-2.4 s of system time), but it grows faster than the table does (see
+// ProcIpvsFile::readInto), so a read of it is capped.
 //
 // It is not the whole truth, so it is only ever joined to a netlink service
 // dump, which gives every service's full spec. Per dest it shows the address,
@@ -14,7 +15,8 @@
 //   - fwmark services (the listing omits their family),
 //   - services with a tunnel dest (their tunnel settings),
 //   - services of the dump that the listing lacks (created after it was read,
-//     or skipped when the table changed between two reads of the file).
+//     skipped when the table changed between two reads of the file, or not
+//     reached before the cap), and the service a capped read stopped in.
 // Thresholds and persistent connections read 0: kipvs never sets thresholds,
 // and plans by active and inactive connections only.
 
