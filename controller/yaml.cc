@@ -68,10 +68,32 @@ bool isOneOf(std::string_view s, std::initializer_list<std::string_view> options
 // A plain scalar that means null.
 bool isYamlNull(std::string_view v) { return isOneOf(v, {"", "~", "null", "Null", "NULL"}); }
 
-// An integer as YAML 1.1 writes one (go-yaml v2's resolver): decimal, 0x
-// hex, 0b binary, 0-prefixed octal, an optional sign, '_' separators.
-std::optional<int64_t> yamlInt(std::string_view s) {
-  std::string digits;
+// go-yaml v2 reads a plain scalar as a number only when it starts with a
+// sign, a digit or '.' (its resolve table: "_1" is a string); one that starts
+// with '.' goes to strconv.ParseFloat as written, which refuses '_'.
+bool numberLike(std::string_view s) {
+  if (s.empty()) return false;
+  if (s[0] == '.') return s.find('_') == std::string_view::npos;
+  return s[0] == '+' || s[0] == '-' || (s[0] >= '0' && s[0] <= '9');
+}
+
+// s without its '_' separators: go-yaml drops them all before it reads the
+// number ("0_" is 0, "1e_-5" is 1e-5).
+std::string withoutUnderscores(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    if (c != '_') out += c;
+  }
+  return out;
+}
+
+// An integer as go-yaml v2 reads one (Go's strconv.ParseInt(s, 0, 64) once the
+// '_' are gone): decimal, 0x hex, 0b binary, 0o or 0-prefixed octal, an
+// optional sign.
+std::optional<int64_t> yamlInt(std::string_view in) {
+  const std::string all = withoutUnderscores(in);
+  std::string_view s = all;
   bool negative = false;
   if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
     negative = s[0] == '-';
@@ -84,18 +106,20 @@ std::optional<int64_t> yamlInt(std::string_view s) {
   } else if (s.size() > 2 && s[0] == '0' && (s[1] == 'b' || s[1] == 'B')) {
     base = 2;
     s.remove_prefix(2);
+  } else if (s.size() > 2 && s[0] == '0' && (s[1] == 'o' || s[1] == 'O')) {
+    base = 8;
+    s.remove_prefix(2);
   } else if (s.size() > 1 && s[0] == '0') {
     base = 8;
     s.remove_prefix(1);
   }
+  if (s.empty()) return std::nullopt;
   for (char c : s) {
-    if (c == '_') continue;
     bool ok = base == 16 ? std::isxdigit(static_cast<unsigned char>(c)) != 0
                          : c >= '0' && c < static_cast<char>('0' + std::min(base, 10));
     if (!ok) return std::nullopt;
-    digits += c;
   }
-  if (digits.empty()) return std::nullopt;
+  const std::string digits(s);
   errno = 0;
   char* end = nullptr;
   unsigned long long v = std::strtoull(digits.c_str(), &end, base);
@@ -108,19 +132,18 @@ std::optional<int64_t> yamlInt(std::string_view s) {
   return static_cast<int64_t>(v);
 }
 
-// A float in YAML 1.1's decimal form (no .inf/.nan: JSON has no such numbers).
-std::optional<double> yamlFloat(std::string_view s) {
-  std::string t;
+// A float in YAML 1.1's decimal form, '_' dropped first (no .inf/.nan: JSON
+// has no such numbers).
+std::optional<double> yamlFloat(std::string_view in) {
+  const std::string t = withoutUnderscores(in);
   bool digit = false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    if (c == '_') continue;
+  for (size_t i = 0; i < t.size(); ++i) {
+    char c = t[i];
     if (std::isdigit(static_cast<unsigned char>(c))) {
       digit = true;
-    } else if (!(c == '.' || c == 'e' || c == 'E' || ((c == '-' || c == '+') && (i == 0 || s[i - 1] == 'e' || s[i - 1] == 'E')))) {
+    } else if (!(c == '.' || c == 'e' || c == 'E' || ((c == '-' || c == '+') && (i == 0 || t[i - 1] == 'e' || t[i - 1] == 'E')))) {
       return std::nullopt;
     }
-    t += c;
   }
   if (!digit) return std::nullopt;
   char* end = nullptr;
@@ -160,13 +183,13 @@ Status writeScalar(const yaml_event_t& e, Writer& w, std::string_view source) {
         return Status::ok();
       }
     }
-    if (t == "int") {
+    if (t == "int" && numberLike(v)) {
       if (auto i = yamlInt(v)) {
         w.Int64(*i);
         return Status::ok();
       }
     }
-    if (t == "float") {
+    if (t == "float" && numberLike(v)) {
       if (auto f = yamlFloat(v)) {
         w.Double(*f);
         return Status::ok();
@@ -184,13 +207,15 @@ Status writeScalar(const yaml_event_t& e, Writer& w, std::string_view source) {
       w.Bool(*b);
       return Status::ok();
     }
-    if (auto i = yamlInt(v)) {
-      w.Int64(*i);
-      return Status::ok();
-    }
-    if (auto f = yamlFloat(v)) {
-      w.Double(*f);
-      return Status::ok();
+    if (numberLike(v)) {
+      if (auto i = yamlInt(v)) {
+        w.Int64(*i);
+        return Status::ok();
+      }
+      if (auto f = yamlFloat(v)) {
+        w.Double(*f);
+        return Status::ok();
+      }
     }
   }
   w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()), true);

@@ -23,6 +23,14 @@ std::string onlyError(const StatusOr<Cluster>& c) {
   return c->errors[0].toString();
 }
 
+// The JSON one YAML document stands for.
+std::string jsonOf(const std::string& yaml) {
+  StatusOr<std::vector<YamlDocument>> d = yamlToJson(yaml, "t");
+  REQUIRE_MESSAGE(d.isOk(), d.status().toString());
+  REQUIRE(d->size() == 1);
+  return (*d)[0].json;
+}
+
 TEST_CASE("yaml: the example cluster as manifests reads as its JSON") {
   StatusOr<Cluster> fromYaml = parseFile(testing::sourcePath("test/fixtures/yaml/examples_cluster.yaml"));
   StatusOr<Cluster> fromJson = parseFile(testing::sourcePath("examples/cluster.json"));
@@ -81,6 +89,45 @@ endpoints:
   CHECK(es.endpoints[1].conditions.ready == std::optional<bool>(false));
   CHECK_FALSE(es.endpoints[1].conditions.serving.has_value());
   CHECK(es.endpoints[1].addresses == StringList{"10.1.0.2"});
+}
+
+// Found by test/fuzz/yaml_fuzz.cc.
+TEST_CASE("yaml: a plain scalar go-yaml reads as a string stays a string (kubectl get -o yaml writes it plain)") {
+  // go-yaml v2 only tries numbers on scalars that start with a sign, a digit or '.':
+  // `kubectl get -o yaml` writes the annotation value "_1" unquoted.
+  StatusOr<Cluster> c = parseYamlText(
+      "kind: Service\nmetadata:\n  name: a\n  annotations:\n    example.com/rev: _1\n    example.com/x: ._5\n"
+      "    kipvs.io/note: _0x10\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}\n");
+  REQUIRE_MESSAGE(c.isOk(), c.status().toString());
+  const std::string firstError = c->errors.empty() ? std::string() : c->errors[0].toString();
+  CHECK_MESSAGE(c->errors.empty(), firstError);
+  REQUIRE(c->services.size() == 1);
+  REQUIRE(c->services[0].meta.annotation("kipvs.io/note"));
+  CHECK(*c->services[0].meta.annotation("kipvs.io/note") == "_0x10");
+  CHECK(jsonOf("v: _1\n") == R"({"v":"_1"})");
+  CHECK(jsonOf("v: ._5\n") == R"({"v":"._5"})");
+  CHECK(jsonOf("v: -_1\n") == R"({"v":-1})");  // after a sign go-yaml drops the '_'
+}
+
+TEST_CASE("yaml: numbers as go-yaml v2 (Go's ParseInt base 0, '_' dropped first) reads them") {
+  CHECK(jsonOf("v: 0o120\n") == R"({"v":80})");   // was "0o120"
+  CHECK(jsonOf("v: -0O17\n") == R"({"v":-15})");  // was "-0O17"
+  CHECK(jsonOf("v: 0_\n") == R"({"v":0})");       // was 0.0
+  CHECK(jsonOf("v: 0_x10\n") == R"({"v":16})");   // was "0_x10"
+  CHECK(jsonOf("v: 1e_-5\n") == R"({"v":0.00001})");  // was "1e_-5"
+  StatusOr<Cluster> c = parseYamlText("kind: Service\nmetadata: {name: o}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 0o120}]}\n");
+  REQUIRE_MESSAGE(c.isOk(), c.status().toString());
+  const std::string firstError = c->errors.empty() ? std::string() : c->errors[0].toString();
+  REQUIRE_MESSAGE(c->errors.empty(), firstError);
+  CHECK(c->services[0].ports[0].port == 80);
+  // Unchanged: what the existing tests hold.
+  CHECK(jsonOf("v: 0x51\n") == R"({"v":81})");
+  CHECK(jsonOf("v: 8_080\n") == R"({"v":8080})");
+  CHECK(jsonOf("v: 0122\n") == R"({"v":82})");
+  CHECK(jsonOf("v: +83\n") == R"({"v":83})");
+  CHECK(jsonOf("v: 80.5\n") == R"({"v":80.5})");
+  CHECK(jsonOf("v: .inf\n") == R"({"v":".inf"})");
+  CHECK(jsonOf("v: 2001-12-14\n") == R"({"v":"2001-12-14"})");
 }
 
 TEST_CASE("yaml: quoted, tagged and odd scalars keep the JSON parser's rules and name the document") {
