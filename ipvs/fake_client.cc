@@ -23,7 +23,7 @@ FakeIpvsClient::FakeIpvsClient()
 StatusOr<Table> FakeIpvsClient::dumpTable() {
   if (dumpFault_) return Status::kernel(dumpFault_, "dump services");
   Table t = table_;
-  normalize(t);
+  normalizeRead(t);
   return t;
 }
 
@@ -33,7 +33,7 @@ StatusOr<std::optional<ServiceState>> FakeIpvsClient::dumpService(const ServiceK
   if (it == table_.services.end()) return std::optional<ServiceState>();
   Table one;
   one.services.emplace(it->first, it->second);
-  normalize(one);
+  normalizeRead(one);
   return std::optional<ServiceState>(one.services.begin()->second);
 }
 

@@ -248,6 +248,21 @@ void normalize(Table& table) {
   });
 }
 
+void normalizeRead(Table& table) {
+  normalizeKeys(table.services, [](ServiceKey& key, ServiceState& s) {
+    const uint32_t netmask = s.spec.netmask;
+    normalize(key, s.spec);
+    // An IPv4 netmask the kernel reports as 0 is a /0 (every client one
+    // persistence template), not the default /32: kipvs must see it to fix it.
+    // (IPv6 cannot hold 0: the kernel refuses a prefix outside 1..128.)
+    if (key.family == Family::kV4) s.spec.netmask = netmask;
+    for (auto& [dk, ds] : s.dests) {
+      DestKey asRead = dk;  // the key stays: only the spec is normalized
+      normalize(key, asRead, ds.spec);
+    }
+  });
+}
+
 Status validateService(const ServiceKey& key, const ServiceSpec& spec) {
   // Messages are built only on failure: this runs for every desired entry.
   auto what = [&] { return "service " + key.toString(); };

@@ -186,14 +186,22 @@ struct Info {
   std::string versionString() const;
 };
 
-// Canonical form shared by desired and dumped state: HASHED masked, the
-// default netmask filled in (/32 or /128), timeout zeroed unless persistent,
-// fwmark keys stripped of address/port; dests: tunnel fields zeroed unless
-// tunnelling, and (as ipvsadm does) the service port for route/tunnel dests of
-// non-fwmark services, since the kernel cannot rewrite the port on those paths.
+// Canonical form of desired state: HASHED masked, the default netmask filled
+// in (/32 or /128), timeout zeroed unless persistent, fwmark keys stripped of
+// address/port; dests: tunnel fields zeroed unless tunnelling, and (as
+// ipvsadm does) the service port for route/tunnel dests of non-fwmark
+// services, since the kernel cannot rewrite the port on those paths. A table
+// read from the kernel takes normalizeRead (below).
 void normalize(ServiceKey& key, ServiceSpec& spec);
 void normalize(const ServiceKey& service, DestKey& key, DestSpec& spec);
 void normalize(Table& table);
+// normalize(Table&) for a table read from the kernel, except for what the
+// kernel really holds: real-server keys stay as read (the kernel keeps a
+// route/tunnel real server on the port it was given; ipvsadm and kipvs give
+// the service's, a hand-made or another tool's may not: re-keyed, it could
+// never be deleted, ENOENT folded as done), and an IPv4 netmask of 0 stays 0
+// (a /0 to the kernel, not the default /32).
+void normalizeRead(Table& table);
 // One service's dests (normalize(Table&) does this for each service).
 void normalizeDests(const ServiceKey& service, std::map<DestKey, DestState>& dests);
 

@@ -242,7 +242,7 @@ StatusOr<Table> NetlinkIpvsClient::dumpTable() {
   // Many dests dumps are spread over several sockets, when asked.
   const bool large = rest->size() >= options_.parallelDumpMinServices;
   KIPVS_RETURN_IF_ERROR(dumpAllDests(std::move(*rest), large ? std::max<size_t>(options_.dumpReaders, 1) : 1));
-  normalize(table);
+  normalizeRead(table);
   return table;
 }
 
@@ -449,7 +449,7 @@ StatusOr<std::optional<ServiceState>> NetlinkIpvsClient::dumpService(const Servi
   state.spec = found->spec;
   state.stats = found->stats;
   one.services.emplace(found->key, std::move(state));
-  normalize(one);
+  normalizeRead(one);
   return std::optional<ServiceState>(std::move(one.services.begin()->second));
 }
 

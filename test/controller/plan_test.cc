@@ -278,3 +278,38 @@ TEST_CASE("apply: ESRCH on a dest op marks the service stale for a re-dump") {
   CHECK(r.stale == std::set<ServiceKey>{k});
   CHECK_FALSE(r.ok());
 }
+
+// Read from the kernel as it holds them (ipvs::normalizeRead): found by test/fuzz/plan_fuzz.cc.
+TEST_CASE("plan: a route real server the kernel holds on another port than the service's is deleted by that port") {
+  FakeIpvsClient kernel;
+  const auto k = svc("10.96.0.1", 80);
+  REQUIRE(kernel.addService(k, spec()).isOk());
+  DestSpec dr = w(1);
+  dr.fwd = FwdMethod::kRoute;
+  // Over netlink (keepalived, a script): the kernel keeps the port it is given; only ipvsadm rewrites it.
+  REQUIRE(kernel.addDest(k, dst("10.244.0.5", 8080), dr).isOk());
+  Table desired;
+  desired.services[k].spec = spec();  // the real server has left
+  const Ownership own = ownAll({"10.96.0.1"});
+  Plan p = plan(desired, *kernel.dumpTable(), own);
+  CHECK(opStrings(p) == std::vector<std::string>{"delete-dest TCP 10.96.0.1:80 -> 10.244.0.5:8080"});
+  CHECK(apply(p, kernel).ok());
+  CHECK(kernel.dumpTable()->services.at(k).dests.empty());
+  CHECK(plan(desired, *kernel.dumpTable(), own).empty());
+}
+
+TEST_CASE("plan: an IPv4 persistence netmask of 0 (a /0) read from the kernel is set back to the desired /32") {
+  FakeIpvsClient kernel;
+  const auto k = svc("10.96.0.1", 80);
+  ServiceSpec want = spec();
+  want.flags = kSvcFlagPersistent;
+  want.timeout = 10800;
+  ServiceSpec byHand = want;
+  byHand.netmask = 0;  // ipvsadm -E -t 10.96.0.1:80 -p 10800 -M 0.0.0.0: every client on one real server
+  REQUIRE(kernel.addService(k, byHand).isOk());
+  CHECK(kernel.dumpTable()->services.at(k).spec.netmask == 0);
+  Table desired;
+  desired.services[k].spec = want;
+  Plan p = plan(desired, *kernel.dumpTable(), ownAll({"10.96.0.1"}));
+  CHECK(opStrings(p) == std::vector<std::string>{"update-service TCP 10.96.0.1:80 scheduler rr persistent 10800s"});
+}

@@ -244,6 +244,26 @@ TEST_CASE_TEMPLATE_DEFINE("conformance", Env, conformance_suite) {
     }
   }
 
+  SUBCASE("a route real server keeps the port it was given; an IPv4 netmask of 0 reads as 0") {
+    // Only ipvsadm moves a route/tunnel real server to the service's port;
+    // over netlink the kernel keeps what it is given, and a read must show it,
+    // or the real server could never be deleted by its key.
+    auto k = tcp("10.0.0.1", 80);
+    ServiceSpec wide = norm(k, sched("rr", kSvcFlagPersistent, 600));
+    wide.netmask = 0;  // a /0: every client shares one persistence template
+    requireOk(c.addService(k, wide));
+    DestSpec dr = masq();
+    dr.fwd = FwdMethod::kRoute;
+    requireOk(c.addDest(k, dest("10.1.0.7", 8080), dr));
+    auto s = dumpOne(c, k);
+    CHECK(s.spec.netmask == 0u);
+    REQUIRE(s.dests.size() == 1);
+    CHECK(s.dests.count(dest("10.1.0.7", 8080)) == 1);
+    checkErrno(c.deleteDest(k, dest("10.1.0.7", 80)), ENOENT);
+    requireOk(c.deleteDest(k, dest("10.1.0.7", 8080)));
+    CHECK(dumpOne(c, k).dests.empty());
+  }
+
   SUBCASE("edits in place keep the service and its dests") {
     auto k = tcp("10.0.0.1", 80);
     requireOk(c.addService(k, norm(k, sched("rr"))));
