@@ -208,8 +208,16 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     Ownership o;
     o.vips = mine;
     o.vips.insert(other.begin(), other.end());
-    o.vips.insert(desired.vips.begin(), desired.vips.end());
     o.nodeIps.insert(node.nodeIps.begin(), node.nodeIps.end());
+    // The desired VIPs kipvs is about to make local are its own. In route mode
+    // one that is a node address (an externalIP or LoadBalancer IP naming the
+    // node) gets no route (below): nothing of kipvs's makes it local, and
+    // owning it would own every virtual server on the node's address
+    // (keepalived's, an `ipvsadm -A` by hand), not only its NodePorts.
+    for (const auto& v : desired.vips) {
+      if (opts.vipMode == VipMode::kRoute && o.nodeIps.count(v)) continue;
+      o.vips.insert(v);
+    }
     o.nodePortMin = node.nodePortMin;
     o.nodePortMax = node.nodePortMax;
     return o;

@@ -262,6 +262,25 @@ TEST_CASE("reconcile: route mode leaves a VIP that is a node address alone, and 
   CHECK(rig.host.calls(FakeHostNetwork::Op::kAddRoute) == routeCalls);
 }
 
+TEST_CASE("reconcile: an externalIP naming the node does not make the node address's other virtual servers ours") {
+  Rig rig;
+  rig.host.addLinkAddress("eth0", A("192.168.1.10"));
+  // keepalived's, or one made by hand: on the node address, outside the NodePort range.
+  const auto ssh = ServiceKey::tcp(A("192.168.1.10"), 22);
+  ServiceSpec wlc;
+  wlc.scheduler = "wlc";
+  wlc.netmask = 0xffffffff;
+  REQUIRE(rig.kernel.addService(ssh, wlc).isOk());
+  Cluster c = cluster({service("web", "10.96.0.10", R"(,"externalIPs":["192.168.1.10"])"),
+                       slice("web", {{"10.244.0.1", kReady}})});
+  ReconcileResult r = rig.run(c);
+  INFO(rig.out.str());
+  CHECK(r.exitCode() == 0);
+  CHECK(rig.kernel.dumpTable()->services.count(ssh) == 1);
+  CHECK(rig.kernel.dumpTable()->services.count(ServiceKey::tcp(A("192.168.1.10"), 80)) == 1);
+  CHECK(rig.out.str().find("left alone TCP 192.168.1.10:22") != std::string::npos);
+}
+
 TEST_CASE("reconcile: --vip-mode=address binds VIPs as addresses, and a second run writes nothing") {
   Rig rig;
   rig.opts.vipMode = VipMode::kAddress;
