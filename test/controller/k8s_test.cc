@@ -239,6 +239,35 @@ TEST_CASE("parse: a single object") {
   CHECK(s.slices[0].addressType == AddressType::kIPv6);
 }
 
+// Found by test/fuzz/parse_fuzz.cc: rapidjson's SSE2 string scan let 0x1A-0x1F
+// through where a string's bytes were 16-byte aligned (see meson.build).
+TEST_CASE("parse: a raw 0x1A-0x1F in a string is an error wherever the string lies in memory") {
+  for (char bad : {'\x1a', '\x1b', '\x1f'}) {
+    for (int pad = 0; pad < 16; ++pad) {
+      const std::string json =
+          std::string(pad, ' ') +
+          R"({"kind":"List","items":[{"kind":"Service","metadata":{"name":"ab"},"x":"0123456789abcdefghijklmnopqrstuv)" +
+          std::string(1, bad) + R"("}]})";
+      CAPTURE(pad);
+      CAPTURE(static_cast<int>(bad));
+      const size_t at = json.find(bad);
+      const std::string want = "t.json: invalid JSON at byte " + std::to_string(at) + " (line 1, column " +
+                               std::to_string(at + 1) + "): Invalid escape character in string.";
+      StatusOr<Cluster> c = parseJson(json, "t.json");
+      REQUIRE_FALSE(c.isOk());
+      CHECK(c.status().message() == want);
+      ParseOptions streamed;
+      streamed.mapFiles = false;
+      streamed.chunkBytes = 7;
+      testing::TempFile f(json, "t.json");
+      StatusOr<Cluster> fromFile = parseFile(f.path, streamed);
+      REQUIRE_FALSE(fromFile.isOk());
+      CHECK(fromFile.status().message().ends_with("invalid JSON at byte " + std::to_string(at) + " (line 1, column " +
+                                                  std::to_string(at + 1) + "): Invalid escape character in string."));
+    }
+  }
+}
+
 TEST_CASE("parse: malformed JSON names the file, byte offset, line:column and the reason") {
   std::string path = sourcePath("test/fixtures/malformed.json");
   StatusOr<Cluster> c = parseFile(path);
