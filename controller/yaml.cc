@@ -119,10 +119,10 @@ std::optional<int64_t> yamlInt(std::string_view in) {
                          : c >= '0' && c < static_cast<char>('0' + std::min(base, 10));
     if (!ok) return std::nullopt;
   }
-  const std::string digits(s);
   errno = 0;
   char* end = nullptr;
-  unsigned long long v = std::strtoull(digits.c_str(), &end, base);
+  // s is a suffix of `all`, so it ends in a NUL.
+  unsigned long long v = std::strtoull(s.data(), &end, base);
   if (errno == ERANGE || *end != '\0') return std::nullopt;
   if (negative) {
     if (v > static_cast<unsigned long long>(INT64_MAX) + 1) return std::nullopt;
