@@ -194,15 +194,19 @@ void normalize(ServiceKey& key, ServiceSpec& spec) {
   if (spec.netmask == 0) spec.netmask = key.family == Family::kV4 ? 0xffffffffu : 128;
 }
 
-void normalize(const ServiceKey& service, DestKey& key, DestSpec& spec) {
-  if (!service.isFwmark() && (spec.fwd == FwdMethod::kTunnel || spec.fwd == FwdMethod::kRoute)) {
-    key.port = service.port;
-  }
+void normalize(DestSpec& spec) {
   if (spec.fwd != FwdMethod::kTunnel) {
     spec.tunType = TunnelType::kIpip;
     spec.tunPort = 0;
     spec.tunFlags = 0;
   }
+}
+
+void normalize(const ServiceKey& service, DestKey& key, DestSpec& spec) {
+  if (!service.isFwmark() && (spec.fwd == FwdMethod::kTunnel || spec.fwd == FwdMethod::kRoute)) {
+    key.port = service.port;
+  }
+  normalize(spec);
 }
 
 namespace {
@@ -256,10 +260,7 @@ void normalizeRead(Table& table) {
     // persistence template), not the default /32: kipvs must see it to fix it.
     // (IPv6 cannot hold 0: the kernel refuses a prefix outside 1..128.)
     if (key.family == Family::kV4) s.spec.netmask = netmask;
-    for (auto& [dk, ds] : s.dests) {
-      DestKey asRead = dk;  // the key stays: only the spec is normalized
-      normalize(key, asRead, ds.spec);
-    }
+    for (auto& [dk, ds] : s.dests) normalize(ds.spec);  // the keys stay as read
   });
 }
 

@@ -194,6 +194,7 @@ struct Info {
 // read from the kernel takes normalizeRead (below).
 void normalize(ServiceKey& key, ServiceSpec& spec);
 void normalize(const ServiceKey& service, DestKey& key, DestSpec& spec);
+void normalize(DestSpec& spec);  // the dest's part that does not depend on its service
 void normalize(Table& table);
 // normalize(Table&) for a table read from the kernel, except for what the
 // kernel really holds: real-server keys stay as read (the kernel keeps a
