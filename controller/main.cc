@@ -40,8 +40,8 @@ Usage:
 
 reconcile reads `kubectl get services,endpointslices -A -o json` (a List, a
 ServiceList/EndpointSliceList, or single objects; FILE "-" is stdin) or YAML
-manifests (several documents; FILE named *.yaml/*.yml, or not starting with
-'{' or '['), computes the desired table (kube-proxy IPVS-mode semantics),
+manifests (several documents; an input not starting with '{' or '[', unless
+named *.json), computes the desired table (kube-proxy IPVS-mode semantics),
 diffs it against the live kernel table and applies the smallest ordered set
 of changes. A file that does not parse changes nothing. An invalid Service is
 named and skipped; the rest is applied.

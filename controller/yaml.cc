@@ -154,6 +154,17 @@ std::optional<double> yamlFloat(std::string_view in) {
 
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
+// kubectl's YAML reader (sigs.k8s.io/yaml) hands a float to Go's JSON
+// encoder, which writes one with an integral value without a fraction:
+// `port: 80.0` and `port: 8e1` reach the API as 80, an integer.
+void writeFloat(Writer& w, double f) {
+  if (std::trunc(f) == f && std::fabs(f) < 9.2e18) {
+    w.Int64(static_cast<int64_t>(f));
+  } else {
+    w.Double(f);
+  }
+}
+
 // One scalar as JSON. Quoted and block scalars are strings; plain ones are
 // resolved; explicit standard tags are honoured.
 Status writeScalar(const yaml_event_t& e, Writer& w, std::string_view source) {
@@ -191,7 +202,7 @@ Status writeScalar(const yaml_event_t& e, Writer& w, std::string_view source) {
     }
     if (t == "float" && numberLike(v)) {
       if (auto f = yamlFloat(v)) {
-        w.Double(*f);
+        writeFloat(w, *f);
         return Status::ok();
       }
     }
@@ -213,7 +224,7 @@ Status writeScalar(const yaml_event_t& e, Writer& w, std::string_view source) {
         return Status::ok();
       }
       if (auto f = yamlFloat(v)) {
-        w.Double(*f);
+        writeFloat(w, *f);
         return Status::ok();
       }
     }
@@ -308,16 +319,16 @@ StatusOr<std::vector<YamlDocument>> yamlToJson(std::string_view text, std::strin
 }
 
 bool isYamlInput(std::string_view path, std::string_view text) {
-  auto endsWith = [&](std::string_view suffix) {
+  auto named = [&](std::string_view suffix) {
     return path.size() >= suffix.size() && path.substr(path.size() - suffix.size()) == suffix;
   };
-  if (endsWith(".yaml") || endsWith(".yml")) return true;
-  if (endsWith(".json")) return false;
+  // A UTF-8 byte order mark is not content (the JSON parser skips it too).
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
   for (char c : text) {
     if (c == ' ' || c == '\t' || c == '\n' || c == '\r') continue;
-    return c != '{' && c != '[';
+    return c != '{' && c != '[' && !named(".json");
   }
-  return false;  // empty: the JSON parser says so
+  return named(".yaml") || named(".yml");  // blank: "no YAML documents", else the JSON parser's error
 }
 
 }  // namespace kipvs::controller

@@ -26,8 +26,11 @@ struct YamlDocument {
 // error is kParse, naming sourceName with line and column.
 StatusOr<std::vector<YamlDocument>> yamlToJson(std::string_view text, std::string_view sourceName);
 
-// Whether an input is YAML: by its name (.yaml/.yml, or .json), else by its
-// first byte that is not whitespace ('{' or '[' start JSON).
+// Whether an input is YAML. As kubectl decides, by content: JSON when its
+// first byte that is not whitespace is '{' (or '[', an error either way, the
+// JSON parser's the clearer), whatever the file's name. Otherwise YAML,
+// unless the file is named *.json: what starts oddly there gets the JSON
+// parser's error, with its byte offset.
 bool isYamlInput(std::string_view path, std::string_view text);
 
 }  // namespace kipvs::controller

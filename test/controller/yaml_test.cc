@@ -187,15 +187,53 @@ TEST_CASE("yaml: what is refused, with file, line and column") {
   }
 }
 
-TEST_CASE("yaml: which inputs are YAML") {
-  CHECK(isYamlInput("a.yaml", "{}"));
-  CHECK(isYamlInput("a.yml", "{}"));
-  CHECK_FALSE(isYamlInput("a.json", "kind: List"));
-  CHECK(isYamlInput("", "\n  kind: List\n"));  // stdin: by content
-  CHECK(isYamlInput("", "---\n{}"));
-  CHECK_FALSE(isYamlInput("", " \n{\"kind\": \"List\"}"));
+TEST_CASE("yaml: which inputs are YAML: by content, as kubectl decides, and *.json is JSON") {
+  CHECK(isYamlInput("", "\n  kind: List\n"));
+  CHECK(isYamlInput("a.yaml", "---\n{}"));
+  CHECK(isYamlInput("", "# c\n{}"));
+  CHECK_FALSE(isYamlInput("a.yaml", " \n{\"kind\": \"List\"}"));  // was YAML by its name
+  CHECK_FALSE(isYamlInput("a.yml", "\t\r\n{}"));
   CHECK_FALSE(isYamlInput("", "[]"));
-  CHECK_FALSE(isYamlInput("dump", ""));  // empty: the JSON parser's error
+  CHECK_FALSE(isYamlInput("a.yaml", "\xEF\xBB\xBF{}"));
+  CHECK(isYamlInput("", "\xEF\xBB\xBFkind: List"));
+  // Not starting with '{': the name decides, else YAML.
+  CHECK_FALSE(isYamlInput("a.json", "kind: List"));
+  CHECK_FALSE(isYamlInput("a.json", "7"));
+  CHECK(isYamlInput("a", "7"));
+  // Blank: YAML's "no YAML documents" for a *.yaml file, else the JSON parser's error.
+  CHECK(isYamlInput("a.yaml", ""));
+  CHECK(isYamlInput("a.yml", " \n"));
+  CHECK_FALSE(isYamlInput("dump", ""));
+  CHECK_FALSE(isYamlInput("", " \n"));
+}
+
+TEST_CASE("yaml: JSON in a file named *.yaml is read as JSON (as kubectl reads -f)") {
+  // A surrogate pair escape is one character to JSON, two lone surrogates to
+  // a YAML reader.
+  const std::string json = R"({"kind":"Service","metadata":{"name":"s","annotations":{"kipvs.io/note":"\ud83d\ude00"}},)"
+                           R"("spec":{"clusterIP":"10.96.0.1","ports":[{"port":80}]}})";
+  for (const char* name : {"in.yaml", "in.yml", "in.json", "in"}) {
+    CAPTURE(name);
+    testing::TempFile f(json, name);
+    StatusOr<Cluster> c = parseFile(f.path);
+    REQUIRE_MESSAGE(c.isOk(), c.status().toString());
+    REQUIRE(c->services.size() == 1);
+    REQUIRE(c->services[0].meta.annotation("kipvs.io/note"));
+    CHECK(*c->services[0].meta.annotation("kipvs.io/note") == "\xF0\x9F\x98\x80");
+  }
+}
+
+TEST_CASE("yaml: a float with an integral value is the integer kubectl sends") {
+  CHECK(jsonOf("v: 80.0\n") == R"({"v":80})");
+  CHECK(jsonOf("v: 8e1\n") == R"({"v":80})");
+  CHECK(jsonOf("v: !!float 80\n") == R"({"v":80})");
+  CHECK(jsonOf("v: -0.0\n") == R"({"v":0})");
+  CHECK(jsonOf("v: 1e300\n") == R"({"v":1e300})");
+  StatusOr<Cluster> c = parseYamlText("kind: Service\nmetadata: {name: f}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80.0}]}\n");
+  REQUIRE_MESSAGE(c.isOk(), c.status().toString());
+  const std::string firstError = c->errors.empty() ? std::string() : c->errors[0].toString();
+  REQUIRE_MESSAGE(c->errors.empty(), firstError);
+  CHECK(c->services[0].ports[0].port == 80);
 }
 
 }  // namespace
