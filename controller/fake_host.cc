@@ -209,4 +209,16 @@ StatusOr<std::string> FakeHostNetwork::kernelRelease() {
   return kernelRelease_;
 }
 
+StatusOr<std::set<ipvs::ServiceKey>> FakeHostNetwork::ownedRecord() {
+  KIPVS_RETURN_IF_ERROR(enter(Op::kOwnedRecord, ""));
+  return record_;
+}
+
+Status FakeHostNetwork::storeOwnedRecord(const std::set<ipvs::ServiceKey>& keys) {
+  KIPVS_RETURN_IF_ERROR(enter(Op::kStoreOwnedRecord, ""));
+  record_ = keys;
+  ++writes_;
+  return Status::ok();
+}
+
 }  // namespace kipvs::controller

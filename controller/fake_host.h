@@ -27,6 +27,8 @@ class FakeHostNetwork : public HostNetwork {
     kGetSysctl,
     kNodeAddresses,
     kKernelRelease,
+    kOwnedRecord,
+    kStoreOwnedRecord,
   };
 
   explicit FakeHostNetwork(std::string kernelRelease = "6.1.0-18-amd64") : kernelRelease_(std::move(kernelRelease)) {}
@@ -42,6 +44,8 @@ class FakeHostNetwork : public HostNetwork {
   StatusOr<std::string> getSysctl(const std::string& path) override;
   StatusOr<std::vector<ipvs::Address>> nodeAddresses(const std::string& excludeIfname) override;
   StatusOr<std::string> kernelRelease() override;
+  StatusOr<std::set<ipvs::ServiceKey>> ownedRecord() override;
+  Status storeOwnedRecord(const std::set<ipvs::ServiceKey>& keys) override;
 
   // --- test controls ---
   // A link of any type ("dummy", "veth", "loopback"...), with addresses.
@@ -65,8 +69,11 @@ class FakeHostNetwork : public HostNetwork {
   // Calls per op, failed ones included.
   int calls(Op op) const;
   // Calls that changed state: links created or brought up, addresses added or
-  // removed, sysctl writes.
+  // removed, sysctl writes, record stores.
   uint64_t writeCount() const { return writes_; }
+  // The record as last stored (it lives with the node, as the file does).
+  const std::set<ipvs::ServiceKey>& record() const { return record_; }
+  void seedRecord(std::set<ipvs::ServiceKey> keys) { record_ = std::move(keys); }
 
  private:
   struct Link {
@@ -92,6 +99,7 @@ class FakeHostNetwork : public HostNetwork {
   std::map<std::string, std::string> sysctls_;
   std::vector<Fault> faults_;
   std::map<Op, int> calls_;
+  std::set<ipvs::ServiceKey> record_;
   uint64_t writes_ = 0;
 };
 

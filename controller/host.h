@@ -90,6 +90,11 @@ class HostNetwork {
   virtual StatusOr<std::vector<ipvs::Address>> nodeAddresses(const std::string& excludeIfname) = 0;
   // uname -r, e.g. "6.1.0-18-amd64".
   virtual StatusOr<std::string> kernelRelease() = 0;
+  // The virtual servers kipvs recorded as its own where the kernel does not
+  // say so (owned_record.h), kept between runs; empty when none were.
+  virtual StatusOr<std::set<ipvs::ServiceKey>> ownedRecord() = 0;
+  // Replaces the record.
+  virtual Status storeOwnedRecord(const std::set<ipvs::ServiceKey>& keys) = 0;
 };
 
 // Not loopback, link-local, multicast or unspecified: an address another

@@ -83,6 +83,11 @@ reconcile flags:
                                EndpointSlice, even though it empties what kipvs owns in the
                                table (refused by default, exit 2: that is what a failed or
                                partial kubectl get looks like)
+  --state-dir DIR              where kipvs records the virtual servers it made on this node's
+                               own addresses for an externalIP or LoadBalancer IP naming the
+                               node (route mode), so that it deletes them once unwanted:
+                               DIR/owned-netns-<cookie>, one per network namespace
+                               (default /run/kipvs, which empties at boot as the table does)
   --lock-timeout SECONDS       wait this long for another kipvs changing this network namespace's
                                IPVS table to finish (default 30; 0: do not wait); then exit 2,
                                changing nothing. A dry run takes no lock. A holder that
@@ -236,6 +241,7 @@ int cmdDump(Args& a) {
 int cmdReconcile(Args& a) {
   ReconcileOptions opts;
   std::chrono::milliseconds lockTimeout = std::chrono::seconds(30);
+  NetlinkHostNetwork::Options hostOptions;
   std::vector<std::string> files;
   std::vector<std::string> nodeIps;
   bool destsFromProc = true;
@@ -311,6 +317,9 @@ int cmdReconcile(Args& a) {
       } else if (error.empty()) {
         return usageError("--table-read wants proc or netlink");
       }
+    } else if (takeValue(a, "state-dir", nullptr, &value, &error)) {
+      if (error.empty() && (value.empty() || value[0] != '/')) return usageError("--state-dir wants an absolute path");
+      hostOptions.stateDir = value;
     } else if (takeValue(a, "dummy-interface", nullptr, &value, &error)) {
       if (error.empty() && (value.empty() || value.size() > 15)) return usageError("--dummy-interface: 1..15 characters");
       opts.dummyInterface = value;
@@ -398,7 +407,7 @@ int cmdReconcile(Args& a) {
   }
   if (!client.isOk()) return fatal(client.status(), "");
   ipvs::NetlinkIpvsClient& kernel = **client;
-  auto hostNet = NetlinkHostNetwork::open();
+  auto hostNet = NetlinkHostNetwork::open(hostOptions);
   if (!hostNet.isOk()) return fatal(hostNet.status(), "");
   // The desired state is computed while the dump may still be running.
   ReconcileResult r = reconcile(*cluster, opts, kernel, **hostNet, std::cout, std::cerr,

@@ -19,6 +19,7 @@
 
 #include <glog/logging.h>
 
+#include "controller/owned_record.h"
 #include "netlink/message.h"
 
 #ifndef SOL_NETLINK
@@ -731,6 +732,18 @@ StatusOr<std::string> NetlinkHostNetwork::kernelRelease() {
   utsname u{};
   if (::uname(&u) != 0) return Status::kernel(errno, "uname");
   return std::string(u.release);
+}
+
+StatusOr<std::set<ipvs::ServiceKey>> NetlinkHostNetwork::ownedRecord() {
+  StatusOr<std::string> path = ownedRecordPath(options_.stateDir);
+  if (!path) return path.status();
+  return readOwnedRecord(*path);
+}
+
+Status NetlinkHostNetwork::storeOwnedRecord(const std::set<ipvs::ServiceKey>& keys) {
+  StatusOr<std::string> path = ownedRecordPath(options_.stateDir);
+  if (!path) return path.status();
+  return writeOwnedRecord(*path, keys);
 }
 
 }  // namespace kipvs::controller

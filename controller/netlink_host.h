@@ -26,6 +26,7 @@ class NetlinkHostNetwork : public HostNetwork {
  public:
   struct Options {
     std::string procSysRoot = "/proc/sys";  // tests point this at a temp dir
+    std::string stateDir = "/run/kipvs";    // the owned record's directory (owned_record.h)
   };
   // Opens an rtnetlink socket. Not thread-safe: one per thread.
   static StatusOr<std::unique_ptr<NetlinkHostNetwork>> open(Options options);
@@ -47,6 +48,8 @@ class NetlinkHostNetwork : public HostNetwork {
   StatusOr<std::string> getSysctl(const std::string& path) override;
   StatusOr<std::vector<ipvs::Address>> nodeAddresses(const std::string& excludeIfname) override;
   StatusOr<std::string> kernelRelease() override;
+  StatusOr<std::set<ipvs::ServiceKey>> ownedRecord() override;
+  Status storeOwnedRecord(const std::set<ipvs::ServiceKey>& keys) override;
 
   // Route entries the kernel sent to localRoutes() so far (the kernel filters
   // the dump where it can: see dumpOurRoutes in the .cc).

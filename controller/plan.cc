@@ -13,7 +13,7 @@ using ipvs::ServiceState;
 
 bool Ownership::owns(const ServiceKey& key) const {
   if (key.isFwmark()) return false;  // kipvs makes no fwmark services (yet)
-  if (vips.count(key.address)) return true;
+  if (vips.count(key.address) || recorded.count(key)) return true;
   return nodeIps.count(key.address) && key.port >= nodePortMin && key.port <= nodePortMax;
 }
 

@@ -22,6 +22,7 @@ struct Ownership {
   std::set<ipvs::Address> vips;      // addresses on kipvs's dummy interface (and the ones it is about to bind)
   std::set<ipvs::Address> nodeIps;   // NodePort virtual servers live on these
   uint16_t nodePortMin = 30000, nodePortMax = 32767;
+  std::set<ipvs::ServiceKey> recorded;  // kipvs made these where nothing above marks them (owned_record.h)
 
   bool owns(const ipvs::ServiceKey& key) const;
 };

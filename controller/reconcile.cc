@@ -204,8 +204,22 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   ipvs::Table actual = std::move(*actualOr);
   VLOG(1) << "read the live table: " << actual.services.size() << " virtual servers";
 
+  // What kipvs made where the kernel does not mark it as kipvs's
+  // (owned_record.h). A record that cannot be read is left as it is: its
+  // virtual servers are not owned this run, and the error says why.
+  std::set<ServiceKey> recorded;
+  std::vector<Status> recordErrors;
+  bool recordUsable = true;
+  if (StatusOr<std::set<ServiceKey>> r = host.ownedRecord(); r.isOk()) {
+    recorded = std::move(*r);
+  } else {
+    recordUsable = false;
+    recordErrors.push_back(r.status().withContext("reading the record of owned virtual servers"));
+  }
+
   auto ownership = [&] {
     Ownership o;
+    o.recorded = recorded;
     o.vips = mine;
     o.vips.insert(other.begin(), other.end());
     o.nodeIps.insert(node.nodeIps.begin(), node.nodeIps.end());
@@ -235,6 +249,38 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     }
   }
   const uint64_t writesBefore = client.writeCount();  // the client is ours from here (see TableSource)
+
+  // The desired virtual servers nothing in the kernel will mark as kipvs's:
+  // written down before they are made, so a run that stops halfway still
+  // knows them. Only those on a node address can be such (every other
+  // desired VIP is made local through the dummy), so only those are looked at.
+  std::set<ServiceKey> unmarked;
+  {
+    Ownership marks = ownership();
+    marks.recorded.clear();
+    for (const auto& ip : marks.nodeIps) {
+      for (ipvs::Protocol p : {ipvs::Protocol::kTcp, ipvs::Protocol::kUdp, ipvs::Protocol::kSctp}) {
+        for (auto it = desired.table.services.lower_bound(ServiceKey::make(p, ip, 0));
+             it != desired.table.services.end() && it->first.protocol == p && it->first.address == ip; ++it) {
+          if (!marks.owns(it->first)) unmarked.insert(it->first);
+        }
+      }
+    }
+  }
+  std::set<ServiceKey> storedRecord = recorded;
+  auto storeRecord = [&](std::set<ServiceKey> keys) {
+    if (!recordUsable || keys == storedRecord) return;
+    if (Status s = host.storeOwnedRecord(keys); !s.isOk()) {
+      recordErrors.push_back(s.withContext("recording owned virtual servers"));
+      return;
+    }
+    storedRecord = std::move(keys);
+  };
+  if (!opts.dryRun) {
+    std::set<ServiceKey> ahead = recorded;
+    ahead.insert(unmarked.begin(), unmarked.end());
+    storeRecord(std::move(ahead));
+  }
 
   // The writes start now, on a thread of their own: the service adds and
   // updates need only step 1 and the live table, and go first (apply's first
@@ -444,6 +490,15 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
       merge(result.report, std::move(again));
     }
 
+    // The record keeps what is still wanted, and what could not be deleted.
+    {
+      std::set<ServiceKey> kept = unmarked;
+      for (const auto& k : recorded) {
+        if (!desired.table.services.count(k) && result.report.failedServices.count(k)) kept.insert(k);
+      }
+      storeRecord(std::move(kept));
+    }
+
     // Unbind only after the services on those addresses are gone.
     record(opts.vipMode, false, change(opts.vipMode, false, toUnbind), toUnbind, result.hostChanges, result.hostErrors);
     record(otherMode, false, change(otherMode, false, toUnbindOther), toUnbindOther, result.hostChanges,
@@ -474,6 +529,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     }
   }
 
+  result.hostErrors.insert(result.hostErrors.end(), recordErrors.begin(), recordErrors.end());
   result.kernelWrites = client.writeCount() - writesBefore;
   for (const auto& f : result.report.failures) {
     err << "error: " << f.op.toString() << ": " << f.status.toString() << "\n";

@@ -281,6 +281,109 @@ TEST_CASE("reconcile: an externalIP naming the node does not make the node addre
   CHECK(rig.out.str().find("left alone TCP 192.168.1.10:22") != std::string::npos);
 }
 
+TEST_CASE("reconcile: a virtual server made on an externalIP naming the node is recorded, and deleted once unwanted") {
+  Rig rig;
+  rig.host.addLinkAddress("eth0", A("192.168.1.10"));
+  const auto ssh = ServiceKey::tcp(A("192.168.1.10"), 22);
+  const auto web80 = ServiceKey::tcp(A("192.168.1.10"), 80);
+  ServiceSpec wlc;
+  wlc.scheduler = "wlc";
+  wlc.netmask = 0xffffffff;
+  REQUIRE(rig.kernel.addService(ssh, wlc).isOk());
+  const std::string other = service("other", "10.96.0.20");
+  const std::string otherSlice = slice("other", {{"10.244.0.9", kReady}});
+  Cluster withIp = cluster({service("web", "10.96.0.10", R"(,"externalIPs":["192.168.1.10"])"),
+                            slice("web", {{"10.244.0.1", kReady}}), other, otherSlice});
+  ReconcileResult r = rig.run(withIp);
+  INFO(rig.out.str());
+  REQUIRE(r.exitCode() == 0);
+  CHECK(rig.kernel.dumpTable()->services.count(web80) == 1);
+  CHECK(rig.host.record() == std::set<ServiceKey>{web80});  // the foreign :22 is not in it
+
+  // A second run stores nothing and writes nothing.
+  const uint64_t hostWrites = rig.host.writeCount();
+  r = rig.run(withIp);
+  CHECK(r.exitCode() == 0);
+  CHECK(r.kernelWrites == 0);
+  CHECK(rig.host.writeCount() == hostWrites);
+  CHECK(rig.host.calls(FakeHostNetwork::Op::kStoreOwnedRecord) == 1);
+
+  // A dry run without the externalIP plans the delete and stores nothing.
+  Cluster without = cluster({service("web", "10.96.0.10"), slice("web", {{"10.244.0.1", kReady}}), other, otherSlice});
+  rig.opts.dryRun = true;
+  r = rig.run(without);
+  CHECK(r.exitCode() == 0);
+  CHECK(rig.out.str().find("- service TCP 192.168.1.10:80") != std::string::npos);
+  CHECK(rig.host.record() == std::set<ServiceKey>{web80});
+  CHECK(rig.kernel.dumpTable()->services.count(web80) == 1);
+
+  // The externalIP goes: so does its virtual server, and the record empties.
+  // The foreign one on the same address stays.
+  rig.opts.dryRun = false;
+  r = rig.run(without);
+  CHECK(r.exitCode() == 0);
+  CHECK(rig.kernel.dumpTable()->services.count(web80) == 0);
+  CHECK(rig.kernel.dumpTable()->services.count(ssh) == 1);
+  CHECK(rig.out.str().find("left alone TCP 192.168.1.10:22") != std::string::npos);
+  CHECK(rig.host.record().empty());
+}
+
+TEST_CASE("reconcile: a recorded virtual server whose delete fails stays recorded, and goes on the next run") {
+  Rig rig;
+  rig.host.addLinkAddress("eth0", A("192.168.1.10"));
+  const auto web80 = ServiceKey::tcp(A("192.168.1.10"), 80);
+  const std::string other = service("other", "10.96.0.20");
+  const std::string otherSlice = slice("other", {{"10.244.0.9", kReady}});
+  REQUIRE(rig.run(cluster({service("web", "10.96.0.10", R"(,"externalIPs":["192.168.1.10"])"),
+                           slice("web", {{"10.244.0.1", kReady}}), other, otherSlice}))
+              .exitCode() == 0);
+  REQUIRE(rig.host.record() == std::set<ServiceKey>{web80});
+  Cluster without = cluster({other, otherSlice});
+  rig.kernel.failNext(web80, EPERM);
+  ReconcileResult r = rig.run(without);
+  CHECK(r.exitCode() == 1);
+  CHECK(rig.kernel.dumpTable()->services.count(web80) == 1);
+  CHECK(rig.host.record() == std::set<ServiceKey>{web80});
+  r = rig.run(without);
+  CHECK(r.exitCode() == 0);
+  CHECK(rig.kernel.dumpTable()->services.count(web80) == 0);
+  CHECK(rig.host.record().empty());
+}
+
+TEST_CASE("reconcile: a record that cannot be read owns nothing and is not overwritten; one that cannot be stored is an error") {
+  Rig rig;
+  rig.host.addLinkAddress("eth0", A("192.168.1.10"));
+  const auto web80 = ServiceKey::tcp(A("192.168.1.10"), 80);
+  const auto web81 = ServiceKey::tcp(A("192.168.1.10"), 81);
+  REQUIRE(rig.kernel.addService(web80, ServiceSpec{}).isOk());
+  rig.host.seedRecord({web80});
+  rig.host.injectFailure(FakeHostNetwork::Op::kOwnedRecord, Status::error(Code::kParse, "line 2: bad"));
+  const std::string other = service("other", "10.96.0.20");
+  const std::string otherSlice = slice("other", {{"10.244.0.9", kReady}});
+  ReconcileResult r = rig.run(cluster({other, otherSlice}));
+  CHECK(r.exitCode() == 1);
+  CHECK(rig.err.str().find("reading the record of owned virtual servers: line 2: bad") != std::string::npos);
+  CHECK(rig.kernel.dumpTable()->services.count(web80) == 1);  // not known to be ours this run
+  CHECK(rig.host.calls(FakeHostNetwork::Op::kStoreOwnedRecord) == 0);
+  CHECK(rig.host.record() == std::set<ServiceKey>{web80});
+
+  // Storing fails: the Service is still programmed, and the error says so.
+  rig.host.injectFailure(FakeHostNetwork::Op::kStoreOwnedRecord, Status::error(Code::kIo, "cannot create /run/kipvs", EROFS), 2);
+  Cluster want81 = cluster({service("web", "10.96.0.10", R"(,"externalIPs":["192.168.1.10"])").replace(
+                                service("web", "10.96.0.10", R"(,"externalIPs":["192.168.1.10"])").find(R"("port":80)"),
+                                9, R"("port":81)"),
+                            slice("web", {{"10.244.0.1", kReady}}), other, otherSlice});
+  r = rig.run(want81);
+  CHECK(r.exitCode() == 1);
+  CHECK(rig.kernel.dumpTable()->services.count(web81) == 1);
+  CHECK(rig.kernel.dumpTable()->services.count(web80) == 0);  // the record was read this time
+  CHECK(rig.err.str().find("recording owned virtual servers: cannot create /run/kipvs") != std::string::npos);
+  // Once the store works again, the next run records it.
+  r = rig.run(want81);
+  CHECK(r.exitCode() == 0);
+  CHECK(rig.host.record() == std::set<ServiceKey>{web81});
+}
+
 TEST_CASE("reconcile: --vip-mode=address binds VIPs as addresses, and a second run writes nothing") {
   Rig rig;
   rig.opts.vipMode = VipMode::kAddress;

@@ -298,6 +298,36 @@ check "10.96.0.10:80 answers again ($a)" grep -qE '^pod-[123]$' <<<"$a"
 a=$(kt_http_get cli fd00:96::16 80 || true)
 check "[fd00:96::16]:80 answers again ($a)" grep -qE '^pod-[123]$' <<<"$a"
 
+step "an externalIP naming the node (route mode): kipvs records its virtual server and deletes it once unwanted; a foreign one on the node address stays"
+kt_ipvsadm -A -t 10.0.2.254:22 -s wlc
+python3 - "$KT_DIR/step2.json" > "$KT_DIR/nodeip.json" <<'EOF'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+for i in doc["items"]:
+    if i.get("kind") == "Service" and i["metadata"]["name"] == "web":
+        i["spec"]["externalIPs"] = ["10.0.2.254"]
+json.dump(doc, sys.stdout)
+EOF
+state="$KT_DIR/state"
+record() { cat "$state"/owned-netns-* 2>/dev/null | grep -v '^#' || true; }
+out=$(kipvs -f "$KT_DIR/nodeip.json" --state-dir "$state")
+echo "$out" | tail -4
+check "the virtual server on the node address is there" has_rule '-A -t 10.0.2.254:80 -s rr'
+a=$(kt_http_get cli 10.0.2.254 80 || true)
+check "10.0.2.254:80 answers from a pod ($a)" grep -qE '^pod-[123]$' <<<"$a"
+check "the record names it, and only it ($(record))" [ "$(record)" = "TCP 10.0.2.254:80" ]
+check "the record is this namespace's file, owned-netns-cookie-N ($(ls "$state"))" \
+    grep -qxE 'owned-netns-cookie-[0-9]+' <<<"$(ls "$state")"
+out=$(kipvs -f "$KT_DIR/nodeip.json" --state-dir "$state" -o json)
+check "a second run: zero kernel writes" grep -q '"kernelWrites":0' <<<"$out"
+out=$(kipvs -f "$KT_DIR/step2.json" --state-dir "$state")
+echo "$out" | grep -F '10.0.2.254' || true
+check "without the externalIP its virtual server is deleted" lacks_rule '-A -t 10.0.2.254:80'
+check "the foreign one on the node address stays" has_rule '-A -t 10.0.2.254:22 -s wlc'
+check "the plan lists it as left alone" grep -q 'left alone TCP 10.0.2.254:22' <<<"$out"
+check "the record is empty ($(record))" [ -z "$(record)" ]
+kt_ipvsadm -D -t 10.0.2.254:22
+
 step "an invalid Service is named and skipped; the rest is applied"
 python3 - "$KT_DIR/step2.json" > "$KT_DIR/bad.json" <<'EOF'
 import json, sys
