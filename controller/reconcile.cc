@@ -268,11 +268,18 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     }
   }
   std::set<ServiceKey> storedRecord = recorded;
+  std::vector<std::string> recordChanges;
   auto storeRecord = [&](std::set<ServiceKey> keys) {
     if (!recordUsable || keys == storedRecord) return;
     if (Status s = host.storeOwnedRecord(keys); !s.isOk()) {
       recordErrors.push_back(s.withContext("recording owned virtual servers"));
       return;
+    }
+    for (const auto& k : keys) {
+      if (!storedRecord.count(k)) recordChanges.push_back("recorded " + k.toString() + " as kipvs's");
+    }
+    for (const auto& k : storedRecord) {
+      if (!keys.count(k)) recordChanges.push_back("unrecorded " + k.toString());
     }
     storedRecord = std::move(keys);
   };
@@ -530,6 +537,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   }
 
   result.hostErrors.insert(result.hostErrors.end(), recordErrors.begin(), recordErrors.end());
+  result.hostChanges.insert(result.hostChanges.end(), recordChanges.begin(), recordChanges.end());
   result.kernelWrites = client.writeCount() - writesBefore;
   for (const auto& f : result.report.failures) {
     err << "error: " << f.op.toString() << ": " << f.status.toString() << "\n";

@@ -299,6 +299,7 @@ TEST_CASE("reconcile: a virtual server made on an externalIP naming the node is 
   REQUIRE(r.exitCode() == 0);
   CHECK(rig.kernel.dumpTable()->services.count(web80) == 1);
   CHECK(rig.host.record() == std::set<ServiceKey>{web80});  // the foreign :22 is not in it
+  CHECK(rig.out.str().find("host: recorded TCP 192.168.1.10:80 as kipvs's") != std::string::npos);
 
   // A second run stores nothing and writes nothing.
   const uint64_t hostWrites = rig.host.writeCount();
@@ -326,6 +327,7 @@ TEST_CASE("reconcile: a virtual server made on an externalIP naming the node is 
   CHECK(rig.kernel.dumpTable()->services.count(ssh) == 1);
   CHECK(rig.out.str().find("left alone TCP 192.168.1.10:22") != std::string::npos);
   CHECK(rig.host.record().empty());
+  CHECK(rig.out.str().find("host: unrecorded TCP 192.168.1.10:80") != std::string::npos);
 }
 
 TEST_CASE("reconcile: a recorded virtual server whose delete fails stays recorded, and goes on the next run") {
