@@ -754,22 +754,8 @@ rapidjson::ParseResult parseValueInto(rapidjson::Document& doc, Stream& ss, int 
   return result;
 }
 
-// The whole input as one DOM: the reference behaviour, and the path for
-// everything the streaming parser below leaves to it (syntax errors, single
-// objects, odd top levels).
-Status parseDocument(const Input& in, std::string_view source, Cluster& cluster) {
-  std::string_view text = in.view();
-  // A NUL inside would end the input early and hide what follows.
-  if (const void* nul = std::memchr(text.data(), '\0', text.size())) {
-    size_t at = static_cast<const char*>(nul) - text.data();
-    return parseError(text, source, at, "NUL byte in input");
-  }
-  rapidjson::Document doc;
-  rapidjson::StringStream ss(in.data());
-  bool tooDeep = false;
-  rapidjson::ParseResult r = parseValueInto<rapidjson::kParseDefaultFlags>(doc, ss, 0, tooDeep);
-  if (tooDeep) return parseError(text, source, r.Offset(), "nesting deeper than 10000 levels");
-  if (r.IsError()) return parseError(text, source, r.Offset(), GetParseError_En(r.Code()));
+// A document's DOM into the cluster: a List's items or one object.
+Status collectDocument(const Value& doc, std::string_view source, Cluster& cluster) {
   if (!doc.IsObject()) {
     return Status::error(Code::kParse, std::string(source) + ": top-level JSON value is " + typeName(doc) +
                                            ", not a Kubernetes object or List");
@@ -793,6 +779,25 @@ Status parseDocument(const Input& in, std::string_view source, Cluster& cluster)
   }
   parseItem(doc, {}, source, -1, out, cluster.errors);
   return Status::ok();
+}
+
+// The whole input as one DOM: the reference behaviour, and the path for
+// everything the streaming parser below leaves to it (syntax errors, single
+// objects, odd top levels).
+Status parseDocument(const Input& in, std::string_view source, Cluster& cluster) {
+  std::string_view text = in.view();
+  // A NUL inside would end the input early and hide what follows.
+  if (const void* nul = std::memchr(text.data(), '\0', text.size())) {
+    size_t at = static_cast<const char*>(nul) - text.data();
+    return parseError(text, source, at, "NUL byte in input");
+  }
+  rapidjson::Document doc;
+  rapidjson::StringStream ss(in.data());
+  bool tooDeep = false;
+  rapidjson::ParseResult r = parseValueInto<rapidjson::kParseDefaultFlags>(doc, ss, 0, tooDeep);
+  if (tooDeep) return parseError(text, source, r.Offset(), "nesting deeper than 10000 levels");
+  if (r.IsError()) return parseError(text, source, r.Offset(), GetParseError_En(r.Code()));
+  return collectDocument(doc, source, cluster);
 }
 
 using detail::isJsonSpace;
@@ -1314,22 +1319,22 @@ StatusOr<Cluster> parseJson(std::string_view text, std::string_view sourceName, 
 
 namespace {
 
-// YAML: each document through the JSON parser, merged in order (a later
-// object overrides an earlier one of the same name, as across files).
-StatusOr<Cluster> parseYaml(std::string_view text, const std::string& source, const ParseOptions& options) {
-  StatusOr<std::vector<YamlDocument>> docs = yamlToJson(text, source);
-  if (!docs) return docs.status();
-  if (docs->empty()) {
+// YAML: each document's DOM through the JSON reader's reference path, merged
+// in order (a later object overrides an earlier one of the same name, as
+// across files).
+StatusOr<Cluster> parseYaml(std::string_view text, const std::string& source) {
+  std::vector<Cluster> parts;
+  Status s = forEachYamlDocument(text, source, [&](int index, int line, const Value& root) {
+    Cluster c;
+    KIPVS_RETURN_IF_ERROR(collectDocument(
+        root, source + " document " + std::to_string(index) + " (line " + std::to_string(line) + ")", c));
+    parts.push_back(std::move(c));
+    return Status::ok();
+  });
+  if (!s.isOk()) return s;
+  if (parts.empty()) {
     // Taken as "no Services", it would delete every virtual server kipvs owns.
     return Status::error(Code::kParse, source + ": no YAML documents");
-  }
-  std::vector<Cluster> parts;
-  parts.reserve(docs->size());
-  for (const YamlDocument& d : *docs) {
-    StatusOr<Cluster> c = parseJson(d.json, source + " document " + std::to_string(d.index) + " (line " +
-                                                std::to_string(d.line) + ")", options);
-    if (!c) return c.status();
-    parts.push_back(std::move(*c));
   }
   return Cluster::merged(std::move(parts));
 }
@@ -1379,7 +1384,7 @@ StatusOr<Cluster> parseFile(const std::string& path, const ParseOptions& options
     whole = std::move(*in);
   }
   if (isYamlInput(isStdin ? std::string_view() : std::string_view(path), whole->view())) {
-    return parseYaml(whole->view(), source, options);
+    return parseYaml(whole->view(), source);
   }
   if (!declined) return parseInput(*whole, source, options);
   if (options.stats) ++options.stats->wholeDocument;

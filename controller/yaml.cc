@@ -7,8 +7,12 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <optional>
+#include <unordered_map>
+#include <unordered_set>
 
+#include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
@@ -152,12 +156,25 @@ std::optional<double> yamlFloat(std::string_view in) {
   return v;
 }
 
-using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+using Value = rapidjson::Value;
+using Alloc = rapidjson::MemoryPoolAllocator<>;
+
+// Where writeScalar puts its value: the Writer calls it understands, making a
+// DOM value.
+struct ValueSink {
+  Alloc& alloc;
+  Value out;
+  void Null() { out.SetNull(); }
+  void Bool(bool b) { out.SetBool(b); }
+  void Int64(int64_t i) { out.SetInt64(i); }
+  void Double(double d) { out.SetDouble(d); }
+  void String(const char* s, rapidjson::SizeType n, bool) { out.SetString(s, n, alloc); }
+};
 
 // kubectl's YAML reader (sigs.k8s.io/yaml) hands a float to Go's JSON
 // encoder, which writes one with an integral value without a fraction:
 // `port: 80.0` and `port: 8e1` reach the API as 80, an integer.
-void writeFloat(Writer& w, double f) {
+void writeFloat(ValueSink& w, double f) {
   if (std::trunc(f) == f && std::fabs(f) < 9.2e18) {
     w.Int64(static_cast<int64_t>(f));
   } else {
@@ -167,7 +184,7 @@ void writeFloat(Writer& w, double f) {
 
 // One scalar as JSON. Quoted and block scalars are strings; plain ones are
 // resolved; explicit standard tags are honoured.
-Status writeScalar(const yaml_event_t& e, Writer& w, std::string_view source) {
+Status writeScalar(const yaml_event_t& e, ValueSink& w, std::string_view source) {
   const auto& sc = e.data.scalar;
   std::string_view v(reinterpret_cast<const char*>(sc.value), sc.length);
   std::string_view tag = sc.tag ? reinterpret_cast<const char*>(sc.tag) : "";
@@ -233,19 +250,238 @@ Status writeScalar(const yaml_event_t& e, Writer& w, std::string_view source) {
   return Status::ok();
 }
 
+// Values an alias may add beyond those written out: past both this and as
+// many as the document spells out, aliases are refused ("billion laughs": a
+// few lines of nested aliases that expand to gigabytes).
+constexpr size_t kAliasAllowance = 100000;
+// A mapping this large gets an index of its keys (a repeated key replaces the
+// earlier one, as in go-yaml: looking each one up by a scan would be
+// quadratic).
+constexpr rapidjson::SizeType kIndexedMapping = 32;
+constexpr size_t kMaxDepth = 10000;
+
+bool isMergeKey(const yaml_event_t& e) {
+  const auto& sc = e.data.scalar;
+  if (sc.length != 2 || std::memcmp(sc.value, "<<", 2) != 0) return false;
+  if (sc.tag) return std::string_view(reinterpret_cast<const char*>(sc.tag)) == "tag:yaml.org,2002:merge";
+  return sc.style == YAML_PLAIN_SCALAR_STYLE && sc.plain_implicit;
+}
+
+// One YAML document as a DOM, from libyaml's events. Anchors, aliases and
+// merge keys (`<<: *defaults`) as go-yaml v2 reads them: an alias is a copy
+// of its anchor's node; a merge sets the merged mapping's keys in place (a
+// sequence of them from last to first, so the first wins), and a later key
+// replaces a merged one. A key written twice in one mapping is an error, as
+// kubectl's strict reading (its default) makes it: which one was meant?
+class DocumentBuilder {
+ public:
+  DocumentBuilder(std::string_view source, Alloc& alloc) : source_(source), alloc_(alloc) {}
+
+  // A scalar, collection start or end, or alias event.
+  Status add(const yaml_event_t& e) {
+    switch (e.type) {
+      case YAML_SCALAR_EVENT:
+        return scalar(e);
+      case YAML_ALIAS_EVENT:
+        return alias(e);
+      case YAML_MAPPING_START_EVENT:
+      case YAML_SEQUENCE_START_EVENT:
+        return start(e);
+      case YAML_MAPPING_END_EVENT:
+      case YAML_SEQUENCE_END_EVENT:
+        return end();
+      default:
+        return Status::ok();
+    }
+  }
+  // The document's root; absent for an empty (null) document.
+  std::optional<Value>& root() { return root_; }
+
+ private:
+  struct Frame {
+    Value value;
+    bool mapping = false;
+    bool haveKey = false;  // a mapping's key waits for its value
+    bool mergeKey = false;  // ... and it is `<<`
+    Value key;
+    yaml_mark_t keyMark{};
+    std::string anchor;
+    yaml_mark_t mark{};
+    size_t directAtStart = 0, expandedAtStart = 0;
+    std::unordered_map<std::string, rapidjson::SizeType> index;  // key -> member, once large
+    std::unordered_set<std::string> fromMerge;  // keys a merge set, which a key written later may replace
+  };
+  struct Anchor {
+    Value value;
+    size_t nodes = 0;
+  };
+
+  Status error(const yaml_mark_t& mark, const std::string& what) const { return yamlError(source_, mark, what); }
+
+  static std::string anchorOf(const yaml_char_t* a) { return a ? reinterpret_cast<const char*>(a) : ""; }
+
+  Status scalar(const yaml_event_t& e) {
+    ++direct_;
+    const auto& sc = e.data.scalar;
+    if (!stack_.empty() && stack_.back().mapping && !stack_.back().haveKey) {
+      Frame& f = stack_.back();
+      f.key.SetString(reinterpret_cast<const char*>(sc.value), static_cast<rapidjson::SizeType>(sc.length), alloc_);
+      f.mergeKey = isMergeKey(e);
+      f.keyMark = e.start_mark;
+      f.haveKey = true;
+      if (sc.anchor) anchors_[anchorOf(sc.anchor)] = Anchor{Value(f.key, alloc_), 1};
+      return Status::ok();
+    }
+    if (stack_.empty()) {
+      // An empty document reads as one null scalar: skip it, as kubectl does.
+      std::string_view v(reinterpret_cast<const char*>(sc.value), sc.length);
+      if (sc.style == YAML_PLAIN_SCALAR_STYLE && isYamlNull(v) && !sc.tag) return Status::ok();
+    }
+    ValueSink sink{alloc_, Value()};
+    KIPVS_RETURN_IF_ERROR(writeScalar(e, sink, source_));
+    return place(std::move(sink.out), anchorOf(sc.anchor), 1, e.start_mark);
+  }
+
+  Status alias(const yaml_event_t& e) {
+    const std::string name = anchorOf(e.data.alias.anchor);
+    auto it = anchors_.find(name);
+    if (it == anchors_.end()) return error(e.start_mark, "unknown anchor *" + name);
+    expanded_ += it->second.nodes;
+    if (expanded_ > std::max(kAliasAllowance, direct_)) {
+      return error(e.start_mark, "aliases expand to more values than the document holds (*" + name + ")");
+    }
+    if (!stack_.empty() && stack_.back().mapping && !stack_.back().haveKey) {
+      Frame& f = stack_.back();
+      if (!it->second.value.IsString()) return error(e.start_mark, "an alias used as a key must name a string (*" + name + ")");
+      f.key.CopyFrom(it->second.value, alloc_);
+      f.mergeKey = false;
+      f.keyMark = e.start_mark;
+      f.haveKey = true;
+      return Status::ok();
+    }
+    return place(Value(it->second.value, alloc_), "", 0, e.start_mark);
+  }
+
+  Status start(const yaml_event_t& e) {
+    ++direct_;
+    if (!stack_.empty() && stack_.back().mapping && !stack_.back().haveKey) {
+      return error(e.start_mark, "a key that is a mapping or a sequence is not supported");
+    }
+    // The JSON reader's limit; copying and reading the DOM recurse.
+    if (stack_.size() >= kMaxDepth) return error(e.start_mark, "nesting deeper than 10000 levels");
+    Frame f;
+    f.mapping = e.type == YAML_MAPPING_START_EVENT;
+    f.mapping ? f.value.SetObject() : f.value.SetArray();
+    f.anchor = anchorOf(f.mapping ? e.data.mapping_start.anchor : e.data.sequence_start.anchor);
+    f.mark = e.start_mark;
+    f.directAtStart = direct_;
+    f.expandedAtStart = expanded_;
+    stack_.push_back(std::move(f));
+    return Status::ok();
+  }
+
+  Status end() {
+    Frame f = std::move(stack_.back());
+    stack_.pop_back();
+    const size_t nodes = 1 + (direct_ - f.directAtStart) + (expanded_ - f.expandedAtStart);
+    return place(std::move(f.value), f.anchor, nodes, f.mark);
+  }
+
+  // A finished node: into its sequence, under its key, or the root.
+  Status place(Value&& v, const std::string& anchor, size_t nodes, const yaml_mark_t& mark) {
+    if (!anchor.empty()) anchors_[anchor] = Anchor{Value(v, alloc_), nodes};
+    if (stack_.empty()) {
+      root_.emplace(std::move(v));
+      return Status::ok();
+    }
+    Frame& f = stack_.back();
+    if (!f.mapping) {
+      f.value.PushBack(v, alloc_);
+      return Status::ok();
+    }
+    f.haveKey = false;
+    if (!f.mergeKey) {
+      if (!set(f, f.key, v, false)) {
+        return error(f.keyMark, "key \"" + std::string(f.key.GetString(), f.key.GetStringLength()) +
+                                    "\" repeated in this mapping (kubectl refuses it too)");
+      }
+      return Status::ok();
+    }
+    f.mergeKey = false;
+    auto mergeOne = [&](Value& m) {
+      for (auto it = m.MemberBegin(); it != m.MemberEnd(); ++it) set(f, it->name, it->value, true);
+    };
+    if (v.IsObject()) {
+      mergeOne(v);
+      return Status::ok();
+    }
+    if (v.IsArray()) {
+      for (const auto& m : v.GetArray()) {
+        if (!m.IsObject()) return error(mark, "a merge (<<) wants a mapping or a sequence of mappings");
+      }
+      for (rapidjson::SizeType i = v.Size(); i-- > 0;) mergeOne(v[i]);
+      return Status::ok();
+    }
+    return error(mark, "a merge (<<) wants a mapping or a sequence of mappings");
+  }
+
+  // key = value in f's mapping; both are moved from. A merge (`<<`) replaces
+  // what is there, as go-yaml v2 does; a key written out replaces only what a
+  // merge set, and is false (nothing set) when it was written out before.
+  bool set(Frame& f, Value& key, Value& value, bool merged) {
+    Value& obj = f.value;
+    auto replace = [&](Value& slot) {
+      std::string name(key.GetString(), key.GetStringLength());
+      if (merged) {
+        f.fromMerge.insert(std::move(name));
+      } else if (f.fromMerge.erase(name) == 0) {
+        return false;
+      }
+      slot = value;
+      return true;
+    };
+    auto added = [&] {
+      if (merged) f.fromMerge.emplace(key.GetString(), key.GetStringLength());
+    };
+    if (!f.index.empty()) {
+      auto [it, fresh] = f.index.try_emplace(std::string(key.GetString(), key.GetStringLength()), obj.MemberCount());
+      if (!fresh) return replace(obj.MemberBegin()[it->second].value);
+      added();
+      obj.AddMember(key, value, alloc_);
+      return true;
+    }
+    auto it = obj.FindMember(key);
+    if (it != obj.MemberEnd()) return replace(it->value);
+    added();
+    obj.AddMember(key, value, alloc_);
+    if (obj.MemberCount() >= kIndexedMapping) {
+      rapidjson::SizeType i = 0;
+      for (auto m = obj.MemberBegin(); m != obj.MemberEnd(); ++m, ++i) {
+        f.index.emplace(std::string(m->name.GetString(), m->name.GetStringLength()), i);
+      }
+    }
+    return true;
+  }
+
+  std::string_view source_;
+  Alloc& alloc_;
+  std::vector<Frame> stack_;
+  std::unordered_map<std::string, Anchor> anchors_;
+  std::optional<Value> root_;
+  size_t direct_ = 0;    // values the document spells out
+  size_t expanded_ = 0;  // values its aliases copied
+};
+
 }  // namespace
 
-StatusOr<std::vector<YamlDocument>> yamlToJson(std::string_view text, std::string_view source) {
+Status forEachYamlDocument(std::string_view text, std::string_view source, const YamlDocumentFn& each) {
   YamlParser p(text);
   if (!p.initialized()) return Status::error(Code::kIo, "cannot start the YAML parser");
-  std::vector<YamlDocument> docs;
   int index = 0;
-  // The document being written.
-  rapidjson::StringBuffer buf;
-  Writer w(buf);
-  std::vector<bool> isMapping, wantKey;  // per open collection: a mapping? waiting for a key?
-  bool nullRoot = false;
   int line = 0;
+  // The document being read: its values live in the allocator.
+  std::optional<Alloc> alloc;
+  std::optional<DocumentBuilder> doc;
   for (;;) {
     if (!p.next()) {
       const yaml_parser_t& ps = p.parser();
@@ -259,63 +495,37 @@ StatusOr<std::vector<YamlDocument>> yamlToJson(std::string_view text, std::strin
       case YAML_NO_EVENT:
         break;
       case YAML_STREAM_END_EVENT:
-        return docs;
+        return Status::ok();
       case YAML_DOCUMENT_START_EVENT:
         ++index;
         line = static_cast<int>(e.start_mark.line) + 1;
-        buf.Clear();
-        w.Reset(buf);
-        wantKey.clear();
-        isMapping.clear();
-        nullRoot = false;
+        doc.reset();
+        alloc.emplace();
+        doc.emplace(source, *alloc);
         break;
       case YAML_DOCUMENT_END_EVENT:
-        if (!nullRoot) docs.push_back({index, line, std::string(buf.GetString(), buf.GetSize())});
+        if (doc && doc->root()) KIPVS_RETURN_IF_ERROR(each(index, line, *doc->root()));
+        doc.reset();
+        alloc.reset();
         break;
-      case YAML_ALIAS_EVENT:
-        return yamlError(source, e.start_mark,
-                         "aliases (*" + std::string(reinterpret_cast<const char*>(e.data.alias.anchor)) +
-                             ") are not supported");
-      case YAML_SCALAR_EVENT: {
-        if (!isMapping.empty() && isMapping.back() && wantKey.back()) {
-          const auto& sc = e.data.scalar;
-          w.Key(reinterpret_cast<const char*>(sc.value), static_cast<rapidjson::SizeType>(sc.length), true);
-          wantKey.back() = false;
-          break;
-        }
-        if (isMapping.empty()) {
-          const auto& sc = e.data.scalar;
-          // An empty document reads as one null scalar: skip it, as kubectl does.
-          std::string_view v(reinterpret_cast<const char*>(sc.value), sc.length);
-          if (sc.style == YAML_PLAIN_SCALAR_STYLE && isYamlNull(v) && !sc.tag) {
-            nullRoot = true;
-            break;
-          }
-        }
-        KIPVS_RETURN_IF_ERROR(writeScalar(e, w, source));
-        if (!isMapping.empty() && isMapping.back()) wantKey.back() = true;
-        break;
-      }
-      case YAML_MAPPING_START_EVENT:
-      case YAML_SEQUENCE_START_EVENT: {
-        if (!isMapping.empty() && isMapping.back() && wantKey.back()) {
-          return yamlError(source, e.start_mark, "a key that is a mapping or a sequence is not supported");
-        }
-        const bool mapping = e.type == YAML_MAPPING_START_EVENT;
-        mapping ? w.StartObject() : w.StartArray();
-        isMapping.push_back(mapping);
-        wantKey.push_back(mapping);
-        break;
-      }
-      case YAML_MAPPING_END_EVENT:
-      case YAML_SEQUENCE_END_EVENT:
-        e.type == YAML_MAPPING_END_EVENT ? w.EndObject() : w.EndArray();
-        isMapping.pop_back();
-        wantKey.pop_back();
-        if (!isMapping.empty() && isMapping.back()) wantKey.back() = true;
+      default:
+        if (doc) KIPVS_RETURN_IF_ERROR(doc->add(e));
         break;
     }
   }
+}
+
+StatusOr<std::vector<YamlDocument>> yamlToJson(std::string_view text, std::string_view source) {
+  std::vector<YamlDocument> docs;
+  Status s = forEachYamlDocument(text, source, [&](int index, int line, const Value& root) {
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+    root.Accept(w);
+    docs.push_back({index, line, std::string(buf.GetString(), buf.GetSize())});
+    return Status::ok();
+  });
+  if (!s.isOk()) return s;
+  return docs;
 }
 
 bool isYamlInput(std::string_view path, std::string_view text) {

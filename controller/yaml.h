@@ -1,13 +1,18 @@
 #pragma once
 // YAML input, as people write manifests: one or more documents (`---`), each
-// a Kubernetes object or a List. Each document becomes JSON text that the
-// JSON parser (k8s.h) reads, so both formats share one reader, one set of
-// rules and one set of error messages. Plain scalars resolve as kubectl's
-// YAML reader (go-yaml v2, YAML 1.1) resolves them: `80` is a number, `"80"`
-// a string, `yes`/`no`/`on`/`off` booleans, `~` and `null` null. Aliases
-// (`*name`) are refused: Kubernetes manifests do not use them, and expanding
-// them is how "billion laughs" inputs blow up.
+// a Kubernetes object or a List. Each document becomes the DOM the JSON
+// reader's reference path reads (k8s.h), so both formats share one reader,
+// one set of rules and one set of error messages. Plain scalars resolve as
+// kubectl's YAML reader (go-yaml v2, YAML 1.1) resolves them: `80` is a
+// number, `"80"` a string, `yes`/`no`/`on`/`off` booleans, `~` and `null`
+// null. Anchors, aliases and merge keys (`<<: *defaults`) as go-yaml v2
+// reads them; a key written twice in one mapping is refused, as kubectl's
+// strict reading refuses it; aliases that would expand past what the
+// document itself holds are refused ("billion laughs").
 
+#include <rapidjson/fwd.h>
+
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,8 +27,15 @@ struct YamlDocument {
   std::string json;
 };
 
-// The input's documents as JSON, empty (null) documents left out. A YAML
-// error is kParse, naming sourceName with line and column.
+// Calls each(index, line, root) for the input's documents in order, empty
+// (null) ones left out: index counts from 1, empty ones included; line is
+// where the document starts (1-based). A YAML error is kParse, naming
+// sourceName with line and column; an error from `each` stops the walk and
+// is returned.
+using YamlDocumentFn = std::function<Status(int index, int line, const rapidjson::Value& root)>;
+Status forEachYamlDocument(std::string_view text, std::string_view sourceName, const YamlDocumentFn& each);
+
+// The same documents as JSON text (tests, tools).
 StatusOr<std::vector<YamlDocument>> yamlToJson(std::string_view text, std::string_view sourceName);
 
 // Whether an input is YAML. As kubectl decides, by content: JSON when its

@@ -170,7 +170,20 @@ TEST_CASE("yaml: what is refused, with file, line and column") {
   };
   for (const Case& k : std::vector<Case>{
            {"kind: Service\nmetadata: {name: a\n", "invalid YAML at line 3, column 1: while parsing a flow mapping"},
-           {"kind: Service\nmetadata: &m {name: a}\nspec: *m\n", "invalid YAML at line 3, column 7: aliases (*m) are not supported"},
+           {"kind: Service\nmetadata: {name: a}\nspec: *m\n", "invalid YAML at line 3, column 7: unknown anchor *m"},
+           {"a: &s 5\nb:\n  <<: *s\n", "invalid YAML at line 3, column 7: a merge (<<) wants a mapping or a sequence of mappings"},
+           {"a: &m {x: 1}\nb:\n  <<: [*m, 2]\n", "line 3, column 7: a merge (<<) wants a mapping or a sequence of mappings"},
+           {"a: &n [1]\nb: {*n : 1}\n", "line 2, column 5: an alias used as a key must name a string (*n)"},
+           {"kind: Service\nspec:\n  clusterIP: 10.96.0.1\n  clusterIP: 10.96.0.2\n",
+            "line 4, column 3: key \"clusterIP\" repeated in this mapping (kubectl refuses it too)"},
+           {"a: &k x\nb: {x: 1, *k : 2}\n", "line 2, column 11: key \"x\" repeated in this mapping"},
+           {"m:\n" + [] {
+              std::string keys;
+              for (int i = 0; i < 40; ++i) keys += "  k" + std::to_string(i) + ": 1\n";
+              return keys;
+            }() + "  k3: 2\n",
+            "line 42, column 3: key \"k3\" repeated in this mapping"},
+           {std::string(10001, '[') + std::string(10001, ']') + "\n", "nesting deeper than 10000 levels"},
            {"? [a, b]\n: c\n", "invalid YAML at line 1, column 3: a key that is a mapping or a sequence is not supported"},
            {"kind: Service\nmetadata: {name: !!bool maybe}\n", "tag tag:yaml.org,2002:bool does not fit \"maybe\""},
            {"kind: Service\nmetadata: {name: !custom x}\n", "tag !custom is not supported"},
@@ -234,6 +247,92 @@ TEST_CASE("yaml: a float with an integral value is the integer kubectl sends") {
   const std::string firstError = c->errors.empty() ? std::string() : c->errors[0].toString();
   REQUIRE_MESSAGE(c->errors.empty(), firstError);
   CHECK(c->services[0].ports[0].port == 80);
+}
+
+TEST_CASE("yaml: anchors, aliases and merge keys as go-yaml v2 reads them") {
+  // An alias is a copy of its anchor's node; a later anchor of the same name replaces it.
+  CHECK(jsonOf("a: &x {p: 80}\nb: *x\nc: &x 1\nd: *x\n") == R"({"a":{"p":80},"b":{"p":80},"c":1,"d":1})");
+  CHECK(jsonOf("l: [&v 5, *v, *v]\n") == R"({"l":[5,5,5]})");
+  // Anchors hold within their document.
+  StatusOr<std::vector<YamlDocument>> two = yamlToJson("a: &x 1\n---\nb: *x\n", "t");
+  REQUIRE_FALSE(two.isOk());
+  CHECK(two.status().message().find("line 3, column 4: unknown anchor *x") != std::string::npos);
+  CHECK(jsonOf("&k name: a\nother: *k\nm: {*k : b}\n") == R"({"name":"a","other":"name","m":{"name":"b"}})");
+  // A merge sets the keys in place: a later key replaces a merged one, a merge replaces an earlier key.
+  CHECK(jsonOf("d: &d {p: 80, q: 1}\nm:\n  <<: *d\n  q: 2\n") == R"({"d":{"p":80,"q":1},"m":{"p":80,"q":2}})");
+  CHECK(jsonOf("d: &d {p: 80, q: 1}\nm:\n  q: 2\n  <<: *d\n") == R"({"d":{"p":80,"q":1},"m":{"q":1,"p":80}})");
+  // Two merges: the later replaces; a key written out replaces either.
+  CHECK(jsonOf("a: &a {p: 1}\nb: &b {p: 2}\nm:\n  <<: *a\n  <<: *b\n  p: 3\n") == R"({"a":{"p":1},"b":{"p":2},"m":{"p":3}})");
+  // A sequence of mappings: the first one wins.
+  CHECK(jsonOf("a: &a {p: 1}\nb: &b {p: 2, r: 3}\nm:\n  <<: [*a, *b]\n") ==
+        R"({"a":{"p":1},"b":{"p":2,"r":3},"m":{"p":1,"r":3}})");
+  // Inline, and tagged.
+  CHECK(jsonOf("m: {<<: {p: 1}, q: 2}\n") == R"({"m":{"p":1,"q":2}})");
+  CHECK(jsonOf("m: {!!merge <<: {p: 1}}\n") == R"({"m":{"p":1}})");
+  // A quoted "<<" is an ordinary key.
+  CHECK(jsonOf("m: {\"<<\": {p: 1}}\n") == R"({"m":{"<<":{"p":1}}})");
+  // A large mapping (its keys indexed) merges the same way.
+  std::string big = "d: &d {k7: seven, extra: 1}\nm:\n";
+  for (int i = 0; i < 100; ++i) big += "  k" + std::to_string(i) + ": " + std::to_string(i) + "\n";
+  big += "  <<: *d\n";
+  const std::string j = jsonOf(big);
+  CHECK(j.find(R"("k7":"seven")") != std::string::npos);
+  CHECK(j.find(R"("k7":7)") == std::string::npos);
+  CHECK(j.find(R"("k99":99,"extra":1})") != std::string::npos);
+
+  // Services that share their ports through anchors, as people write them
+  // (anchors hold within one document: a List here).
+  StatusOr<Cluster> c = parseYamlText(R"(kind: List
+items:
+- kind: Service
+  metadata: {name: a}
+  spec:
+    clusterIP: 10.96.0.1
+    ports: &ports
+    - {name: http, port: 80}
+    - {name: https, port: 443}
+- kind: Service
+  metadata:
+    name: b
+    annotations: &ann {kipvs.io/scheduler: lc}
+  spec: &spec
+    clusterIP: 10.96.0.2
+    ports: *ports
+- kind: Service
+  metadata: {name: c, annotations: *ann}
+  spec:
+    <<: *spec
+    clusterIP: 10.96.0.3
+)");
+  REQUIRE_MESSAGE(c.isOk(), c.status().toString());
+  const std::string firstError = c->errors.empty() ? std::string() : c->errors[0].toString();
+  REQUIRE_MESSAGE(c->errors.empty(), firstError);
+  REQUIRE(c->services.size() == 3);
+  for (const auto& svc : c->services) {
+    CAPTURE(svc.meta.name);
+    REQUIRE(svc.ports.size() == 2);
+    CHECK(svc.ports[1].port == 443);
+  }
+  CHECK(c->services[2].clusterIP == "10.96.0.3");
+  REQUIRE(c->services[2].meta.annotation("kipvs.io/scheduler"));
+  CHECK(*c->services[2].meta.annotation("kipvs.io/scheduler") == "lc");
+}
+
+TEST_CASE("yaml: aliases that expand past what the document holds are refused (billion laughs)") {
+  std::string laughs = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n";
+  for (char c = 'b'; c <= 'j'; ++c) {
+    const char prev = static_cast<char>(c - 1);
+    laughs += std::string(1, c) + ": &" + c + " [";
+    for (int i = 0; i < 10; ++i) laughs += std::string(i ? ", " : "") + "*" + prev;
+    laughs += "]\n";
+  }
+  StatusOr<std::vector<YamlDocument>> d = yamlToJson(laughs, "laughs.yaml");
+  REQUIRE_FALSE(d.isOk());
+  CHECK(d.status().message().find("aliases expand to more values than the document holds") != std::string::npos);
+  // Modest reuse is fine: 10 x 10 x 10 values from a handful of lines.
+  std::string modest = "a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                       "c: [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n";
+  CHECK(yamlToJson(modest, "modest.yaml").isOk());
 }
 
 }  // namespace

@@ -2,8 +2,8 @@
 //
 // For every input:
 //   crash   the input as a .yaml file through parseFile (libyaml events ->
-//           JSON -> the JSON parser): no crash, no ASan/UBSan report, whatever
-//           the bytes.
+//           a DOM -> the JSON reader's reference path): no crash, no
+//           ASan/UBSan report, whatever the bytes.
 //   flow    when parseJson accepts the input, the YAML path must accept it too
 //           and give the same Cluster (cluster_dump.h rendering, object errors
 //           included; "FILE document N (line L)" in messages read as "FILE").
@@ -38,6 +38,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <set>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -908,7 +909,7 @@ void checkResolve(std::string_view s, std::string_view input) {
   if (verbose()) std::fprintf(stderr, "--- resolve %s: go %s, kipvs %s (%s)\n", shown(s).c_str(), go.toString().c_str(), mine.toString().c_str(), json.c_str());
   if (sameResolution(go, mine)) return;
   if (go.kind == Resolved::kOther && mine.kind == Resolved::kStr) {
-    // .inf/.nan (no JSON number) and "<<" (merge keys need aliases): strings to kipvs by design.
+    // .inf/.nan (no JSON number) and "<<" (a merge only as a key): strings to kipvs by design.
     return reportKnown("resolve-inf-nan-merge", std::string(s));
   }
   const std::string cls = knownResolveClass(s, go, mine);
@@ -930,11 +931,36 @@ void eachString(const Value& v, const std::function<void(std::string_view)>& f) 
   }
 }
 
+// Whether an object in v has a key twice: the JSON reader takes the first,
+// the YAML reader refuses the document (kubectl's strict reading).
+bool hasDuplicateKey(const Value& v) {
+  if (v.IsArray()) {
+    for (const auto& e : v.GetArray()) {
+      if (hasDuplicateKey(e)) return true;
+    }
+  }
+  if (!v.IsObject()) return false;
+  std::set<std::string_view> names;
+  for (auto it = v.MemberBegin(); it != v.MemberEnd(); ++it) {
+    if (!names.emplace(it->name.GetString(), it->name.GetStringLength()).second) return true;
+    if (hasDuplicateKey(it->value)) return true;
+  }
+  return false;
+}
+
+bool hasDuplicateKey(std::string_view json) {
+  rapidjson::Document d;
+  d.Parse(json.data(), json.size());
+  return !d.HasParseError() && hasDuplicateKey(d);
+}
+
 // Triaged differences of the block property: the class, or "" when new.
 //   block-integral-float  a JSON float with an integral value: YAML's 80.0 is
 //                         the integer 80 (as kubectl sends it), JSON's is not
-std::string knownBlockClass(const BlockWriter& w) {
+//   block-duplicate-key   see hasDuplicateKey
+std::string knownBlockClass(const BlockWriter& w, const Value& doc) {
   if (w.wroteIntegralFloat) return "block-integral-float";
+  if (hasDuplicateKey(doc)) return "block-duplicate-key";
   return "";
 }
 
@@ -960,6 +986,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // flow
   if (viaYaml != ref) {
     std::optional<std::string> why = yaml11Difference(text);
+    if (!why && hasDuplicateKey(text)) why = "duplicate-key";
     if (why && !strict()) {
       reportKnown("flow-" + *why, shown(text, 200));
     } else {
@@ -1014,7 +1041,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string viaBlock = normalized(kipvs::fuzz::render(parseFile(source)), source);
   if (verbose()) std::fprintf(stderr, "--- block yaml (%s)\n%s--- block\n%s", k.toString().c_str(), yaml.c_str(), viaBlock.c_str());
   if (viaBlock != ref) {
-    const std::string cls = knownBlockClass(w);
+    const std::string cls = knownBlockClass(w, doc);
     if (!cls.empty() && !strict()) {
       reportKnown(cls, shown(yaml, 300));
     } else {
