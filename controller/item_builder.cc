@@ -241,7 +241,7 @@ bool ItemBuilder::Key(const char* s, rapidjson::SizeType n, bool) {
   F field = lookup(f.ctx, kind_, k);
   if (field != F::kUnknown) {
     const uint64_t bit = uint64_t{1} << static_cast<unsigned>(field);
-    if (f.seen & bit) return giveUp();  // the DOM reader takes the first: let it
+    if (f.seen & bit) return giveUp();  // given twice: the DOM reader says so
     f.seen |= bit;
   }
   f.field = field;
@@ -362,7 +362,9 @@ bool ItemBuilder::String(const char* s, rapidjson::SizeType n, bool) {
     case Ctx::kLabels:
     case Ctx::kAnnotations: {
       StringMap& m = f.ctx == Ctx::kLabels ? meta().labels : meta().annotations;
-      if (keepEntry_ && !findIn(m, key_)) m.emplace_back(key_, v);
+      if (!keepEntry_) return true;
+      if (findIn(m, key_)) return giveUp();  // given twice: the DOM reader says so
+      m.emplace_back(key_, v);
       return true;
     }
     case Ctx::kSpec:

@@ -16,8 +16,8 @@
 // padding (16 bytes past its NUL) makes safe: a load never starts past the
 // NUL, and every scan stops at it.
 //
-// An integer of 20 digits or more, a double out of range and every syntax
-// error come back as kBail: the caller reads the item again with rapidjson
+// An integer of 20 digits or more, a double out of range (or with an
+// exponent of three digits or more) and every syntax error come back as kBail: the caller reads the item again with rapidjson
 // (which owns the error messages). test/controller/json_scan_test.cc holds
 // the two to the same events, and the input to its bytes.
 
@@ -162,7 +162,11 @@ class JsonScanner {
       ++q;
       if (*q == '+' || *q == '-') ++q;
       if (!isDigit(*q)) return ScanResult::kBail;
+      const char* exp = q;
       while (isDigit(*q)) ++q;
+      // rapidjson refuses an exponent past 308 even on a zero ("0e400"),
+      // which from_chars takes: a long one is rapidjson's to judge.
+      if (q - exp > 2) return ScanResult::kBail;
       isDouble = true;
     }
     bool ok;

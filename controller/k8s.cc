@@ -148,15 +148,30 @@ class Reader {
     fail(p, std::string("expected ") + want + ", got " + typeName(got));
   }
 
-  // The member, or nullptr when absent or null.
-  static const Value* get(const Value& obj, std::string_view name) {
-    auto it = obj.FindMember(Value(rapidjson::StringRef(name.data(), name.size())));
-    if (it == obj.MemberEnd() || it->value.IsNull()) return nullptr;
-    return &it->value;
+  // The member (the first of that name), or nullptr when absent or null.
+  // *repeated, when asked for, says whether the name is there more than once.
+  static const Value* get(const Value& obj, std::string_view name, bool* repeated = nullptr) {
+    const Value key(rapidjson::StringRef(name.data(), name.size()));
+    auto it = obj.FindMember(key);
+    if (it == obj.MemberEnd()) return nullptr;
+    if (repeated) {
+      for (auto later = it + 1; later != obj.MemberEnd() && !*repeated; ++later) *repeated = later->name == key;
+    }
+    return it->value.IsNull() ? nullptr : &it->value;
+  }
+
+  // get() of a field kipvs reads: one given twice fails the object, as
+  // kubectl's strict reading (its default) refuses it. Which was meant?
+  const Value* member(const Value& obj, std::string_view name, const Path& p) {
+    bool repeated = false;
+    const Value* v = get(obj, name, &repeated);
+    if (!repeated) return v;
+    fail(p.member(name), "given twice");
+    return nullptr;
   }
 
   const Value* object(const Value& obj, std::string_view name, const Path& p) {
-    const Value* v = get(obj, name);
+    const Value* v = member(obj, name, p);
     if (v && !v->IsObject()) {
       wrongType(p.member(name), "an object", *v);
       return nullptr;
@@ -165,7 +180,7 @@ class Reader {
   }
 
   const Value* array(const Value& obj, std::string_view name, const Path& p) {
-    const Value* v = get(obj, name);
+    const Value* v = member(obj, name, p);
     if (v && !v->IsArray()) {
       wrongType(p.member(name), "an array", *v);
       return nullptr;
@@ -174,35 +189,35 @@ class Reader {
   }
 
   void string(const Value& obj, std::string_view name, std::string& out, const Path& p) {
-    const Value* v = get(obj, name);
+    const Value* v = member(obj, name, p);
     if (!v) return;
     if (!v->IsString()) return wrongType(p.member(name), "a string", *v);
     out.assign(v->GetString(), v->GetStringLength());
   }
 
   void optString(const Value& obj, std::string_view name, std::optional<std::string>& out, const Path& p) {
-    const Value* v = get(obj, name);
+    const Value* v = member(obj, name, p);
     if (!v) return;
     if (!v->IsString()) return wrongType(p.member(name), "a string", *v);
     out.emplace(v->GetString(), v->GetStringLength());
   }
 
   void integer(const Value& obj, std::string_view name, int64_t& out, const Path& p) {
-    const Value* v = get(obj, name);
+    const Value* v = member(obj, name, p);
     if (!v) return;
     if (!v->IsInt64()) return wrongType(p.member(name), "an integer", *v);
     out = v->GetInt64();
   }
 
   void optInteger(const Value& obj, std::string_view name, std::optional<int64_t>& out, const Path& p) {
-    const Value* v = get(obj, name);
+    const Value* v = member(obj, name, p);
     if (!v) return;
     if (!v->IsInt64()) return wrongType(p.member(name), "an integer", *v);
     out = v->GetInt64();
   }
 
   void optBool(const Value& obj, std::string_view name, std::optional<bool>& out, const Path& p) {
-    const Value* v = get(obj, name);
+    const Value* v = member(obj, name, p);
     if (!v) return;
     if (!v->IsBool()) return wrongType(p.member(name), "a boolean", *v);
     out = v->GetBool();
@@ -229,7 +244,9 @@ class Reader {
     Path mp = p.member(name);
     for (auto it = m->MemberBegin(); it != m->MemberEnd(); ++it) {
       if (!it->value.IsString()) return wrongType(mp.member(view(it->name)), "a string", it->value);
-      if (kept(view(it->name)) && !findIn(out, view(it->name))) out.emplace_back(str(it->name), str(it->value));
+      if (!kept(view(it->name))) continue;
+      if (findIn(out, view(it->name))) return fail(mp.member(view(it->name)), "given twice");
+      out.emplace_back(str(it->name), str(it->value));
     }
   }
 
@@ -321,7 +338,7 @@ void parseService(Reader& r, const Value& obj, Service& svc) {
         if (!Reader::get(pv, "port")) r.fail(ep.member("port"), "missing");
         r.integer(pv, "port", port.port, ep);
         r.integer(pv, "nodePort", port.nodePort, ep);
-        if (const Value* tp = Reader::get(pv, "targetPort")) {
+        if (const Value* tp = r.member(pv, "targetPort", ep)) {
           if (tp->IsInt64()) {
             port.targetPort.number = tp->GetInt64();
           } else if (tp->IsString()) {
@@ -533,7 +550,9 @@ std::optional<ItemError> parseItem(const Value& item, std::string_view defaultKi
     auto [ns, name] = objectName(item);
     return ItemError{std::move(k), std::move(ns), std::move(name), std::move(message)};
   };
-  if (const Value* k = Reader::get(item, "kind")) {
+  bool kindTwice = false;
+  if (const Value* k = Reader::get(item, "kind", &kindTwice)) {
+    if (kindTwice) return fail("?", "kind: given twice");
     if (!k->IsString()) return fail("?", "kind is not a string");
     kind = view(*k);
   }
@@ -761,6 +780,11 @@ Status collectDocument(const Value& doc, std::string_view source, Cluster& clust
                                            ", not a Kubernetes object or List");
   }
   Collector out(cluster);
+  for (const char* key : {"kind", "items"}) {
+    bool twice = false;
+    Reader::get(doc, key, &twice);
+    if (twice) return Status::error(Code::kParse, std::string(source) + ": top-level key \"" + key + "\" given twice");
+  }
   std::string_view kind;
   if (const Value* k = Reader::get(doc, "kind"); k && k->IsString()) kind = view(*k);
   if (kind.empty()) return Status::error(Code::kParse, std::string(source) + ": top-level object has no kind");
@@ -1112,7 +1136,9 @@ class ListStreamer {
       skipSpace(w_, p);
       if (*p != ':') return false;
       ++p;
-      if (key == "items" && !sawItems) {
+      // A key given twice: parseDocument says so.
+      if ((key == "items" && sawItems) || (key == "kind" && sawKind)) return false;
+      if (key == "items") {
         sawItems = true;
         skipSpace(w_, p);
         if (*p != '[') return false;  // null, or not an array: parseDocument's word
@@ -1124,7 +1150,7 @@ class ListStreamer {
         if (!items(p, kindKnown, itemKind, out, c.errors)) return false;
       } else {
         if (!vp_.parse(w_, p, 1)) return false;
-        if (key == "kind" && !sawKind) {
+        if (key == "kind") {
           sawKind = true;
           if (!vp_.doc().IsString()) return false;  // "no kind": parseDocument says so
           kind.assign(vp_.doc().GetString(), vp_.doc().GetStringLength());

@@ -271,8 +271,9 @@ bool isMergeKey(const yaml_event_t& e) {
 // merge keys (`<<: *defaults`) as go-yaml v2 reads them: an alias is a copy
 // of its anchor's node; a merge sets the merged mapping's keys in place (a
 // sequence of them from last to first, so the first wins), and a later key
-// replaces a merged one. A key written twice in one mapping is an error, as
-// kubectl's strict reading (its default) makes it: which one was meant?
+// replaces a merged one. A key written twice in one mapping stays twice, for
+// the JSON reader to judge (a field kipvs reads, given twice, fails its
+// object, as kubectl's strict reading refuses it).
 class DocumentBuilder {
  public:
   DocumentBuilder(std::string_view source, Alloc& alloc) : source_(source), alloc_(alloc) {}
@@ -304,7 +305,6 @@ class DocumentBuilder {
     bool haveKey = false;  // a mapping's key waits for its value
     bool mergeKey = false;  // ... and it is `<<`
     Value key;
-    yaml_mark_t keyMark{};
     std::string anchor;
     yaml_mark_t mark{};
     size_t directAtStart = 0, expandedAtStart = 0;
@@ -327,7 +327,6 @@ class DocumentBuilder {
       Frame& f = stack_.back();
       f.key.SetString(reinterpret_cast<const char*>(sc.value), static_cast<rapidjson::SizeType>(sc.length), alloc_);
       f.mergeKey = isMergeKey(e);
-      f.keyMark = e.start_mark;
       f.haveKey = true;
       if (sc.anchor) anchors_[anchorOf(sc.anchor)] = Anchor{Value(f.key, alloc_), 1};
       return Status::ok();
@@ -355,7 +354,6 @@ class DocumentBuilder {
       if (!it->second.value.IsString()) return error(e.start_mark, "an alias used as a key must name a string (*" + name + ")");
       f.key.CopyFrom(it->second.value, alloc_);
       f.mergeKey = false;
-      f.keyMark = e.start_mark;
       f.haveKey = true;
       return Status::ok();
     }
@@ -401,10 +399,7 @@ class DocumentBuilder {
     }
     f.haveKey = false;
     if (!f.mergeKey) {
-      if (!set(f, f.key, v, false)) {
-        return error(f.keyMark, "key \"" + std::string(f.key.GetString(), f.key.GetStringLength()) +
-                                    "\" repeated in this mapping (kubectl refuses it too)");
-      }
+      set(f, f.key, v, false);
       return Status::ok();
     }
     f.mergeKey = false;
@@ -426,41 +421,41 @@ class DocumentBuilder {
   }
 
   // key = value in f's mapping; both are moved from. A merge (`<<`) replaces
-  // what is there, as go-yaml v2 does; a key written out replaces only what a
-  // merge set, and is false (nothing set) when it was written out before.
-  bool set(Frame& f, Value& key, Value& value, bool merged) {
+  // what is there, as go-yaml v2 does, and a key written out replaces what a
+  // merge set. A key written out twice is kept twice: the JSON reader fails
+  // the object when it reads that field, as it does a JSON key given twice.
+  void set(Frame& f, Value& key, Value& value, bool merged) {
     Value& obj = f.value;
-    auto replace = [&](Value& slot) {
+    // The member to replace, if any.
+    Value* slot = nullptr;
+    if (!f.index.empty()) {
+      auto it = f.index.find(std::string(key.GetString(), key.GetStringLength()));
+      if (it != f.index.end()) slot = &obj.MemberBegin()[it->second].value;
+    } else if (auto it = obj.FindMember(key); it != obj.MemberEnd()) {
+      slot = &it->value;
+    }
+    if (slot) {
       std::string name(key.GetString(), key.GetStringLength());
       if (merged) {
         f.fromMerge.insert(std::move(name));
-      } else if (f.fromMerge.erase(name) == 0) {
-        return false;
+        *slot = value;
+        return;
       }
-      slot = value;
-      return true;
-    };
-    auto added = [&] {
-      if (merged) f.fromMerge.emplace(key.GetString(), key.GetStringLength());
-    };
-    if (!f.index.empty()) {
-      auto [it, fresh] = f.index.try_emplace(std::string(key.GetString(), key.GetStringLength()), obj.MemberCount());
-      if (!fresh) return replace(obj.MemberBegin()[it->second].value);
-      added();
-      obj.AddMember(key, value, alloc_);
-      return true;
+      if (f.fromMerge.erase(name) != 0) {
+        *slot = value;
+        return;
+      }
+    } else if (merged) {
+      f.fromMerge.emplace(key.GetString(), key.GetStringLength());
     }
-    auto it = obj.FindMember(key);
-    if (it != obj.MemberEnd()) return replace(it->value);
-    added();
+    if (!f.index.empty()) f.index.try_emplace(std::string(key.GetString(), key.GetStringLength()), obj.MemberCount());
     obj.AddMember(key, value, alloc_);
     if (obj.MemberCount() >= kIndexedMapping) {
       rapidjson::SizeType i = 0;
       for (auto m = obj.MemberBegin(); m != obj.MemberEnd(); ++m, ++i) {
-        f.index.emplace(std::string(m->name.GetString(), m->name.GetStringLength()), i);
+        f.index.emplace(std::string(m->name.GetString(), m->name.GetStringLength()), i);  // the first of a name
       }
     }
-    return true;
   }
 
   std::string_view source_;

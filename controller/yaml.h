@@ -6,9 +6,9 @@
 // kubectl's YAML reader (go-yaml v2, YAML 1.1) resolves them: `80` is a
 // number, `"80"` a string, `yes`/`no`/`on`/`off` booleans, `~` and `null`
 // null. Anchors, aliases and merge keys (`<<: *defaults`) as go-yaml v2
-// reads them; a key written twice in one mapping is refused, as kubectl's
-// strict reading refuses it; aliases that would expand past what the
-// document itself holds are refused ("billion laughs").
+// reads them; a key written twice in one mapping is kept twice, for the
+// reader to refuse as it refuses a JSON key given twice; aliases that would
+// expand past what the document itself holds are refused ("billion laughs").
 
 #include <rapidjson/fwd.h>
 

@@ -304,6 +304,8 @@ TEST_CASE("parse: problems with the document itself fail the whole input") {
       {"[]", "x.json: top-level JSON value is array, not a Kubernetes object or List"},
       {"{\"items\": []}", "x.json: top-level object has no kind"},
       {"{\"kind\": \"List\", \"items\": {}}", "x.json: List.items is object, not an array"},
+      {"{\"kind\": \"List\", \"items\": [], \"items\": []}", "x.json: top-level key \"items\" given twice"},
+      {"{\"kind\": \"List\", \"items\": [], \"kind\": \"ServiceList\"}", "x.json: top-level key \"kind\" given twice"},
   };
   for (const Case& tc : cases) {
     CAPTURE(tc.json);
@@ -319,6 +321,14 @@ TEST_CASE("parse: problems with the document itself fail the whole input") {
   Cluster pod = parseOk("{\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\"}}");
   CHECK(pod.services.empty());
   CHECK(pod.errors.empty());
+}
+
+TEST_CASE("parse: a field kipvs does not read may be given twice") {
+  Cluster c = parseOk(testing::list({testing::service("ns/a", R"("clusterIP":"10.96.0.1","selector":{},"selector":{})",
+                                                      R"("labels":{"app":"a","app":"b"})")}));
+  CHECK(c.errors.empty());
+  REQUIRE(c.services.size() == 1);
+  CHECK(c.services[0].clusterIP == "10.96.0.1");
 }
 
 TEST_CASE("parse: per-object structural errors, table-driven") {
@@ -358,6 +368,18 @@ TEST_CASE("parse: per-object structural errors, table-driven") {
        "EndpointSlice", "ns/s", "endpoints[0].conditions.ready: expected a boolean, got string"},
       {testing::slice("ns/s", "a", "IPv4", "[]", R"([{"addresses":["10.0.0.1"],"hints":{"forZones":["a"]}}])"),
        "EndpointSlice", "ns/s", "endpoints[0].hints.forZones[0]: expected an object, got string"},
+      // A field kipvs reads, given twice: kubectl's strict reading refuses it (which was meant?).
+      {testing::service("ns/a", R"("clusterIP":"10.96.0.1","clusterIP":"10.96.0.2")"), "Service", "ns/a",
+       "spec.clusterIP: given twice"},
+      {testing::service("ns/a", R"("ports":[{"port":80,"port":81}])"), "Service", "ns/a",
+       "spec.ports[0].port: given twice"},
+      {testing::service("ns/a", R"("ports":[{"port":80,"targetPort":8080,"targetPort":"http"}])"), "Service", "ns/a",
+       "spec.ports[0].targetPort: given twice"},
+      {testing::service("ns/a", "", R"("labels":{"service.kubernetes.io/headless":"","service.kubernetes.io/headless":"x"})"),
+       "Service", "ns/a", "metadata.labels.service.kubernetes.io/headless: given twice"},
+      {testing::slice("ns/s", "a", "IPv4", "[]", R"([{"addresses":["10.0.0.1"],"nodeName":"a","nodeName":"b"}])"),
+       "EndpointSlice", "ns/s", "endpoints[0].nodeName: given twice"},
+      {R"({"kind":"Service","kind":"Service","metadata":{"name":"twice"}})", "?", "default/twice", "kind: given twice"},
       {R"({"metadata":{"name":"nokind"}})", "?", "default/nokind", "item has no kind"},
       {"42", "?", "<test.json items[0]>", "item is number, not an object"},
   };

@@ -571,9 +571,10 @@ std::vector<std::string> manyServices(int n, int eps, int base) {
     char name[16];
     std::snprintf(name, sizeof name, "web-%04d", i);
     std::string ip = "10.96." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1);
-    std::string extra = i % 3 == 0 ? R"(,"type":"NodePort")" : "";
-    std::string svc = service(name, ip, extra);
+    std::string svc = service(name, ip);
     if (i % 3 == 0) {
+      const std::string type = R"("type":"ClusterIP")";
+      svc.replace(svc.find(type), type.size(), R"("type":"NodePort")");
       const std::string port = R"("targetPort":8080})";
       svc.replace(svc.find(port), port.size(), R"("targetPort":8080,"nodePort":)" + std::to_string(30000 + i) + "}");
     }

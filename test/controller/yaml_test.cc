@@ -1,6 +1,8 @@
 // YAML input: manifests read as the JSON they stand for (controller/yaml.h).
 #include <doctest/doctest.h>
 
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "controller/k8s.h"
@@ -174,15 +176,6 @@ TEST_CASE("yaml: what is refused, with file, line and column") {
            {"a: &s 5\nb:\n  <<: *s\n", "invalid YAML at line 3, column 7: a merge (<<) wants a mapping or a sequence of mappings"},
            {"a: &m {x: 1}\nb:\n  <<: [*m, 2]\n", "line 3, column 7: a merge (<<) wants a mapping or a sequence of mappings"},
            {"a: &n [1]\nb: {*n : 1}\n", "line 2, column 5: an alias used as a key must name a string (*n)"},
-           {"kind: Service\nspec:\n  clusterIP: 10.96.0.1\n  clusterIP: 10.96.0.2\n",
-            "line 4, column 3: key \"clusterIP\" repeated in this mapping (kubectl refuses it too)"},
-           {"a: &k x\nb: {x: 1, *k : 2}\n", "line 2, column 11: key \"x\" repeated in this mapping"},
-           {"m:\n" + [] {
-              std::string keys;
-              for (int i = 0; i < 40; ++i) keys += "  k" + std::to_string(i) + ": 1\n";
-              return keys;
-            }() + "  k3: 2\n",
-            "line 42, column 3: key \"k3\" repeated in this mapping"},
            {std::string(10001, '[') + std::string(10001, ']') + "\n", "nesting deeper than 10000 levels"},
            {"? [a, b]\n: c\n", "invalid YAML at line 1, column 3: a key that is a mapping or a sequence is not supported"},
            {"kind: Service\nmetadata: {name: !!bool maybe}\n", "tag tag:yaml.org,2002:bool does not fit \"maybe\""},
@@ -316,6 +309,53 @@ items:
   CHECK(c->services[2].clusterIP == "10.96.0.3");
   REQUIRE(c->services[2].meta.annotation("kipvs.io/scheduler"));
   CHECK(*c->services[2].meta.annotation("kipvs.io/scheduler") == "lc");
+}
+
+TEST_CASE("yaml: a key written twice stays twice; a field kipvs reads, given twice, fails its object") {
+  CHECK(jsonOf("a: 1\nb: 2\na: 3\n") == R"({"a":1,"b":2,"a":3})");
+  std::string big = "m:\n";
+  for (int i = 0; i < 40; ++i) big += "  k" + std::to_string(i) + ": " + std::to_string(i) + "\n";
+  big += "  k3: x\n";
+  CHECK(jsonOf(big).find(R"("k39":39,"k3":"x"})") != std::string::npos);
+  StatusOr<Cluster> c = parseYamlText(R"(kind: List
+items:
+- kind: Service
+  metadata: {name: twice}
+  spec:
+    clusterIP: 10.96.0.1
+    clusterIP: 10.96.0.2
+    ports: [{port: 80}]
+- kind: Service
+  metadata: {name: fine, labels: {app: a, app: b}}
+  spec: {clusterIP: 10.96.0.3, ports: [{port: 80}]}
+)");
+  REQUIRE_MESSAGE(c.isOk(), c.status().toString());
+  REQUIRE(c->services.size() == 1);
+  CHECK(c->services[0].meta.name == "fine");  // a label kipvs does not read may repeat
+  REQUIRE(c->errors.size() == 1);
+  CHECK(c->errors[0].toString().find("Service default/twice: spec.clusterIP: given twice") == 0);
+}
+
+TEST_CASE("yaml: JSON with keys given twice reads the same as YAML as it does as JSON") {
+  // (Not 053-errs-every-kind-of-wrong: its "port": 1.0 is the integer 1 to YAML, as to kubectl's YAML reader.)
+  for (const char* fixture : {"test/fixtures/parser/075-annotations.json", "test/fixtures/parser/076-dup-keys.json"}) {
+    CAPTURE(fixture);
+    std::ifstream in(testing::sourcePath(fixture));
+    std::stringstream text;
+    text << in.rdbuf();
+    StatusOr<Cluster> asJson = parseJson(text.str(), "<json>");
+    testing::TempFile y("# read as YAML\n" + text.str(), "f.yaml");
+    StatusOr<Cluster> asYaml = parseFile(y.path);
+    REQUIRE(asJson.isOk());
+    REQUIRE_MESSAGE(asYaml.isOk(), asYaml.status().toString());
+    // Messages name "<json> items[i]" and "<path> document 1 (line 2) items[i]": compare without the source.
+    auto strip = [](std::string d, const std::string& source) {
+      for (size_t at; (at = d.find(source)) != std::string::npos;) d.erase(at, source.size());
+      return d;
+    };
+    CHECK(strip(testing::dumpAll(std::move(asYaml)), y.path + " document 1 (line 2)") ==
+          strip(testing::dumpAll(std::move(asJson)), "<json>"));
+  }
 }
 
 TEST_CASE("yaml: aliases that expand past what the document holds are refused (billion laughs)") {
