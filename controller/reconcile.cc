@@ -253,11 +253,20 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   // The desired virtual servers nothing in the kernel will mark as kipvs's:
   // written down before they are made, so a run that stops halfway still
   // knows them. Only those on a node address can be such (every other
-  // desired VIP is made local through the dummy), so only those are looked at.
+  // desired VIP is made local through the dummy), so only those are looked
+  // at, against an ownership of the node addresses alone (the whole one
+  // copies every VIP: built here it would delay the first write).
   std::set<ServiceKey> unmarked;
   {
-    Ownership marks = ownership();
-    marks.recorded.clear();
+    Ownership marks;
+    marks.nodeIps.insert(node.nodeIps.begin(), node.nodeIps.end());
+    marks.nodePortMin = node.nodePortMin;
+    marks.nodePortMax = node.nodePortMax;
+    for (const auto& ip : marks.nodeIps) {
+      if (mine.count(ip) || other.count(ip) || (opts.vipMode == VipMode::kAddress && desired.vips.count(ip))) {
+        marks.vips.insert(ip);
+      }
+    }
     for (const auto& ip : marks.nodeIps) {
       for (ipvs::Protocol p : {ipvs::Protocol::kTcp, ipvs::Protocol::kUdp, ipvs::Protocol::kSctp}) {
         for (auto it = desired.table.services.lower_bound(ServiceKey::make(p, ip, 0));

@@ -330,6 +330,24 @@ TEST_CASE("reconcile: a virtual server made on an externalIP naming the node is 
   CHECK(rig.out.str().find("host: unrecorded TCP 192.168.1.10:80") != std::string::npos);
 }
 
+TEST_CASE("reconcile: in address mode an externalIP naming the node is bound to the dummy, owned, and not recorded") {
+  Rig rig;
+  rig.opts.vipMode = VipMode::kAddress;
+  rig.host.addLinkAddress("eth0", A("192.168.1.10"));
+  const auto web80 = ServiceKey::tcp(A("192.168.1.10"), 80);
+  const std::string other = service("other", "10.96.0.20");
+  const std::string otherSlice = slice("other", {{"10.244.0.9", kReady}});
+  REQUIRE(rig.run(cluster({service("web", "10.96.0.10", R"(,"externalIPs":["192.168.1.10"])"),
+                           slice("web", {{"10.244.0.1", kReady}}), other, otherSlice}))
+              .exitCode() == 0);
+  CHECK(rig.kernel.dumpTable()->services.count(web80) == 1);
+  CHECK(rig.host.addresses("kipvs0").count(A("192.168.1.10")) == 1);
+  CHECK(rig.host.record().empty());
+  CHECK(rig.host.calls(FakeHostNetwork::Op::kStoreOwnedRecord) == 0);
+  REQUIRE(rig.run(cluster({other, otherSlice})).exitCode() == 0);
+  CHECK(rig.kernel.dumpTable()->services.count(web80) == 0);
+}
+
 TEST_CASE("reconcile: a recorded virtual server whose delete fails stays recorded, and goes on the next run") {
   Rig rig;
   rig.host.addLinkAddress("eth0", A("192.168.1.10"));
