@@ -1,8 +1,11 @@
 #include "controller/host.h"
 
+#include <fcntl.h>
 #include <glog/logging.h>
+#include <unistd.h>
 
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 
 namespace kipvs::controller {
@@ -41,6 +44,27 @@ Status validateBindable(const ipvs::Address& addr, const std::string& what) {
   if (addr.isUnspecified()) return Status::invalid(what + ": unspecified address");
   if (isIpv6LinkLocal(addr)) return Status::invalid(what + ": IPv6 link-local address");
   return Status::ok();
+}
+
+StatusOr<std::string> readWholeFile(const std::string& path) {
+  const std::string what = "read " + path;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::kernel(errno, what);
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int readErrno = errno;
+      ::close(fd);
+      return Status::kernel(readErrno, what);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
 }
 
 StatusOr<KernelVersion> parseKernelRelease(std::string_view release) {

@@ -105,6 +105,10 @@ bool isIpv6LinkLocal(const ipvs::Address& addr);
 // What bindAddress refuses before asking the kernel; `what` prefixes the message.
 Status validateBindable(const ipvs::Address& addr, const std::string& what);
 
+// The whole of a small file (a /proc/sys entry, the owned record). A failure
+// is kKernel with the errno (ENOENT when missing): "read PATH".
+StatusOr<std::string> readWholeFile(const std::string& path);
+
 struct KernelVersion {
   int major = 0, minor = 0, patch = 0;
   auto operator<=>(const KernelVersion&) const = default;

@@ -689,23 +689,9 @@ Status NetlinkHostNetwork::setSysctl(const std::string& path, const std::string&
 StatusOr<std::string> NetlinkHostNetwork::getSysctl(const std::string& path) {
   StatusOr<std::string> file = sysctlFile(options_.procSysRoot, path);
   if (!file.isOk()) return file.status();
-  const std::string what = "read " + *file;
-  const int fd = ::open(file->c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::kernel(errno, what);
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int readErrno = errno;
-      ::close(fd);
-      return Status::kernel(readErrno, what);
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
+  StatusOr<std::string> read = readWholeFile(*file);
+  if (!read.isOk()) return read.status();
+  std::string out = std::move(*read);
   while (!out.empty() && std::isspace(static_cast<unsigned char>(out.back()))) out.pop_back();
   return out;
 }

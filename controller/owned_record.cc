@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <string>
 
+#include "controller/host.h"
+
 #ifndef SO_NETNS_COOKIE
 #define SO_NETNS_COOKIE 71  // Linux 5.14; glibc 2.36's headers lack it
 #endif
@@ -104,26 +106,12 @@ StatusOr<std::string> ownedRecordPath(const std::string& dir) {
 }
 
 StatusOr<std::set<ServiceKey>> readOwnedRecord(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return std::set<ServiceKey>{};
-    return Status::error(Code::kIo, "cannot open " + path, errno);
+  StatusOr<std::string> text = readWholeFile(path);
+  if (!text.isOk()) {
+    if (text.status().errnum() == ENOENT) return std::set<ServiceKey>{};
+    return text.status();
   }
-  std::string text;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int e = errno;
-      ::close(fd);
-      return Status::error(Code::kIo, "cannot read " + path, e);
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  StatusOr<std::set<ServiceKey>> keys = parseOwnedRecord(text);
+  StatusOr<std::set<ServiceKey>> keys = parseOwnedRecord(*text);
   if (!keys) return keys.status().withContext(path);
   return keys;
 }

@@ -281,6 +281,17 @@ TEST_CASE("reconcile: an externalIP naming the node does not make the node addre
   CHECK(rig.out.str().find("left alone TCP 192.168.1.10:22") != std::string::npos);
 }
 
+// The owned record's tests: "web" with the node's address 192.168.1.10 as
+// its externalIP (port 80, or another), and "other", so that an input
+// without "web" still has Services and slices.
+Cluster withWebOnNodeIp(uint16_t port = 80) {
+  std::string web = service("web", "10.96.0.10", R"(,"externalIPs":["192.168.1.10"])");
+  web.replace(web.find(R"("port":80)"), 9, R"("port":)" + std::to_string(port));
+  return cluster({web, slice("web", {{"10.244.0.1", kReady}}), service("other", "10.96.0.20"),
+                  slice("other", {{"10.244.0.9", kReady}})});
+}
+Cluster otherOnly() { return cluster({service("other", "10.96.0.20"), slice("other", {{"10.244.0.9", kReady}})}); }
+
 TEST_CASE("reconcile: a virtual server made on an externalIP naming the node is recorded, and deleted once unwanted") {
   Rig rig;
   rig.host.addLinkAddress("eth0", A("192.168.1.10"));
@@ -290,10 +301,7 @@ TEST_CASE("reconcile: a virtual server made on an externalIP naming the node is 
   wlc.scheduler = "wlc";
   wlc.netmask = 0xffffffff;
   REQUIRE(rig.kernel.addService(ssh, wlc).isOk());
-  const std::string other = service("other", "10.96.0.20");
-  const std::string otherSlice = slice("other", {{"10.244.0.9", kReady}});
-  Cluster withIp = cluster({service("web", "10.96.0.10", R"(,"externalIPs":["192.168.1.10"])"),
-                            slice("web", {{"10.244.0.1", kReady}}), other, otherSlice});
+  Cluster withIp = withWebOnNodeIp();
   ReconcileResult r = rig.run(withIp);
   INFO(rig.out.str());
   REQUIRE(r.exitCode() == 0);
@@ -310,7 +318,8 @@ TEST_CASE("reconcile: a virtual server made on an externalIP naming the node is 
   CHECK(rig.host.calls(FakeHostNetwork::Op::kStoreOwnedRecord) == 1);
 
   // A dry run without the externalIP plans the delete and stores nothing.
-  Cluster without = cluster({service("web", "10.96.0.10"), slice("web", {{"10.244.0.1", kReady}}), other, otherSlice});
+  Cluster without = cluster({service("web", "10.96.0.10"), slice("web", {{"10.244.0.1", kReady}}), service("other", "10.96.0.20"),
+                             slice("other", {{"10.244.0.9", kReady}})});
   rig.opts.dryRun = true;
   r = rig.run(without);
   CHECK(r.exitCode() == 0);
@@ -335,16 +344,12 @@ TEST_CASE("reconcile: in address mode an externalIP naming the node is bound to 
   rig.opts.vipMode = VipMode::kAddress;
   rig.host.addLinkAddress("eth0", A("192.168.1.10"));
   const auto web80 = ServiceKey::tcp(A("192.168.1.10"), 80);
-  const std::string other = service("other", "10.96.0.20");
-  const std::string otherSlice = slice("other", {{"10.244.0.9", kReady}});
-  REQUIRE(rig.run(cluster({service("web", "10.96.0.10", R"(,"externalIPs":["192.168.1.10"])"),
-                           slice("web", {{"10.244.0.1", kReady}}), other, otherSlice}))
-              .exitCode() == 0);
+  REQUIRE(rig.run(withWebOnNodeIp()).exitCode() == 0);
   CHECK(rig.kernel.dumpTable()->services.count(web80) == 1);
   CHECK(rig.host.addresses("kipvs0").count(A("192.168.1.10")) == 1);
   CHECK(rig.host.record().empty());
   CHECK(rig.host.calls(FakeHostNetwork::Op::kStoreOwnedRecord) == 0);
-  REQUIRE(rig.run(cluster({other, otherSlice})).exitCode() == 0);
+  REQUIRE(rig.run(otherOnly()).exitCode() == 0);
   CHECK(rig.kernel.dumpTable()->services.count(web80) == 0);
 }
 
@@ -352,13 +357,9 @@ TEST_CASE("reconcile: a recorded virtual server whose delete fails stays recorde
   Rig rig;
   rig.host.addLinkAddress("eth0", A("192.168.1.10"));
   const auto web80 = ServiceKey::tcp(A("192.168.1.10"), 80);
-  const std::string other = service("other", "10.96.0.20");
-  const std::string otherSlice = slice("other", {{"10.244.0.9", kReady}});
-  REQUIRE(rig.run(cluster({service("web", "10.96.0.10", R"(,"externalIPs":["192.168.1.10"])"),
-                           slice("web", {{"10.244.0.1", kReady}}), other, otherSlice}))
-              .exitCode() == 0);
+  REQUIRE(rig.run(withWebOnNodeIp()).exitCode() == 0);
   REQUIRE(rig.host.record() == std::set<ServiceKey>{web80});
-  Cluster without = cluster({other, otherSlice});
+  Cluster without = otherOnly();
   rig.kernel.failNext(web80, EPERM);
   ReconcileResult r = rig.run(without);
   CHECK(r.exitCode() == 1);
@@ -378,9 +379,7 @@ TEST_CASE("reconcile: a record that cannot be read owns nothing and is not overw
   REQUIRE(rig.kernel.addService(web80, ServiceSpec{}).isOk());
   rig.host.seedRecord({web80});
   rig.host.injectFailure(FakeHostNetwork::Op::kOwnedRecord, Status::error(Code::kParse, "line 2: bad"));
-  const std::string other = service("other", "10.96.0.20");
-  const std::string otherSlice = slice("other", {{"10.244.0.9", kReady}});
-  ReconcileResult r = rig.run(cluster({other, otherSlice}));
+  ReconcileResult r = rig.run(otherOnly());
   CHECK(r.exitCode() == 1);
   CHECK(rig.err.str().find("reading the record of owned virtual servers: line 2: bad") != std::string::npos);
   CHECK(rig.kernel.dumpTable()->services.count(web80) == 1);  // not known to be ours this run
@@ -389,10 +388,7 @@ TEST_CASE("reconcile: a record that cannot be read owns nothing and is not overw
 
   // Storing fails: the Service is still programmed, and the error says so.
   rig.host.injectFailure(FakeHostNetwork::Op::kStoreOwnedRecord, Status::error(Code::kIo, "cannot create /run/kipvs", EROFS), 2);
-  Cluster want81 = cluster({service("web", "10.96.0.10", R"(,"externalIPs":["192.168.1.10"])").replace(
-                                service("web", "10.96.0.10", R"(,"externalIPs":["192.168.1.10"])").find(R"("port":80)"),
-                                9, R"("port":81)"),
-                            slice("web", {{"10.244.0.1", kReady}}), other, otherSlice});
+  Cluster want81 = withWebOnNodeIp(81);
   r = rig.run(want81);
   CHECK(r.exitCode() == 1);
   CHECK(rig.kernel.dumpTable()->services.count(web81) == 1);
