@@ -780,16 +780,17 @@ Status collectDocument(const Value& doc, std::string_view source, Cluster& clust
                                            ", not a Kubernetes object or List");
   }
   Collector out(cluster);
-  for (const char* key : {"kind", "items"}) {
-    bool twice = false;
-    Reader::get(doc, key, &twice);
-    if (twice) return Status::error(Code::kParse, std::string(source) + ": top-level key \"" + key + "\" given twice");
+  bool kindTwice = false, itemsTwice = false;
+  const Value* k = Reader::get(doc, "kind", &kindTwice);
+  const Value* items = Reader::get(doc, "items", &itemsTwice);
+  if (kindTwice || itemsTwice) {
+    return Status::error(Code::kParse, std::string(source) + ": top-level key \"" + (kindTwice ? "kind" : "items") +
+                                           "\" given twice");
   }
   std::string_view kind;
-  if (const Value* k = Reader::get(doc, "kind"); k && k->IsString()) kind = view(*k);
+  if (k && k->IsString()) kind = view(*k);
   if (kind.empty()) return Status::error(Code::kParse, std::string(source) + ": top-level object has no kind");
   if (isListKind(kind)) {
-    const Value* items = Reader::get(doc, "items");
     if (items && !items->IsArray()) {
       return Status::error(Code::kParse, std::string(source) + ": " + std::string(kind) + ".items is " +
                                              typeName(*items) + ", not an array");

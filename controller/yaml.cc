@@ -450,7 +450,7 @@ class DocumentBuilder {
     }
     if (!f.index.empty()) f.index.try_emplace(std::string(key.GetString(), key.GetStringLength()), obj.MemberCount());
     obj.AddMember(key, value, alloc_);
-    if (obj.MemberCount() >= kIndexedMapping) {
+    if (f.index.empty() && obj.MemberCount() >= kIndexedMapping) {
       rapidjson::SizeType i = 0;
       for (auto m = obj.MemberBegin(); m != obj.MemberEnd(); ++m, ++i) {
         f.index.emplace(std::string(m->name.GetString(), m->name.GetStringLength()), i);  // the first of a name
