@@ -720,14 +720,23 @@ StatusOr<std::string> NetlinkHostNetwork::kernelRelease() {
   return std::string(u.release);
 }
 
+StatusOr<std::string> NetlinkHostNetwork::recordPath() {
+  if (recordPath_.empty()) {
+    StatusOr<std::string> path = ownedRecordPath(options_.stateDir);
+    if (!path) return path.status();
+    recordPath_ = std::move(*path);
+  }
+  return recordPath_;
+}
+
 StatusOr<std::set<ipvs::ServiceKey>> NetlinkHostNetwork::ownedRecord() {
-  StatusOr<std::string> path = ownedRecordPath(options_.stateDir);
+  StatusOr<std::string> path = recordPath();
   if (!path) return path.status();
   return readOwnedRecord(*path);
 }
 
 Status NetlinkHostNetwork::storeOwnedRecord(const std::set<ipvs::ServiceKey>& keys) {
-  StatusOr<std::string> path = ownedRecordPath(options_.stateDir);
+  StatusOr<std::string> path = recordPath();
   if (!path) return path.status();
   return writeOwnedRecord(*path, keys);
 }

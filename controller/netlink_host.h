@@ -66,8 +66,12 @@ class NetlinkHostNetwork : public HostNetwork {
   std::vector<Status> changeAddresses(bool add, const std::string& ifname, std::span<const ipvs::Address> addrs);
   std::vector<Status> changeRoutes(bool add, const std::string& ifname, std::span<const ipvs::Address> addrs);
 
+  // The owned record's file in options_.stateDir, named by this netns (found once).
+  StatusOr<std::string> recordPath();
+
   std::unique_ptr<RtnlSocket> rtnl_;
   Options options_;
+  std::string recordPath_;
   uint64_t routesRead_ = 0;
 };
 
