@@ -46,22 +46,15 @@ run() {
   shift || true
   [[ -x $OUT/parse_fuzz ]] || build
   [[ -d $OUT/seeds ]] || seed
-  mkdir -p "$OUT/corpus" "$OUT/findings"
-  cd "$OUT"
-  # One process, one worker: the machine is shared.
-  ./parse_fuzz -max_total_time="$secs" -max_len=16384 -timeout=20 -rss_limit_mb=2048 \
-    -dict="$ROOT/test/fuzz/parse_fuzz.dict" -artifact_prefix="$OUT/findings/" \
-    -print_final_stats=1 "$@" "$OUT/corpus" "$OUT/seeds"
+  runFuzzer "$OUT" parse_fuzz "$secs" corpus -max_len=16384 -timeout=20 -dict="$ROOT/test/fuzz/parse_fuzz.dict" \
+    "$@" "$OUT/seeds"
 }
 
 gen() {
   local secs=${1:-600}
   shift || true
   [[ -x $OUT/parse_fuzz_gen ]] || build
-  mkdir -p "$OUT/corpus-gen" "$OUT/findings"
-  cd "$OUT"
-  ./parse_fuzz_gen -max_total_time="$secs" -max_len=2048 -len_control=0 -timeout=20 -rss_limit_mb=2048 \
-    -artifact_prefix="$OUT/findings/gen-" -print_final_stats=1 "$@" "$OUT/corpus-gen"
+  ARTIFACT_PREFIX=gen- runFuzzer "$OUT" parse_fuzz_gen "$secs" corpus-gen -max_len=2048 -len_control=0 -timeout=20 "$@"
 }
 
 # Objects and the two replay binaries (bytes, generator) with extra flags, in $OUT/$1.

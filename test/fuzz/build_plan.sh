@@ -25,11 +25,7 @@ run() {
   local secs=${1:-600}
   shift || true
   [[ -x $OUT/plan_fuzz ]] || build
-  mkdir -p "$OUT/corpus" "$OUT/findings"
-  cd "$OUT"
-  # One process, one worker: the machine is shared.
-  ./plan_fuzz -max_total_time="$secs" -max_len=512 -timeout=10 -rss_limit_mb=2048 \
-    -artifact_prefix="$OUT/findings/" -print_final_stats=1 "$@" "$OUT/corpus"
+  runFuzzer "$OUT" plan_fuzz "$secs" corpus -max_len=512 -timeout=10 "$@"
 }
 
 case ${1:-build} in

@@ -30,3 +30,16 @@ compileObjects() {
     OBJS+=("$obj")
   done
 }
+
+# runFuzzer OUT BIN SECS CORPUS ARGS...: OUT/BIN (libFuzzer) for SECS seconds,
+# adding to OUT/CORPUS (created), its findings in OUT/findings/ (prefixed
+# with ARTIFACT_PREFIX, if set). ARGS: the fuzzer's own flags and further
+# corpora to read. One process, one worker: the machine is shared.
+runFuzzer() {
+  local out=$1 bin=$2 secs=$3 corpus=$4
+  shift 4
+  mkdir -p "$out/$corpus" "$out/findings"
+  cd "$out"
+  "./$bin" -max_total_time="$secs" -rss_limit_mb=2048 -artifact_prefix="$out/findings/${ARTIFACT_PREFIX:-}" \
+    -print_final_stats=1 "$out/$corpus" "$@"  # the first corpus is where libFuzzer adds inputs
+}

@@ -39,12 +39,8 @@ run() {
   shift || true
   [[ -x $OUT/yaml_fuzz ]] || build
   [[ -d $OUT/seeds ]] || seed
-  mkdir -p "$OUT/corpus" "$OUT/findings"
-  cd "$OUT"
-  # One process, one worker: the machine is shared.
-  ./yaml_fuzz -max_total_time="$secs" -max_len=16384 -timeout=20 -rss_limit_mb=2048 \
-    -dict="$ROOT/test/fuzz/yaml_fuzz.dict" -artifact_prefix="$OUT/findings/" \
-    -print_final_stats=1 "$@" "$OUT/corpus" "$OUT/seeds"
+  runFuzzer "$OUT" yaml_fuzz "$secs" corpus -max_len=16384 -timeout=20 -dict="$ROOT/test/fuzz/yaml_fuzz.dict" \
+    "$@" "$OUT/seeds"
 }
 
 case ${1:-build} in
