@@ -37,53 +37,74 @@ std::optional<Op> convergeRetry(const Op& op, const Status& s) {
 bool alreadyDone(const Op& op, const Status& s) {
   if (op.kind == Kind::kDeleteDest) return s.errnum() == ENOENT || s.errnum() == ESRCH;
   if (op.kind == Kind::kDeleteService) return s.errnum() == ESRCH || s.errnum() == ENOENT;
+  // A departing dest someone removed already: what draining was for.
+  if (op.kind == Kind::kUpdateDest && op.departing) return s.errnum() == ENOENT;
   return false;
 }
 
+// Sends ops and records what became of them. The converge retries (an add
+// that met EEXIST sent again as an update, ...) wait for flush(), so that a
+// batch sent in several pieces makes the same writes in the same order as
+// sent whole: each piece's ops, then every retry.
 class BatchRunner {
  public:
   BatchRunner(ipvs::IpvsClient& client, ApplyReport& report) : client_(client), report_(report) {}
 
-  // Sends ops in one batch; folds converge answers (one retry batch);
-  // records failures. Returns per-op success.
-  std::vector<bool> run(const std::vector<Op>& ops) {
-    std::vector<bool> ok(ops.size(), false);
-    if (ops.empty()) return ok;
+  // Per-op outcome of the last send(), retries folded in by flush().
+  const std::vector<bool>& ok() const { return ok_; }
+
+  void send(const std::vector<Op>& ops) {
+    ok_.assign(ops.size(), false);
+    if (ops.empty()) return;
     std::vector<Status> res = client_.apply(ops);
     report_.attempted += ops.size();
-    std::vector<Op> retries;
-    std::vector<size_t> retryIdx;
     for (size_t i = 0; i < ops.size(); ++i) {
       const Status& s = i < res.size() ? res[i] : Status::error(Code::kInternal, "no result");
       if (s.isOk() || alreadyDone(ops[i], s)) {
-        ok[i] = true;
+        ok_[i] = true;
+        ++report_.succeeded;
         continue;
       }
       if (auto r = convergeRetry(ops[i], s)) {
         VLOG(1) << ops[i].toString() << ": " << s.toString() << ", retrying as " << ipvs::opKindName(r->kind);
-        retries.push_back(*r);
-        retryIdx.push_back(i);
+        retries_.push_back({ops[i], std::move(*r), i});
         continue;
       }
       fail(ops[i], s);
     }
-    if (!retries.empty()) {
-      std::vector<Status> rres = client_.apply(retries);
-      report_.attempted += retries.size();
-      for (size_t j = 0; j < retries.size(); ++j) {
-        const Status& s = j < rres.size() ? rres[j] : Status::error(Code::kInternal, "no result");
-        if (s.isOk()) {
-          ok[retryIdx[j]] = true;
-        } else {
-          fail(ops[retryIdx[j]], s);
-        }
+  }
+
+  void flush() {
+    if (retries_.empty()) return;
+    std::vector<Op> again;
+    again.reserve(retries_.size());
+    for (const auto& r : retries_) again.push_back(r.retry);
+    std::vector<Status> res = client_.apply(again);
+    report_.attempted += again.size();
+    for (size_t j = 0; j < retries_.size(); ++j) {
+      const Retry& r = retries_[j];
+      const Status& s = j < res.size() ? res[j] : Status::error(Code::kInternal, "no result");
+      if (!s.isOk()) {
+        fail(r.op, s);
+        continue;
       }
+      ++report_.succeeded;
+      if (r.index < ok_.size()) ok_[r.index] = true;
+      // The service was not as the table read said (made or removed by
+      // someone else since): its real servers were planned against that
+      // read, so it is read and planned again.
+      if (r.op.isServiceOp()) report_.stale.insert(r.op.service);
     }
-    for (bool b : ok) report_.succeeded += b ? 1 : 0;
-    return ok;
+    retries_.clear();
   }
 
  private:
+  struct Retry {
+    Op op;     // as planned
+    Op retry;  // as sent again
+    size_t index;  // in the last send(); only read while that send is the last one (batch 1)
+  };
+
   void fail(const Op& op, const Status& s) {
     if (!op.isServiceOp() && s.errnum() == ESRCH) report_.stale.insert(op.service);
     report_.failedServices.insert(op.service);
@@ -93,6 +114,8 @@ class BatchRunner {
 
   ipvs::IpvsClient& client_;
   ApplyReport& report_;
+  std::vector<bool> ok_;
+  std::vector<Retry> retries_;
 };
 
 // The three batches. Dest ops come from nextDests in chunks (false: no more);
@@ -103,11 +126,13 @@ ApplyReport applyBatches(const std::vector<Op>& svcOps, const NextDests& nextDes
   ApplyReport report;
   BatchRunner runner(client, report);
 
-  // Batch 1: service adds and updates.
-  std::vector<bool> svcOk = runner.run(svcOps);
+  // Batch 1: service adds and updates, retries included: the dest ops need
+  // their outcome.
+  runner.send(svcOps);
+  runner.flush();
   std::set<ipvs::ServiceKey> blocked;
   for (size_t i = 0; i < svcOps.size(); ++i) {
-    if (!svcOk[i]) blocked.insert(svcOps[i].service);
+    if (!runner.ok()[i]) blocked.insert(svcOps[i].service);
   }
 
   // Batch 2: dest ops of every service that now exists as wanted.
@@ -120,12 +145,14 @@ ApplyReport applyBatches(const std::vector<Op>& svcOps, const NextDests& nextDes
         return true;
       });
     }
-    runner.run(chunk);
+    runner.send(chunk);
     chunk.clear();
   }
+  runner.flush();
 
   // Batch 3: stale services go last.
-  runner.run(deletes());
+  runner.send(deletes());
+  runner.flush();
   return report;
 }
 

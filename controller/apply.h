@@ -3,8 +3,10 @@
 // (service adds/updates; dest ops of services that exist; service deletes) so
 // that a failed service op skips only its own dest ops, and each batch is one
 // pipelined send (applyStreamed: the dest ops one per chunk). Kernel answers that mean "already converged" are folded:
-// add -> EEXIST retries as update, update-dest -> ENOENT retries as add,
-// delete -> ENOENT/ESRCH is done.
+// add -> EEXIST retries as update, update -> ESRCH/ENOENT retries as add
+// (not for a departing dest: gone is what its drain was for), delete ->
+// ENOENT/ESRCH is done. A service op retried that way marks its service stale:
+// its real servers were planned against a read that no longer holds.
 
 #include <chrono>
 #include <condition_variable>
@@ -30,7 +32,9 @@ struct ApplyReport {
   std::vector<OpFailure> failures;
   std::set<ipvs::ServiceKey> failedServices;
   std::set<ipvs::ServiceKey> skippedDests;  // dest ops not sent because their service op failed
-  std::set<ipvs::ServiceKey> stale;         // ESRCH on a dest op: the service vanished under us; re-dump
+  // Not as the table read said: ESRCH on a dest op (the service vanished under
+  // us), or a service add/update that met EEXIST/ESRCH. Re-dump and re-plan.
+  std::set<ipvs::ServiceKey> stale;
 
   bool ok() const { return failures.empty(); }
 };

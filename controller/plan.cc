@@ -63,7 +63,7 @@ void planDests(const ServiceKey& key, const std::map<DestKey, DestState>& desire
         if (h->second.spec.weight != 0) {
           ipvs::DestSpec quiesced = h->second.spec;
           quiesced.weight = 0;
-          quiesces.push_back(Op::updateDest(key, h->first, quiesced));
+          quiesces.push_back(Op::quiesceDest(key, h->first, quiesced));
         }
       } else {
         deletes.push_back(Op::deleteDest(key, h->first));

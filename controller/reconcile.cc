@@ -262,10 +262,10 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     marks.nodeIps.insert(node.nodeIps.begin(), node.nodeIps.end());
     marks.nodePortMin = node.nodePortMin;
     marks.nodePortMax = node.nodePortMax;
+    // Marked once this run is done: `other` is converted or removed by it, so
+    // a node address bound by an address-mode run marks nothing in route mode.
     for (const auto& ip : marks.nodeIps) {
-      if (mine.count(ip) || other.count(ip) || (opts.vipMode == VipMode::kAddress && desired.vips.count(ip))) {
-        marks.vips.insert(ip);
-      }
+      if (mine.count(ip) || (opts.vipMode == VipMode::kAddress && desired.vips.count(ip))) marks.vips.insert(ip);
     }
     for (const auto& ip : marks.nodeIps) {
       for (ipvs::Protocol p : {ipvs::Protocol::kTcp, ipvs::Protocol::kUdp, ipvs::Protocol::kSctp}) {
@@ -515,7 +515,16 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
       storeRecord(std::move(kept));
     }
 
-    // Unbind only after the services on those addresses are gone.
+    // Unbind only after the services on those addresses are gone; a VIP whose
+    // stale virtual server could not be deleted stays, so that the next run
+    // still owns that virtual server and deletes it.
+    {
+      std::set<ipvs::Address> inUse;
+      for (const auto& k : result.report.failedServices) {
+        if (!desired.table.services.count(k)) inUse.insert(k.address);
+      }
+      for (auto* v : {&toUnbind, &toUnbindOther}) std::erase_if(*v, [&](const auto& a) { return inUse.count(a) > 0; });
+    }
     record(opts.vipMode, false, change(opts.vipMode, false, toUnbind), toUnbind, result.hostChanges, result.hostErrors);
     record(otherMode, false, change(otherMode, false, toUnbindOther), toUnbindOther, result.hostChanges,
            result.hostErrors);

@@ -18,6 +18,9 @@ namespace kipvs::ipvs {
 struct Op {
   enum class Kind : uint8_t { kAddService, kUpdateService, kDeleteService, kAddDest, kUpdateDest, kDeleteDest };
   Kind kind = Kind::kAddService;
+  // update-dest only: the dest is leaving (quiesced to weight 0 to drain), so
+  // its absence (ENOENT) is the goal, not a reason to add it back.
+  bool departing = false;
   ServiceKey service;
   // add/update service; out of line, as dest ops (nearly all of a plan) have
   // none: an op is 88 bytes, not 160 (10,000 x 10 empty -> full: 110,000 ops).
@@ -25,12 +28,15 @@ struct Op {
   DestKey dest;             // dest ops
   DestSpec destSpec;        // add/update dest
 
-  static Op addService(const ServiceKey& k, const ServiceSpec& s) { return {Kind::kAddService, k, s, {}, {}}; }
-  static Op updateService(const ServiceKey& k, const ServiceSpec& s) { return {Kind::kUpdateService, k, s, {}, {}}; }
-  static Op deleteService(const ServiceKey& k) { return {Kind::kDeleteService, k, {}, {}, {}}; }
-  static Op addDest(const ServiceKey& k, const DestKey& d, const DestSpec& s) { return {Kind::kAddDest, k, {}, d, s}; }
-  static Op updateDest(const ServiceKey& k, const DestKey& d, const DestSpec& s) { return {Kind::kUpdateDest, k, {}, d, s}; }
-  static Op deleteDest(const ServiceKey& k, const DestKey& d) { return {Kind::kDeleteDest, k, {}, d, {}}; }
+  static Op addService(const ServiceKey& k, const ServiceSpec& s) { return {Kind::kAddService, false, k, s, {}, {}}; }
+  static Op updateService(const ServiceKey& k, const ServiceSpec& s) { return {Kind::kUpdateService, false, k, s, {}, {}}; }
+  static Op deleteService(const ServiceKey& k) { return {Kind::kDeleteService, false, k, {}, {}, {}}; }
+  static Op addDest(const ServiceKey& k, const DestKey& d, const DestSpec& s) { return {Kind::kAddDest, false, k, {}, d, s}; }
+  static Op updateDest(const ServiceKey& k, const DestKey& d, const DestSpec& s) { return {Kind::kUpdateDest, false, k, {}, d, s}; }
+  static Op deleteDest(const ServiceKey& k, const DestKey& d) { return {Kind::kDeleteDest, false, k, {}, d, {}}; }
+  static Op quiesceDest(const ServiceKey& k, const DestKey& d, const DestSpec& s) {
+    return {Kind::kUpdateDest, true, k, {}, d, s};
+  }
 
   bool isServiceOp() const { return kind <= Kind::kDeleteService; }
   std::string toString() const;  // "add-service TCP 10.0.0.1:80 rr", "update-dest TCP 10.0.0.1:80 -> 10.1.0.1:80 weight 0"

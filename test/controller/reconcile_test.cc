@@ -371,6 +371,96 @@ TEST_CASE("reconcile: a recorded virtual server whose delete fails stays recorde
   CHECK(rig.host.record().empty());
 }
 
+TEST_CASE("reconcile: after switching from address to route mode, a virtual server on a node address is recorded") {
+  Rig rig;
+  rig.host.addLinkAddress("eth0", A("192.168.1.10"));
+  const auto web80 = ServiceKey::tcp(A("192.168.1.10"), 80);
+  rig.opts.vipMode = VipMode::kAddress;
+  REQUIRE(rig.run(withWebOnNodeIp()).exitCode() == 0);
+  REQUIRE(rig.host.addresses("kipvs0").count(A("192.168.1.10")) == 1);
+  REQUIRE(rig.host.record().empty());
+  // Route mode takes the node address off kipvs0 and gives it no route:
+  // nothing in the kernel marks web80 as kipvs's any more, so the record must.
+  rig.opts.vipMode = VipMode::kRoute;
+  REQUIRE(rig.run(withWebOnNodeIp()).exitCode() == 0);
+  CHECK(rig.host.addresses("kipvs0").count(A("192.168.1.10")) == 0);
+  CHECK(rig.host.routes("kipvs0").count(A("192.168.1.10")) == 0);
+  CHECK(rig.host.record() == std::set<ServiceKey>{web80});
+  REQUIRE(rig.run(otherOnly()).exitCode() == 0);
+  CHECK(rig.kernel.dumpTable()->services.count(web80) == 0);
+  CHECK(rig.host.record().empty());
+}
+
+TEST_CASE("reconcile: a stale virtual server whose delete fails keeps its VIP, and goes on the next run") {
+  Rig rig;
+  const auto old80 = ServiceKey::tcp(A("10.96.0.20"), 80);
+  const Cluster web = cluster({service("web", "10.96.0.10"), slice("web", {{"10.244.0.1", kReady}})});
+  REQUIRE(rig.run(withWebOnNodeIp()).exitCode() == 0);  // "other" on 10.96.0.20
+  REQUIRE(rig.host.routes("kipvs0").count(A("10.96.0.20")) == 1);
+  rig.kernel.failNext(old80, EPERM);
+  CHECK(rig.run(web).exitCode() == 1);
+  REQUIRE(rig.kernel.dumpTable()->services.count(old80) == 1);
+  CHECK(rig.host.routes("kipvs0").count(A("10.96.0.20")) == 1);  // still ours
+  CHECK(rig.run(web).exitCode() == 0);
+  CHECK(rig.kernel.dumpTable()->services.count(old80) == 0);
+  CHECK(rig.host.routes("kipvs0").count(A("10.96.0.20")) == 0);
+}
+
+TEST_CASE("reconcile: a virtual server someone else removed or made after the read is read again and completed") {
+  const auto web = ServiceKey::tcp(A("10.96.0.10"), 80);
+  const Cluster two = cluster({service("web", "10.96.0.10"), slice("web", {{"10.244.0.1", kReady}, {"10.244.0.2", kReady}})});
+  const Cluster twoSticky = cluster({service("web", "10.96.0.10", R"(,"sessionAffinity":"ClientIP")"),
+                                     slice("web", {{"10.244.0.1", kReady}, {"10.244.0.2", kReady}})});
+  auto dests = [](Rig& rig, const ServiceKey& k) {
+    std::set<std::string> out;
+    const Table t = *rig.kernel.dumpTable();
+    for (const auto& [d, st] : t.services.at(k).dests) out.insert(d.address.toString());
+    return out;
+  };
+  const std::set<std::string> both{"10.244.0.1", "10.244.0.2"};
+
+  SUBCASE("removed: the update meets ESRCH; added again with all its real servers") {
+    Rig rig;
+    REQUIRE(rig.run(two).exitCode() == 0);
+    const Table read = *rig.kernel.dumpTable();
+    REQUIRE(rig.kernel.deleteService(web).isOk());  // ipvsadm -D, after our read
+    ReconcileResult r = rig.run(twoSticky, [&]() -> StatusOr<Table> { return read; });
+    INFO(rig.err.str());
+    CHECK(r.exitCode() == 0);
+    CHECK(dests(rig, web) == both);
+    CHECK((rig.kernel.dumpTable()->services.at(web).spec.flags & kSvcFlagPersistent) != 0);
+  }
+  SUBCASE("made: the add meets EEXIST; its real servers not wanted go") {
+    Rig rig;
+    ServiceSpec rr;
+    rr.scheduler = "rr";
+    rr.netmask = 0xffffffff;
+    REQUIRE(rig.kernel.addService(web, rr).isOk());  // before the writes, after an empty read
+    REQUIRE(rig.kernel.addDest(web, DestKey{A("10.244.9.9"), 8080}, DestSpec{}).isOk());
+    // Made local as kipvs would, so that the virtual server is owned.
+    ReconcileResult r = rig.run(two, [&]() -> StatusOr<Table> { return Table{}; });
+    INFO(rig.err.str());
+    CHECK(r.exitCode() == 0);
+    CHECK(dests(rig, web) == both);
+  }
+}
+
+TEST_CASE("reconcile: a departing real server already removed by someone else is not added back") {
+  Rig rig;
+  const auto web = ServiceKey::tcp(A("10.96.0.10"), 80);
+  const DestKey gone{A("10.244.0.2"), 8080};
+  REQUIRE(rig.run(cluster({service("web", "10.96.0.10"), slice("web", {{"10.244.0.1", kReady}, {"10.244.0.2", kReady}})}))
+              .exitCode() == 0);
+  Table read = *rig.kernel.dumpTable();
+  read.services.at(web).dests.at(gone).counters.activeConns = 3;  // so it would drain
+  REQUIRE(rig.kernel.deleteDest(web, gone).isOk());               // ipvsadm -d, after our read
+  ReconcileResult r = rig.run(cluster({service("web", "10.96.0.10"), slice("web", {{"10.244.0.1", kReady}})}),
+                              [&]() -> StatusOr<Table> { return read; });
+  INFO(rig.err.str());
+  CHECK(r.exitCode() == 0);
+  CHECK(rig.kernel.dumpTable()->services.at(web).dests.count(gone) == 0);
+}
+
 TEST_CASE("reconcile: a record that cannot be read owns nothing and is not overwritten; one that cannot be stored is an error") {
   Rig rig;
   rig.host.addLinkAddress("eth0", A("192.168.1.10"));
@@ -604,6 +694,54 @@ std::vector<std::string> manyServices(int n, int eps, int base) {
 }
 
 }  // namespace
+
+TEST_CASE("apply: a plan streamed in chunks makes apply()'s writes in apply()'s order, converge retries included") {
+  ServiceSpec rr;
+  rr.scheduler = "rr";
+  rr.netmask = 0xffffffff;
+  DestSpec w1;
+  w1.weight = 1;
+  const auto a = ServiceKey::tcp(A("10.96.0.1"), 80), b = ServiceKey::tcp(A("10.96.0.2"), 80);
+  const DestKey da{A("10.244.0.1"), 8080}, db{A("10.244.0.2"), 8080};
+  Table desired, read;
+  desired.services[a].spec = desired.services[b].spec = rr;
+  desired.services[a].dests[da].spec = w1;
+  desired.services[b].dests[db].spec = w1;
+  read.services[a].spec = read.services[b].spec = rr;
+  const Plan p = plan(desired, read, Ownership{});
+  // da was added after the read: its add meets EEXIST and goes again as an update.
+  auto kernel = [&](FakeIpvsClient& k) {
+    REQUIRE(k.addService(a, rr).isOk());
+    REQUIRE(k.addService(b, rr).isOk());
+    REQUIRE(k.addDest(a, da, w1).isOk());
+  };
+  FakeIpvsClient k1, k2;
+  kernel(k1);
+  kernel(k2);
+  RecordingClient whole(k1), streamed(k2);
+  const ApplyReport r1 = apply(p, whole);
+  OpStream chunks;  // one per service
+  for (const auto& sp : p.services) {
+    std::vector<Op> chunk;
+    for (const auto& op : sp.ops) {
+      if (!op.isServiceOp()) chunk.push_back(op);
+    }
+    chunks.push(std::move(chunk));
+  }
+  chunks.close();
+  const ApplyReport r2 = applyStreamed(serviceOps(desired, read), chunks, p, streamed);
+  auto flat = [](const RecordingClient& c) {
+    std::vector<std::string> out;
+    for (const auto& call : c.calls) out.insert(out.end(), call.begin(), call.end());
+    return out;
+  };
+  REQUIRE(flat(whole).size() == 3);  // add da, add db, then the retry
+  CHECK(flat(whole)[2].rfind("update-dest", 0) == 0);
+  CHECK(flat(streamed) == flat(whole));
+  CHECK(r1.ok());
+  CHECK(r2.ok());
+  CHECK(r2.succeeded == r1.succeeded);
+}
 
 TEST_CASE("reconcile: real servers are planned beside the writes; the kernel gets apply()'s writes of the whole plan") {
   Rig rig;
