@@ -365,6 +365,11 @@ struct DestSlot {
   Protocol proto = Protocol::kTcp;
   Family family = Family::kV4;
   bool local = false;  // externalTrafficPolicy / internalTrafficPolicy Local
+  // local, and no local endpoint: take the cluster's instead. kube-proxy's IPVS
+  // mode does (kubernetes#97081) whenever the port reaches its endpoints by the
+  // Cluster policy at all (ITP Cluster, or reachable from outside): pods on a
+  // node without an endpoint can still use an ETP-Local LoadBalancer IP.
+  bool clusterFallback = false;
   std::optional<ZoneWeights> zoneWeights;
   // kTodo -> kBusy (one thread claimed it) -> kDone (dests are there).
   enum : uint8_t { kTodo, kBusy, kDone };
@@ -455,7 +460,13 @@ Status validateService(const Service& svc, const NodeFacts& node, Validated& v) 
     return Status::invalid("unknown IPVS scheduler \"" + v.spec.scheduler + "\"" +
                            (sched ? " (annotation " + std::string(kAnnScheduler) + ")" : " (node default)"));
   }
-  if (const std::string* flags = svc.meta.annotation(kAnnSchedulerFlags)) {
+  const std::string* flags = svc.meta.annotation(kAnnSchedulerFlags);
+  // mh without the flags annotation hashes the source port too, as kube-proxy
+  // sets it (its --ipvs-scheduler=mh): by address alone every connection of
+  // one client (a gateway, a node's SNAT) lands on one pod. The annotation,
+  // even empty, says exactly which flags.
+  if (!flags && v.spec.scheduler == "mh") v.spec.flags |= ipvs::kSvcFlagSched2;
+  if (flags) {
     for (std::string_view f : splitList(*flags)) {
       std::string_view family = f.substr(0, 2);  // "sh" / "mh"
       uint32_t bit = 0;
@@ -489,13 +500,20 @@ Status validateService(const Service& svc, const NodeFacts& node, Validated& v) 
   return Status::ok();
 }
 
+// kube-proxy lists Services and EndpointSlices through one label selector
+// (service-proxy-name and headless absent): an object so labelled is never
+// seen, whether a Service or a slice (which the EndpointSlice controller
+// labels as its Service).
+bool labelledAway(const ObjectMeta& meta, const NodeFacts& node) {
+  if (meta.label(kLabelHeadless)) return true;
+  if (const std::string* proxy = meta.label(kLabelProxyName)) return node.proxyName.empty() || *proxy != node.proxyName;
+  return false;
+}
+
 // Services kube-proxy would not program, without them being wrong.
 bool skipped(const Service& svc, const NodeFacts& node) {
   if (svc.type == ServiceType::kExternalName) return true;
-  if (svc.meta.label(kLabelHeadless)) return true;
-  if (const std::string* proxy = svc.meta.label(kLabelProxyName)) {
-    return node.proxyName.empty() || *proxy != node.proxyName;
-  }
+  if (labelledAway(svc.meta, node)) return true;
   // Headless: kube-proxy's ShouldSkipService. An unparsable clusterIP is not
   // headless but invalid: validation reports it.
   const std::string& primary = svc.clusterIPs.empty() ? svc.clusterIP : svc.clusterIPs.front();
@@ -640,6 +658,7 @@ class DesiredBuilder::Impl {
     slices_.reserve(cluster_.slices.size());
     for (const EndpointSlice& s : cluster_.slices) {
       if (s.addressType == AddressType::kFqdn) continue;  // kube-proxy never reads FQDN slices
+      if (labelledAway(s.meta, node_)) continue;
       std::string_view svcName = s.serviceName();
       if (svcName.empty()) continue;  // not tied to a Service (kube-proxy logs and skips)
       slices_[s.meta.ns + "/" + std::string(svcName)].push_back(indexSlice(s, node_, errors));
@@ -685,6 +704,12 @@ class DesiredBuilder::Impl {
       uint16_t portNum = static_cast<uint16_t>(port.port);
       for (Family fam : {Family::kV4, Family::kV6}) {
         if (!hasFamily(fam)) continue;
+        // kube-proxy's UsesClusterEndpoints(), per port and family.
+        const bool reachableFromOutside =
+            port.nodePort != 0 ||
+            std::any_of(v.externalIps.begin(), v.externalIps.end(), [&](const Address& a) { return a.family == fam; }) ||
+            std::any_of(v.lbIps.begin(), v.lbIps.end(), [&](const Address& a) { return a.family == fam; });
+        const bool usesClusterEndpoints = !itpLocal || reachableFromOutside;
         std::shared_ptr<DestSlot> clusterSet, localSet;
         auto slot = [&](bool local) {
           auto& s = local ? localSet : clusterSet;
@@ -695,6 +720,7 @@ class DesiredBuilder::Impl {
             s->proto = proto;
             s->family = fam;
             s->local = local;
+            s->clusterFallback = local && usesClusterEndpoints;
             s->zoneWeights = v.zoneWeights;
           }
           return s;
@@ -759,10 +785,17 @@ class DesiredBuilder::Impl {
     }
   }
 
+  // As kube-proxy's NodePortAddresses: CIDRs of one family leave the other
+  // family's addresses all selected (--nodeport-addresses=10.0.0.0/8 on a
+  // dual-stack node still gives the IPv6 NodePorts).
   bool nodePortAddress(const Address& a) const {
-    if (node_.nodePortCidrs.empty()) return true;
-    return std::any_of(node_.nodePortCidrs.begin(), node_.nodePortCidrs.end(),
-                       [&](const Cidr& c) { return c.contains(a); });
+    bool anyOfFamily = false;
+    for (const Cidr& c : node_.nodePortCidrs) {
+      if (c.base.family != a.family) continue;
+      if (c.contains(a)) return true;
+      anyOfFamily = true;
+    }
+    return !anyOfFamily;
   }
 
   // Endpoints of one Service port in one family, across all its slices, each
@@ -823,7 +856,9 @@ class DesiredBuilder::Impl {
     auto it = slices_.find(slot.svc->meta.key());
     std::vector<Cand> cands = candidates(it == slices_.end() ? nullptr : &it->second, slot.family, slot.portName,
                                          slot.proto);
-    slot.dests = weigh(slot.local ? localEndpoints(cands) : clusterEndpoints(cands, node_), slot.zoneWeights);
+    std::vector<const Cand*> chosen = slot.local ? localEndpoints(cands) : clusterEndpoints(cands, node_);
+    if (chosen.empty() && slot.clusterFallback) chosen = clusterEndpoints(cands, node_);
+    slot.dests = weigh(chosen, slot.zoneWeights);
     slot.state.store(DestSlot::kDone, std::memory_order_release);
     slot.state.notify_all();
   }

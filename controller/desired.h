@@ -26,7 +26,7 @@ struct Cidr {
 struct NodeFacts {
   std::string nodeName;
   std::vector<ipvs::Address> nodeIps;          // NodePort VSs go on these (filtered by nodePortCidrs)
-  std::vector<Cidr> nodePortCidrs;             // empty: all nodeIps
+  std::vector<Cidr> nodePortCidrs;             // none of a family: all nodeIps of that family
   std::string zone;                            // this node's zone (topology, zone weights)
   std::string proxyName;                       // service.kubernetes.io/service-proxy-name we answer to ("" = none)
   std::string defaultScheduler = "rr";

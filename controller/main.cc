@@ -56,6 +56,7 @@ reconcile flags:
   --node-ip IP                 NodePort address (repeatable); default: this host's
                                global unicast addresses
   --nodeport-addresses CIDRS   only node IPs within these CIDRs (comma list) get NodePorts
+                               (a family with no CIDR listed keeps all its node IPs)
   --nodeport-range MIN-MAX     NodePort range kipvs owns (default 30000-32767)
   --zone ZONE                  this node's zone (topology hints, kipvs.io/zone-weights)
   --scheduler NAME             default scheduler (default rr); per Service:

@@ -152,7 +152,10 @@ TEST_CASE("desired: NodePort virtual servers follow node IPs, nodePortCidrs and 
   } cases[] = {
       {"all node IPs of the Service's family, never 0.0.0.0", svc4, {}, {"TCP 10.0.0.5:30080", "TCP 198.51.100.10:30080"}},
       {"filtered by nodePortCidrs", svc4, {"198.51.100.0/24"}, {"TCP 198.51.100.10:30080"}},
-      {"a CIDR of another family selects nothing", svc4, {"2001:db8::/64"}, {}},
+      {"CIDRs of another family only: this family's node IPs all count (kube-proxy's NodePortAddresses)", svc4,
+       {"2001:db8::/64"}, {"TCP 10.0.0.5:30080", "TCP 198.51.100.10:30080"}},
+      {"dual-stack, v4 CIDRs only: v6 node IPs all count", svc46, {"198.51.100.0/24"},
+       {"TCP 198.51.100.10:30080", "TCP [2001:db8::10]:30080"}},
       {"dual-stack gets both families", svc46, {}, {"TCP 10.0.0.5:30080", "TCP 198.51.100.10:30080", "TCP [2001:db8::10]:30080"}},
       {"dual-stack filtered", svc46, {"2001:db8::/64", "10.0.0.0/8"}, {"TCP 10.0.0.5:30080", "TCP [2001:db8::10]:30080"}},
   };
@@ -219,6 +222,33 @@ TEST_CASE("desired: headless, ExternalName and label-excluded Services produce n
     CHECK(d.vips.size() == (tc.produces ? 1u : 0u));
     CHECK(d.services.size() == (tc.produces ? 1u : 0u));
     CHECK(d.errors.empty());
+  }
+}
+
+TEST_CASE("desired: EndpointSlices labelled headless or for another proxy are not read, as kube-proxy's informers") {
+  const std::string svc = service("d/s", R"("clusterIP":"10.96.0.10","ports":[{"name":"http","port":80}])");
+  auto labelled = [](const std::string& label) {
+    std::string sl = slice("d/s-1", "s", "IPv4", kHttpPort, arr({ep("10.244.1.1")}));
+    const std::string at = R"("kubernetes.io/service-name":"s")";
+    return sl.replace(sl.find(at), at.size(), at + "," + label);
+  };
+  NodeFacts named = nodeA();
+  named.proxyName = "kipvs";
+  struct Case {
+    const char* name;
+    std::string label;
+    NodeFacts node;
+    std::string dests;
+  } cases[] = {
+      {"headless", R"("service.kubernetes.io/headless":"")", nodeA(), ""},
+      {"another proxy's", R"("service.kubernetes.io/service-proxy-name":"cilium")", named, ""},
+      {"a proxy name when we have none", R"("service.kubernetes.io/service-proxy-name":"kipvs")", nodeA(), ""},
+      {"our proxy name", R"("service.kubernetes.io/service-proxy-name":"kipvs")", named, " 10.244.1.1:8080 w1"},
+      {"some other label", R"("app":"web")", nodeA(), " 10.244.1.1:8080 w1"},
+  };
+  for (const Case& tc : cases) {
+    CAPTURE(tc.name);
+    CHECK(render(compute({svc, labelled(tc.label)}, tc.node)) == Lines{"TCP 10.96.0.10:80 rr ->" + tc.dests});
   }
 }
 
@@ -372,6 +402,33 @@ TEST_CASE("desired: externalTrafficPolicy Local falls back to local serving-term
   CHECK(render(d) == Lines{"TCP 10.96.0.10:80 rr -> 10.244.2.2:8080 w1", "TCP 198.51.100.10:30080 rr -> 10.244.1.3:8080 w1"});
 }
 
+TEST_CASE("desired: Local policy with no local endpoint takes the cluster's, where the port uses them (kube-proxy IPVS, #97081)") {
+  std::string eps = arr({ep("10.244.2.2", R"("nodeName":"node-b")"),
+                         ep("10.244.3.3", R"("nodeName":"node-c","conditions":{"ready":false,"terminating":true})")});
+  auto desiredFor = [&](const std::string& spec, const std::string& status = "") {
+    return render(
+        compute({service("default/web", spec, "", status), slice("default/web-1", "web", "IPv4", kHttpPort, eps)}));
+  };
+  // externalTrafficPolicy Local: every externally reachable virtual server.
+  CHECK(desiredFor(R"("type":"LoadBalancer","clusterIP":"10.96.0.10","externalTrafficPolicy":"Local",
+      "externalIPs":["203.0.113.7"],"ports":[{"name":"http","port":80,"nodePort":30080}])",
+                   R"("loadBalancer":{"ingress":[{"ip":"192.0.2.10"}]})") ==
+        Lines{"TCP 10.96.0.10:80 rr -> 10.244.2.2:8080 w1", "TCP 192.0.2.10:80 rr -> 10.244.2.2:8080 w1",
+              "TCP 198.51.100.10:30080 rr -> 10.244.2.2:8080 w1", "TCP 203.0.113.7:80 rr -> 10.244.2.2:8080 w1"});
+  // internalTrafficPolicy Local on a port reachable from outside: the ClusterIP too.
+  CHECK(desiredFor(R"("type":"NodePort","clusterIP":"10.96.0.10","internalTrafficPolicy":"Local",
+      "ports":[{"name":"http","port":80,"nodePort":30080}])") ==
+        Lines{"TCP 10.96.0.10:80 rr -> 10.244.2.2:8080 w1", "TCP 198.51.100.10:30080 rr -> 10.244.2.2:8080 w1"});
+  // ... but not on a port only the ClusterIP reaches.
+  CHECK(desiredFor(R"("clusterIP":"10.96.0.10","internalTrafficPolicy":"Local","ports":[{"name":"http","port":80}])") ==
+        Lines{"TCP 10.96.0.10:80 rr ->"});
+  // The cluster's own fallback holds: no ready endpoint anywhere, the serving-terminating ones.
+  eps = arr({ep("10.244.3.3", R"("nodeName":"node-c","conditions":{"ready":false,"terminating":true})")});
+  CHECK(desiredFor(R"("type":"NodePort","clusterIP":"10.96.0.10","externalTrafficPolicy":"Local",
+      "ports":[{"name":"http","port":80,"nodePort":30080}])") ==
+        Lines{"TCP 10.96.0.10:80 rr -> 10.244.3.3:8080 w1", "TCP 198.51.100.10:30080 rr -> 10.244.3.3:8080 w1"});
+}
+
 // --- Topology -------------------------------------------------------------------
 
 TEST_CASE("desired: topology hints, as kube-proxy's topology.go") {
@@ -487,7 +544,11 @@ TEST_CASE("desired: scheduler annotation, node default and scheduler flags") {
     bool error;
   } cases[] = {
       {"node default", "", "wlc", "TCP 10.96.0.10:80 wlc ->", false},
-      {"annotation overrides", R"("kipvs.io/scheduler":"mh")", "wlc", "TCP 10.96.0.10:80 mh ->", false},
+      {"annotation overrides; mh hashes the source port by default, as kube-proxy", R"("kipvs.io/scheduler":"mh")", "wlc",
+       "TCP 10.96.0.10:80 mh flags=0x10 ->", false},
+      {"mh as the node default: mh-port too", "", "mh", "TCP 10.96.0.10:80 mh flags=0x10 ->", false},
+      {"mh with the flags annotation empty: no flags", R"("kipvs.io/scheduler":"mh","kipvs.io/scheduler-flags":"")", "rr",
+       "TCP 10.96.0.10:80 mh ->", false},
       {"sh flags", R"("kipvs.io/scheduler":"sh","kipvs.io/scheduler-flags":"sh-fallback, sh-port")", "rr",
        "TCP 10.96.0.10:80 sh flags=0x18 ->", false},
       {"mh-port", R"("kipvs.io/scheduler":"mh","kipvs.io/scheduler-flags":"mh-port")", "rr",

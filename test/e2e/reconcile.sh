@@ -144,6 +144,23 @@ check "UDP 10.96.0.53:53 answers ($a)" grep -qE '^pod-[123] 10.0.2.1$' <<<"$a"
 a=$(get 4 cli 192.0.2.10 80 | hist)
 check "externalTrafficPolicy Local: LB IP only reaches node-a's endpoint ($a)" [ "$a" = "pod-1=4 " ]
 
+step "externalTrafficPolicy Local on a node with no local endpoint: the cluster's endpoints, as kube-proxy's IPVS mode (kubernetes#97081)"
+# Pods on such a node reach the LB IP through its local virtual server; without endpoints it would drop them.
+# dests VS: "real server/weight ..." of one virtual server, from ipvsadm -Sn.
+dests() { kt_ipvsadm -Sn | awk -v vs="$1" '$1 == "-a" && $3 == vs {print $5 "/" $NF}' | sort | tr '\n' ' '; }
+kt_node_exec "$KIPVS" reconcile --node-name node-z --node-ip 10.0.2.254 -f $FIX/cluster.json > "$KT_DIR/node-z.out"
+check "192.0.2.10:80 has web-local's ready endpoints ($(dests 192.0.2.10:80))" \
+    [ "$(dests 192.0.2.10:80)" = "10.0.1.1:8080/1 10.0.1.3:8080/1 " ]
+check "so has NodePort 10.0.2.254:30081 ($(dests 10.0.2.254:30081))" \
+    [ "$(dests 10.0.2.254:30081)" = "10.0.1.1:8080/1 10.0.1.3:8080/1 " ]
+a=$(get 6 cli 192.0.2.10 80 | hist)
+check "the LB IP answers from both ($a)" [ "$a" = "pod-1=3 pod-3=3 " ]
+kipvs -f $FIX/cluster.json > "$KT_DIR/node-a.out"
+check "back on node-a, only its own endpoint carries traffic ($(dests 192.0.2.10:80); the other drains at weight 0)" \
+    grep -qE '^10\.0\.1\.1:8080/1 (10\.0\.1\.3:8080/0 )?$' <<<"$(dests 192.0.2.10:80)"
+a=$(get 4 cli 192.0.2.10 80 | hist)
+check "the LB IP reaches node-a's endpoint only ($a)" [ "$a" = "pod-1=4 " ]
+
 step "rr: 30 requests over 3 ready pods land 10/10/10"
 # The kernel's per-real-server connection totals, to tell on failure whether rr itself was uneven or another
 # connection (or a reused one that skipped scheduling) got in between (seen twice with automatic source
@@ -217,6 +234,15 @@ want="pod-${idle%%:*}"; want="pod-${want##*.}"
 a=$(get_from 20200 5 cli 10.96.0.12 80 | hist)
 check "lc: 5 new connections all go to the idle pod $want ($a)" [ "$a" = "$want=5 " ]
 touch "$KT_DIR/lc1.go" "$KT_DIR/lc2.go"
+
+step "mh as the default scheduler: with mh-port, as kube-proxy sets it, one client's connections spread over the pods"
+kipvs -f $FIX/cluster.json --scheduler mh > "$KT_DIR/mh.out"
+rule=$(kt_ipvsadm -Sn | grep -- '-A -t 10.96.0.10:80 ' || true)
+check "10.96.0.10:80 is mh with mh-port ($rule)" grep -qE -- '-s mh .*-b mh-port' <<<"$rule"
+a=$(get_from 20300 12 cli 10.96.0.10 80 | hist)
+check "12 connections from one client, from 12 source ports, reach more than one pod ($a)" [ "$(wc -w <<<"$a")" -gt 1 ]
+kipvs -f $FIX/cluster.json > "$KT_DIR/mh-back.out"
+check "without --scheduler mh: rr again, edited in place" has_rule '-A -t 10.96.0.10:80 -s rr'
 
 step "a terminating pod: its open connection keeps working, new connections avoid it"
 hold cli 10.96.0.15 80 drain
