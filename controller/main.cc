@@ -230,7 +230,9 @@ int cmdDump(Args& a) {
     return 2;
   }
   if (output == "ipvsadm") {
-    renderIpvsadmRules(*t, std::cout);
+    for (const auto& k : renderIpvsadmRules(*t, std::cout)) {
+      std::cerr << "kipvs: warning: " << k.toString() << " left out: ipvsadm rules cannot name its protocol\n";
+    }
   } else if (output == "json") {
     renderTableJson(*t, std::cout);
   } else {

@@ -110,7 +110,9 @@ class Writer {
   Writer& operator<<(const Address& a);
   Writer& operator<<(const ServiceKey& k) {
     if (k.isFwmark()) return *this << "FWM " << k.fwmark << (k.family == ipvs::Family::kV4 ? " IPv4" : " IPv6");
-    return *this << ipvs::protocolName(k.protocol) << ' ' << Bracketed{k.address} << ':' << k.port;
+    if (!ipvs::isKnownProtocol(k.protocol)) *this << ipvs::protocolLabel(k.protocol);
+    else *this << ipvs::protocolName(k.protocol);
+    return *this << ' ' << Bracketed{k.address} << ':' << k.port;
   }
   Writer& operator<<(const DestKey& d) { return *this << Bracketed{d.address} << ':' << d.port; }
   Writer& operator<<(Bracketed b) {
@@ -295,10 +297,15 @@ void destLine(std::string_view svc, const DestKey& d, const DestSpec& s, Writer&
 
 }  // namespace
 
-void renderIpvsadmRules(const ipvs::Table& table, std::ostream& out) {
+std::vector<ServiceKey> renderIpvsadmRules(const ipvs::Table& table, std::ostream& out) {
   Writer w(out);
   std::string svc;
+  std::vector<ServiceKey> leftOut;
   for (const auto& [k, s] : table.services) {
+    if (!k.isFwmark() && !ipvs::isKnownProtocol(k.protocol)) {
+      leftOut.push_back(k);  // ipvsadm has no switch for it
+      continue;
+    }
     w << "-A ";
     // Written once, then copied into each real server's line.
     const size_t at = w.mark();
@@ -313,6 +320,7 @@ void renderIpvsadmRules(const ipvs::Table& table, std::ostream& out) {
     }
     w.breakPoint();
   }
+  return leftOut;
 }
 
 void renderTableText(const ipvs::Table& table, std::ostream& out) {
@@ -382,7 +390,10 @@ void keyJson(const ServiceKey& k, Writer& w) {
   if (k.isFwmark()) {
     w << ",\"fwmark\":" << k.fwmark;
   } else {
-    w << ",\"protocol\":\"" << ipvs::protocolName(k.protocol) << "\",\"address\":\"" << k.address
+    w << ",\"protocol\":\"";
+    if (ipvs::isKnownProtocol(k.protocol)) w << ipvs::protocolName(k.protocol);
+    else w << ipvs::protocolLabel(k.protocol);
+    w << "\",\"address\":\"" << k.address
       << "\",\"port\":" << k.port;
   }
   w << '}';

@@ -4,6 +4,7 @@
 
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "controller/desired.h"
 #include "controller/plan.h"
@@ -12,7 +13,8 @@
 namespace kipvs::controller {
 
 // `ipvsadm -Sn` form: what `ipvsadm -R` reads back. Services and dests sorted.
-void renderIpvsadmRules(const ipvs::Table& table, std::ostream& out);
+// Returns the virtual servers left out: those of a protocol ipvsadm cannot name.
+std::vector<ipvs::ServiceKey> renderIpvsadmRules(const ipvs::Table& table, std::ostream& out);
 
 // A listing like `ipvsadm -Ln`, plus each real server's share of the
 // service's connections (active + inactive): long-lived connections (gRPC,

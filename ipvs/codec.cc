@@ -249,10 +249,9 @@ StatusOr<ServiceEntry> decodeService(Bytes nest, WithStats withStats) {
   } else {
     uint16_t proto = 0;
     KIPVS_RETURN_IF_ERROR(getScalar(a[IPVS_SVC_ATTR_PROTOCOL], "service PROTOCOL", true, proto));
-    if (proto != static_cast<uint16_t>(Protocol::kTcp) && proto != static_cast<uint16_t>(Protocol::kUdp) &&
-        proto != static_cast<uint16_t>(Protocol::kSctp)) {
-      return parseError("service PROTOCOL: unsupported protocol " + std::to_string(proto));
-    }
+    // Any protocol is read as it is: the kernel takes one kipvs never makes
+    // (ICMP, from a tool speaking netlink), and a table read that failed on it
+    // would stop every reconcile. Such a service is foreign; it is left alone.
     auto addr = getAddress(a[IPVS_SVC_ATTR_ADDR], "service ADDR", *family);
     if (!addr) return addr.status();
     uint16_t port = 0;
@@ -298,11 +297,9 @@ StatusOr<DestEntry> decodeDest(Bytes nest, Family serviceFamily, WithStats withS
 
   uint32_t fwd = 0;
   KIPVS_RETURN_IF_ERROR(getScalar(a[IPVS_DEST_ATTR_FWD_METHOD], "dest FWD_METHOD", true, fwd));
-  fwd &= IP_VS_CONN_F_FWD_MASK;
-  if (fwd > static_cast<uint32_t>(FwdMethod::kBypass)) {
-    return parseError("dest FWD_METHOD: unknown forwarding method " + std::to_string(fwd));
-  }
-  e.spec.fwd = static_cast<FwdMethod>(fwd);
+  // The kernel only masks it (5..7 are kept as given): read as it is, as the
+  // protocol above, and rewritten by the plan if a Service wants that dest.
+  e.spec.fwd = static_cast<FwdMethod>(fwd & IP_VS_CONN_F_FWD_MASK);
   uint32_t weight = 0;
   KIPVS_RETURN_IF_ERROR(getScalar(a[IPVS_DEST_ATTR_WEIGHT], "dest WEIGHT", true, weight));
   e.spec.weight = static_cast<int32_t>(weight);
@@ -311,9 +308,6 @@ StatusOr<DestEntry> decodeDest(Bytes nest, Family serviceFamily, WithStats withS
 
   uint8_t tunType = 0;
   KIPVS_RETURN_IF_ERROR(getScalar(a[IPVS_DEST_ATTR_TUN_TYPE], "dest TUN_TYPE", false, tunType));
-  if (tunType >= IP_VS_CONN_F_TUNNEL_TYPE_MAX) {
-    return parseError("dest TUN_TYPE: unknown tunnel type " + std::to_string(tunType));
-  }
   e.spec.tunType = static_cast<TunnelType>(tunType);
   KIPVS_RETURN_IF_ERROR(getBe16(a[IPVS_DEST_ATTR_TUN_PORT], "dest TUN_PORT", false, e.spec.tunPort));
   KIPVS_RETURN_IF_ERROR(getScalar(a[IPVS_DEST_ATTR_TUN_FLAGS], "dest TUN_FLAGS", false, e.spec.tunFlags));

@@ -1,5 +1,7 @@
 #include "ipvs/fake_client.h"
 
+#include <climits>
+
 namespace kipvs::ipvs {
 
 namespace {
@@ -75,6 +77,9 @@ Status FakeIpvsClient::applyOne(const Op& op) {
     case K::kUpdateService: {
       if (op.kind == K::kAddService && it != table_.services.end()) return kernelError(EEXIST, op);
       const ServiceSpec& s = op.serviceSpec;
+      // ip_vs_svc_policy: longer names fail the attribute policy, which
+      // ip_vs_genl_parse_service answers with EINVAL before any lookup.
+      if (s.scheduler.size() >= kSchedNameMax || s.pe.size() > kPeNameMax) return kernelError(EINVAL, op);
       if (s.scheduler != "none" && !schedulers_.count(s.scheduler)) return kernelError(ENOENT, op);
       if (!s.pe.empty() && s.pe != "sip") return kernelError(ENOENT, op);
       if (key.family == Family::kV6 && (s.netmask < 1 || s.netmask > 128)) return kernelError(EINVAL, op);
@@ -127,6 +132,11 @@ StatusOr<Timeouts> FakeIpvsClient::getTimeouts() { return timeouts_; }
 
 Status FakeIpvsClient::setTimeouts(const Timeouts& t) {
   ++writes_;
+  // ip_vs_set_timeout: each must fit INT_MAX jiffies, else EINVAL and nothing
+  // changes (HZ as Debian's kernels have it).
+  for (uint32_t v : {t.tcp, t.tcpFin, t.udp}) {
+    if (v > static_cast<uint32_t>(INT_MAX / kHz)) return Status::kernel(EINVAL, "setting timeouts");
+  }
   if (t.tcp) timeouts_.tcp = t.tcp;
   if (t.tcpFin) timeouts_.tcpFin = t.tcpFin;
   if (t.udp) timeouts_.udp = t.udp;

@@ -42,6 +42,10 @@ class FakeIpvsClient : public IpvsClient {
   size_t serviceCount() const { return table_.services.size(); }
 
  private:
+  // The kernel's limits the fake holds ops to (ip_vs_ctl.c).
+  static constexpr size_t kSchedNameMax = 16;  // IP_VS_SCHEDNAME_MAXLEN, the NUL included
+  static constexpr size_t kPeNameMax = 16;     // IP_VS_PENAME_MAXLEN, the NUL not included (its policy)
+  static constexpr int kHz = 250;              // CONFIG_HZ of Debian's amd64 kernels
   Status applyOne(const Op& op);
   Status checkDest(const ServiceKey& svc, const DestKey& key, const DestSpec& spec) const;
 

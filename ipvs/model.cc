@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstring>
@@ -129,6 +130,12 @@ const char* protocolName(Protocol p) {
   return "?";
 }
 
+bool isKnownProtocol(Protocol p) { return p == Protocol::kTcp || p == Protocol::kUdp || p == Protocol::kSctp; }
+
+std::string protocolLabel(Protocol p) {
+  return isKnownProtocol(p) ? protocolName(p) : "IP_" + std::to_string(static_cast<unsigned>(p));
+}
+
 std::optional<Protocol> parseProtocol(std::string_view s) {
   auto eq = [&](const char* n) {
     if (s.size() != std::strlen(n)) return false;
@@ -147,7 +154,7 @@ std::string ServiceKey::toString() const {
   if (isFwmark()) {
     return "FWM " + std::to_string(fwmark) + (family == Family::kV4 ? " IPv4" : " IPv6");
   }
-  return std::string(protocolName(protocol)) + " " + address.toBracketed() + ":" + std::to_string(port);
+  return protocolLabel(protocol) + " " + address.toBracketed() + ":" + std::to_string(port);
 }
 
 const char* fwdMethodName(FwdMethod m) {
@@ -314,6 +321,10 @@ bool isUnicastDestAddress(const Address& a) {
   }
   if (a.isUnspecified()) return false;
   if (b[0] == 0xff) return false;                           // multicast
+  // ::ffff:0:0/96, IPv4-mapped: ipv6_addr_type() gives it no IPV6_ADDR_UNICAST.
+  if (std::all_of(b.begin(), b.begin() + 10, [](uint8_t x) { return x == 0; }) && b[10] == 0xff && b[11] == 0xff) {
+    return false;
+  }
   if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return false;  // fe80::/10
   return true;
 }

@@ -60,7 +60,9 @@ struct Address {
 };
 
 enum class Protocol : uint16_t { kTcp = 6, kUdp = 17, kSctp = 132 };
-const char* protocolName(Protocol p);                        // "TCP"
+const char* protocolName(Protocol p);                        // "TCP"; "?" for any other
+bool isKnownProtocol(Protocol p);                            // TCP, UDP or SCTP
+std::string protocolLabel(Protocol p);                       // "TCP"; "IP_1" for any other, as /proc/net/ip_vs
 std::optional<Protocol> parseProtocol(std::string_view s);   // "TCP"/"tcp"
 
 // IP_VS_SVC_F_* flags.

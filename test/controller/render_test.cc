@@ -264,6 +264,19 @@ TEST_CASE("render: a record larger than the output buffer") {
         "-A -t 10.0.0.1:80 -s " + std::string(300 << 10, 'x') + "\n-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1\n");
 }
 
+TEST_CASE("render: a service of a protocol kipvs never makes is named, and left out of ipvsadm rules") {
+  Table t;
+  const auto icmp = ServiceKey::make(static_cast<Protocol>(1), A("10.0.0.2"), 0);
+  const auto web = ServiceKey::tcp(A("10.0.0.1"), 80);
+  t.services[icmp].spec = spec("rr");
+  t.services[web].spec = spec("rr");
+  std::vector<ServiceKey> leftOut;
+  CHECK(capture([&](std::ostream& o) { leftOut = renderIpvsadmRules(t, o); }) == "-A -t 10.0.0.1:80 -s rr\n");
+  CHECK(leftOut == std::vector<ServiceKey>{icmp});
+  CHECK(capture([&](std::ostream& o) { renderTableText(t, o); }).find("IP_1 10.0.0.2:0") != std::string::npos);
+  CHECK(capture([&](std::ostream& o) { renderTableJson(t, o); }).find("\"protocol\":\"IP_1\"") != std::string::npos);
+}
+
 TEST_CASE("render: a pass stopped before any write, as JSON") {
   std::ostringstream a, b;
   renderFatalJson(Status::error(Code::kTimeout, "process 7 holds the lock \"kipvs-ipvs\"", EBUSY), false, a);

@@ -144,6 +144,49 @@ TEST_CASE_TEMPLATE_DEFINE("conformance", Env, conformance_suite) {
     CHECK(dumpOne(c, k).dests.empty());
   }
 
+  SUBCASE("an IPv4-mapped IPv6 real server is EINVAL (ipv6_addr_type: not unicast)") {
+    auto k = ServiceKey::tcp(addr("fd00::10"), 80);
+    requireOk(c.addService(k, norm(k, sched("rr"))));
+    checkErrno(c.addDest(k, dest("::ffff:10.1.0.1", 80), masq()), EINVAL);
+    requireOk(c.addDest(k, dest("fd00:1::1", 80), masq()));
+    CHECK(dumpOne(c, k).dests.size() == 1);
+  }
+
+  SUBCASE("names longer than the kernel's attribute policy allows are EINVAL, not ENOENT") {
+    auto k = tcp("10.0.0.1", 80);
+    checkErrno(c.addService(k, norm(k, sched("sixteen-chars-xx"))), EINVAL);
+    ServiceSpec pe = norm(k, sched("rr"));
+    pe.pe = "seventeen-chars-x";
+    checkErrno(c.addService(k, pe), EINVAL);
+    requireOk(c.addService(k, norm(k, sched("rr"))));
+    checkErrno(c.updateService(k, norm(k, sched("sixteen-chars-xx"))), EINVAL);
+    CHECK(dumpOne(c, k).spec.scheduler == "rr");
+  }
+
+  SUBCASE("entries kipvs never makes, which the kernel takes from other tools, read back as made") {
+    // A table read that failed on any of them would stop every reconcile.
+    ServiceKey icmp = ServiceKey::make(static_cast<Protocol>(1), addr("10.0.0.2"), 0);
+    requireOk(c.addService(icmp, norm(icmp, sched("rr"))));
+    auto k = tcp("10.0.0.1", 80);
+    requireOk(c.addService(k, norm(k, sched("rr"))));
+    DestSpec fwd5 = masq();
+    fwd5.fwd = static_cast<FwdMethod>(5);
+    requireOk(c.addDest(k, dest("10.1.0.1", 80), fwd5));
+    DestSpec tun3 = masq();  // IP_VS_CONN_F_TUNNEL_TYPE_MAX itself passes ip_vs_add_dest's check
+    tun3.fwd = FwdMethod::kTunnel;
+    tun3.tunType = static_cast<TunnelType>(3);
+    requireOk(c.addDest(k, dest("10.1.0.2", 80), tun3));
+    auto t = c.dumpTable();
+    REQUIRE_MESSAGE(t.isOk(), t.status().toString());
+    CHECK(t->services.count(icmp) == 1);
+    REQUIRE(t->services.count(k) == 1);
+    const auto& ds = t->services.at(k).dests;
+    REQUIRE(ds.size() == 2);
+    CHECK(static_cast<uint32_t>(ds.at(dest("10.1.0.1", 80)).spec.fwd) == 5);
+    CHECK(static_cast<int>(ds.at(dest("10.1.0.2", 80)).spec.tunType) == 3);
+    requireOk(c.deleteService(icmp));
+  }
+
   SUBCASE("IPv6 netmask outside 1..128 is EINVAL") {
     auto k = ServiceKey::tcp(addr("fd00::10"), 443);
     ServiceSpec s = sched("rr", kSvcFlagPersistent, 60);
@@ -340,6 +383,9 @@ TEST_CASE_TEMPLATE_DEFINE("conformance", Env, conformance_suite) {
     REQUIRE(t1.isOk());
     CHECK(*t1 == Timeouts{1000, 30, 200});
     requireOk(c.setTimeouts(Timeouts{0, 0, 250}));  // 0 leaves a value alone
+    CHECK(*c.getTimeouts() == Timeouts{1000, 30, 250});
+    // Past INT_MAX jiffies (at any HZ from 100): EINVAL, and nothing changes.
+    checkErrno(c.setTimeouts(Timeouts{30000000, 0, 0}), EINVAL);
     CHECK(*c.getTimeouts() == Timeouts{1000, 30, 250});
     requireOk(c.setTimeouts(*t0));
 
