@@ -888,6 +888,13 @@ class DesiredBuilder::Impl {
       for (; end < byKey.size() && claims_[byKey[end]]->key == w.key; ++end) {
         const Claim& c = *claims_[byKey[end]];
         if (w.svc == c.svc && w.kind == c.kind) continue;  // an address listed twice: same outcome, nothing to say
+        if (w.svc == c.svc && w.slot == c.slot) {
+          // Its LB IP also an externalIP, say: the same spec and real servers,
+          // so one virtual server serves both, as in kube-proxy.
+          d.notes.push_back("Service " + c.svc->meta.key() + ": " + vsKindName(c.kind) + " " + c.key.toString() +
+                            " is also its " + vsKindName(w.kind) + "; one virtual server serves both");
+          continue;
+        }
         std::string winner = w.svc == c.svc ? "its own " + std::string(vsKindName(w.kind)) + " virtual server"
                                             : "Service " + w.svc->meta.key() + " (" + vsKindName(w.kind) + ")";
         d.errors.push_back({"Service", c.svc->meta.key(),

@@ -441,8 +441,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     // At the lowest priority: on two CPUs the writer and the planner keep
     // both busy, and the VIPs fit in what they leave (VM, 10,000 Services:
     // the IPVS writes took 1.74-1.94 s beside it against 1.92-2.14 s).
-    std::thread hostWork([&] {
-      lowerThisThreadPriority();
+    auto hostTask = [&] {
       if (opts.manageSysctls) {
         auto rel = host.kernelRelease();
         Status s = rel.isOk() ? prepareIpvsSysctls(host, *rel, &hostChanges) : rel.status();
@@ -450,7 +449,16 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
       }
       record(otherMode, false, change(otherMode, false, toConvert), toConvert, hostChanges, hostErrors);
       record(opts.vipMode, true, change(opts.vipMode, true, toBind), toBind, hostChanges, hostErrors);
-    });
+    };
+    std::thread hostWork;
+    try {
+      hostWork = std::thread([&] {
+        lowerThisThreadPriority();
+        hostTask();
+      });
+    } catch (const std::system_error&) {
+      // No thread: done after the writes (below).
+    }
     {
       // Each chunk is allocated once, at about its final size, rather than
       // grown by doubling (each step copies every op so far).
@@ -471,7 +479,11 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     } else {
       written = applyStreamed(serviceOps(desired.table, actual), destOps, result.plan, client);
     }
-    hostWork.join();
+    if (hostWork.joinable()) {
+      hostWork.join();
+    } else {
+      hostTask();
+    }
     merge(result.report, std::move(written));
     recordPlanAndErrors();
     result.hostChanges = std::move(hostChanges);
@@ -592,6 +604,9 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     };
     for (const auto& e : result.objectErrors) errJson(e.kind, e.name, e.message, 0);
     for (const auto& f : result.report.failures) errJson("Op", f.op.toString(), f.status.toString(), f.status.errnum());
+    for (const auto& s : result.report.skippedDests) {
+      errJson("Op", s.toString(), "real-server changes skipped because the virtual server op failed", 0);
+    }
     for (const auto& h : result.hostErrors) errJson("Host", "", h.toString(), h.errnum());
     out << "],\"applied\":{\"attempted\":" << result.report.attempted << ",\"succeeded\":" << result.report.succeeded
         << ",\"failed\":" << result.report.failures.size() << "},\"kernelWrites\":" << result.kernelWrites

@@ -719,10 +719,21 @@ TEST_CASE("desired: two Services claiming one virtual server") {
     CHECK(render(d) == Lines{"TCP 10.96.0.10:80 rr ->", "TCP 192.0.2.10:80 rr ->", "TCP 203.0.113.7:80 rr ->"});
     CHECK(d.errors.empty());
   }
-  SUBCASE("a Service against itself") {
+  SUBCASE("a Service against itself: one virtual server when both want the same real servers, else an error") {
     Desired d = compute({service("default/self", R"("clusterIP":"10.96.0.10","externalIPs":["10.96.0.10"],
         "ports":[{"port":80}])")});
     CHECK(render(d) == Lines{"TCP 10.96.0.10:80 rr ->"});
+    CHECK(d.errors.empty());
+    CHECK(d.notes == std::vector<std::string>{"Service default/self: ExternalIP TCP 10.96.0.10:80 is also its "
+                                              "ClusterIP; one virtual server serves both"});
+    d = compute({service("default/lb", R"("type":"LoadBalancer","clusterIP":"10.96.0.10",
+        "externalIPs":["192.0.2.10"],"externalTrafficPolicy":"Local","ports":[{"port":80,"nodePort":30080}])", "",
+                         R"("loadBalancer":{"ingress":[{"ip":"192.0.2.10"}]})")});
+    CHECK(d.errors.empty());
+    CHECK(d.notes.size() == 1);
+    // externalTrafficPolicy Local: the externalIP wants this node's endpoints, the ClusterIP all.
+    d = compute({service("default/self", R"("type":"NodePort","clusterIP":"10.96.0.10","externalIPs":["10.96.0.10"],
+        "externalTrafficPolicy":"Local","ports":[{"port":80,"nodePort":30080}])")});
     CHECK(errorStrings(d) == Lines{"Service default/self: ExternalIP virtual server TCP 10.96.0.10:80 conflicts "
                                    "with its own ClusterIP virtual server; not programmed"});
   }

@@ -614,6 +614,20 @@ TEST_CASE("reconcile: a kernel refusal fails only that virtual server") {
   CHECK(rig.err.str().find("add-service TCP 10.96.0.40:80 scheduler mh") != std::string::npos);
   CHECK(rig.sleeps == 0);  // permanent for this spec: not retried
   CHECK(rig.kernel.dumpTable()->services.count(ServiceKey::tcp(A("10.96.0.10"), 80)) == 1);
+
+  // With -o json the skipped real-server changes are listed too, as on stderr.
+  Rig json;
+  json.kernel.setSchedulers({"rr"});
+  json.opts.output = OutputFormat::kJson;
+  CHECK(json.run(c).exitCode() == 1);
+  rapidjson::Document d;
+  d.Parse(json.out.str().c_str());
+  REQUIRE_MESSAGE(!d.HasParseError(), json.out.str());
+  std::vector<std::string> names;
+  for (const auto& e : d["errors"].GetArray()) names.push_back(std::string(e["name"].GetString()) + ": " + e["message"].GetString());
+  CHECK(names.size() == 2);
+  CHECK(std::count(names.begin(), names.end(),
+                   "TCP 10.96.0.40:80: real-server changes skipped because the virtual server op failed") == 1);
 }
 
 TEST_CASE("reconcile: lost answers (ENOBUFS) are retried after a re-dump; permanent errors are not") {
