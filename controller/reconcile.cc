@@ -81,6 +81,17 @@ void merge(ApplyReport& into, ApplyReport&& from) {
   into.stale.merge(from.stale);
 }
 
+// `from` is a later attempt at `keys`: it replaces what `into` says of them.
+void supersede(ApplyReport& into, const std::set<ServiceKey>& keys, ApplyReport&& from) {
+  std::erase_if(into.failures, [&](const OpFailure& f) { return keys.count(f.op.service) > 0; });
+  for (const auto& k : keys) {
+    into.stale.erase(k);
+    into.failedServices.erase(k);
+    into.skippedDests.erase(k);
+  }
+  merge(into, std::move(from));
+}
+
 // Re-dumps just these services into `actual` (an incremental refresh).
 Status refresh(ipvs::IpvsClient& client, const std::set<ServiceKey>& keys, ipvs::Table& actual) {
   for (const auto& k : keys) {
@@ -507,15 +518,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
       std::vector<ServiceKey> keys(retryKeys.begin(), retryKeys.end());
       Plan retry = planKeys(desired.table, actual, own, keys);
       result.plannedWrites += retry.opCount();
-      ApplyReport again = apply(retry, client);
-      // The retry supersedes the earlier outcome for these services.
-      std::erase_if(result.report.failures, [&](const OpFailure& f) { return retryKeys.count(f.op.service) > 0; });
-      for (const auto& k : retryKeys) {
-        result.report.stale.erase(k);
-        result.report.failedServices.erase(k);
-        result.report.skippedDests.erase(k);
-      }
-      merge(result.report, std::move(again));
+      supersede(result.report, retryKeys, apply(retry, client));
     }
 
     // The record keeps what is still wanted, and what could not be deleted.
@@ -556,7 +559,9 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
         std::vector<ServiceKey> keys(draining.begin(), draining.end());
         Plan p = planKeys(desired.table, actual, own, keys);
         result.plannedWrites += p.opCount();
-        merge(result.report, apply(p, client));
+        // Each poll's outcome replaces the last one's: a refusal met on every
+        // poll is one failure, one that cleared up is none.
+        supersede(result.report, draining, apply(p, client));
         draining = drainingKeys(p);
         result.stillDraining = p.drainingCount();
         if (opts.output == OutputFormat::kText && draining.empty()) {

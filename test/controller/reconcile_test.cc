@@ -588,6 +588,16 @@ TEST_CASE("reconcile: a terminating pod drains at weight 0, then goes (drain=wai
     CHECK(planAt < drainedAt);
     CHECK(drainedAt < summaryAt);
   }
+  SUBCASE("wait: a quiesce refused on every poll is one failure, not one per poll") {
+    rig.opts.drain = DrainMode::kWait;
+    rig.opts.drainTimeout = 5 * rig.opts.drainPoll;
+    for (int i = 0; i < 10; ++i) rig.kernel.failNext(k, EPERM);
+    ReconcileResult r = rig.run(c2);
+    CHECK(rig.sleeps == 5);
+    CHECK(r.exitCode() == 1);
+    CHECK(r.report.failures.size() == 1);
+    CHECK(r.stillDraining == 1);
+  }
 }
 
 TEST_CASE("reconcile: one bad Service is named and skipped; the others are applied") {
