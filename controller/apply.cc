@@ -54,6 +54,7 @@ class BatchRunner {
   const std::vector<bool>& ok() const { return ok_; }
 
   void send(const std::vector<Op>& ops) {
+    ++sends_;
     ok_.assign(ops.size(), false);
     if (ops.empty()) return;
     std::vector<Status> res = client_.apply(ops);
@@ -67,7 +68,7 @@ class BatchRunner {
       }
       if (auto r = convergeRetry(ops[i], s)) {
         VLOG(1) << ops[i].toString() << ": " << s.toString() << ", retrying as " << ipvs::opKindName(r->kind);
-        retries_.push_back({ops[i], std::move(*r), i});
+        retries_.push_back({ops[i], std::move(*r), sends_, i});
         continue;
       }
       fail(ops[i], s);
@@ -89,7 +90,7 @@ class BatchRunner {
         continue;
       }
       ++report_.succeeded;
-      if (r.index < ok_.size()) ok_[r.index] = true;
+      if (r.send == sends_) ok_[r.index] = true;
       // The service was not as the table read said (made or removed by
       // someone else since): its real servers were planned against that
       // read, so it is read and planned again.
@@ -100,9 +101,10 @@ class BatchRunner {
 
  private:
   struct Retry {
-    Op op;     // as planned
-    Op retry;  // as sent again
-    size_t index;  // in the last send(); only read while that send is the last one (batch 1)
+    Op op;        // as planned
+    Op retry;     // as sent again
+    size_t send;  // which send() it came from, and where in it
+    size_t index;
   };
 
   void fail(const Op& op, const Status& s) {
@@ -114,6 +116,7 @@ class BatchRunner {
 
   ipvs::IpvsClient& client_;
   ApplyReport& report_;
+  size_t sends_ = 0;
   std::vector<bool> ok_;
   std::vector<Retry> retries_;
 };
