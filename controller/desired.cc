@@ -1,6 +1,7 @@
 #include "controller/desired.h"
 
 #include <algorithm>
+#include <cctype>
 #include <atomic>
 #include <charconv>
 #include <memory>
@@ -139,9 +140,21 @@ std::vector<std::string_view> splitList(std::string_view s) {
   return out;
 }
 
+}  // namespace
+
+std::string kubeletNodeName(std::string_view host) {
+  while (!host.empty() && std::isspace(static_cast<unsigned char>(host.front()))) host.remove_prefix(1);
+  while (!host.empty() && std::isspace(static_cast<unsigned char>(host.back()))) host.remove_suffix(1);
+  std::string out(host);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+namespace {
+
 // Kubernetes spells protocols in capitals only.
 std::optional<Protocol> k8sProtocol(std::string_view s) {
-  if (s == "TCP") return Protocol::kTcp;
+  if (s == "TCP" || s.empty()) return Protocol::kTcp;  // the API server defaults "" to TCP
   if (s == "UDP") return Protocol::kUdp;
   if (s == "SCTP") return Protocol::kSctp;
   return std::nullopt;

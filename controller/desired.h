@@ -23,6 +23,10 @@ struct Cidr {
   auto operator<=>(const Cidr&) const = default;
 };
 
+// What kubelet names a node when not told otherwise (GetHostname: the host
+// name trimmed and lowercased), so that endpoints' nodeName match it.
+std::string kubeletNodeName(std::string_view hostName);
+
 struct NodeFacts {
   std::string nodeName;
   std::vector<ipvs::Address> nodeIps;          // NodePort VSs go on these (filtered by nodePortCidrs)

@@ -37,6 +37,7 @@ enum class ItemBuilder::Ctx : uint8_t {
 enum class ItemBuilder::F : uint8_t {
   kUnknown,
   kKind,
+  kApiVersion,
   kMetadata,
   kSpec,
   kStatus,
@@ -94,6 +95,7 @@ F lookup(Ctx ctx, ItemBuilder::Outcome kind, std::string_view k) {
   switch (ctx) {
     case Ctx::kItem:
       if (k == "kind") return F::kKind;
+      if (k == "apiVersion") return F::kApiVersion;
       if (kind == ItemBuilder::Outcome::kOtherKind) return F::kUnknown;
       if (k == "metadata") return F::kMetadata;
       if (kind == ItemBuilder::Outcome::kService) {
@@ -190,6 +192,7 @@ void ItemBuilder::reset(std::string_view defaultKind, int depth, int maxDepth) {
   defaultKind_.assign(defaultKind);
   provisionalKind_ = {};
   kindRequired_ = false;
+  apiVersion_ = ApiVersion::kAbsent;
   kind_ = outcome_ = Outcome::kNone;
   gaveUp_ = false;
   addressTypeSet_ = false;
@@ -201,6 +204,7 @@ void ItemBuilder::reset(std::string_view defaultKind, int depth, int maxDepth) {
 
 bool ItemBuilder::decideKind(std::string_view kind) {
   if (kind.empty()) return giveUp();  // "item has no kind"
+  if (kind.ends_with("List")) return giveUp();  // a List inside the List: the DOM reader flattens it
   if (kind == "Service") {
     kind_ = Outcome::kService;
   } else if (kind == "EndpointSlice") {
@@ -342,6 +346,12 @@ bool ItemBuilder::String(const char* s, rapidjson::SizeType n, bool) {
         kindRequired_ = false;
         if (kind_ == Outcome::kNone) return decideKind(v);
         return v == provisionalKind_ ? true : giveUp();
+      }
+      if (f.field == F::kApiVersion) {
+        apiVersion_ = v == "v1"                    ? ApiVersion::kCoreV1
+                      : v == "discovery.k8s.io/v1" ? ApiVersion::kDiscoveryV1
+                                                   : ApiVersion::kOther;
+        return true;
       }
       if (f.field != F::kAddressType) return giveUp();
       if (auto t = addressTypeOf(v)) {
@@ -587,6 +597,12 @@ bool ItemBuilder::endItem() {
   if (kind_ == Outcome::kOtherKind) {
     outcome_ = kind_;
     return true;
+  }
+  // Another group's Service (Knative's), an older EndpointSlice version: the
+  // DOM reader decides (itemApiVersion in k8s.cc).
+  if (apiVersion_ != ApiVersion::kAbsent &&
+      apiVersion_ != (kind_ == Outcome::kService ? ApiVersion::kCoreV1 : ApiVersion::kDiscoveryV1)) {
+    return giveUp();
   }
   ObjectMeta& m = meta();
   if (m.name.empty()) return giveUp();  // metadata or its name missing

@@ -99,6 +99,9 @@ class ItemBuilder {
   std::string defaultKind_;
   std::string_view provisionalKind_;  // the kind assumed before the item's own kind field ("": none)
   bool kindRequired_ = false;         // assumed from the fields: the item must confirm it
+  // The item's apiVersion, as far as it matters: one kipvs reads its kind in, or another.
+  enum class ApiVersion : uint8_t { kAbsent, kCoreV1, kDiscoveryV1, kOther };
+  ApiVersion apiVersion_ = ApiVersion::kAbsent;
   Outcome kind_ = Outcome::kNone;  // decided kind, while reading
   Outcome outcome_ = Outcome::kNone;
   bool gaveUp_ = false;

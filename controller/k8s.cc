@@ -529,14 +529,24 @@ struct ItemError {
   std::string ns, name;  // name "" when the item has none
   std::string message;
   bool notObject = false;  // the item is not even an object
+  std::string below;       // in a List inside the List: " items[<j>]", where in the item
 
   // where: "<source> items[<i>]" (or "<source>" for a single object).
   ObjectError finish(const std::string& where) const {
-    std::string placeholder = "<" + where + ">";
+    const std::string at = where + below;
+    std::string placeholder = "<" + at + ">";
     if (notObject) return {kind, placeholder, message};
-    return {kind, ns + "/" + (name.empty() ? placeholder : name), message + " (" + where + ")"};
+    return {kind, ns + "/" + (name.empty() ? placeholder : name), message + " (" + at + ")"};
   }
 };
+
+bool isListKind(std::string_view kind) { return kind.size() >= 4 && kind.substr(kind.size() - 4) == "List"; }
+
+// "ServiceList" -> "Service"; "List" -> "" (items carry their kind).
+std::string_view itemKindOf(std::string_view listKind) {
+  listKind.remove_suffix(4);
+  return listKind;
+}
 
 std::string itemWhere(std::string_view source, int64_t index) {
   return std::string(source) + (index >= 0 ? " items[" + std::to_string(index) + "]" : "");
@@ -557,6 +567,23 @@ std::optional<ItemError> parseItem(const Value& item, std::string_view defaultKi
     kind = view(*k);
   }
   if (kind.empty()) return fail("?", "item has no kind");
+  // The kind is read in its API group: a Service of another group (Knative's
+  // serving.knative.dev) is another resource, not ours; no apiVersion at all
+  // (a typed List's items) is the one kipvs reads.
+  if (kind == "Service" || kind == "EndpointSlice") {
+    bool versionTwice = false;
+    const Value* v = Reader::get(item, "apiVersion", &versionTwice);
+    if (versionTwice) return fail(std::string(kind), "apiVersion: given twice");
+    if (v && !v->IsNull()) {
+      if (!v->IsString()) return fail(std::string(kind), "apiVersion is not a string");
+      const std::string_view version = view(*v);
+      if (kind == "EndpointSlice" && version == "discovery.k8s.io/v1beta1") {
+        return fail(std::string(kind), "apiVersion discovery.k8s.io/v1beta1 is not read (no longer served since "
+                                        "Kubernetes 1.25: kubectl gets discovery.k8s.io/v1)");
+      }
+      if (version != (kind == "Service" ? "v1" : "discovery.k8s.io/v1")) return std::nullopt;  // not ours
+    }
+  }
   Reader r;
   if (kind == "Service") {
     Service s;
@@ -578,9 +605,45 @@ std::optional<ItemError> parseItem(const Value& item, std::string_view defaultKi
   return fail(std::string(kind), r.error());
 }
 
+// parseItem, with a List inside the List flattened as kubectl's
+// FlattenListVisitor does: its items are read as the outer List's own (not
+// dropped as a kind kipvs does not read, which would delete what they
+// program). onError(ItemError&&) gets each skipped object's reason.
+template <typename OnError>
+void parseItemFlattened(const Value& item, std::string_view defaultKind, Collector& out, const OnError& onError,
+                        const std::string& below = {}) {
+  std::string_view kind = defaultKind;
+  bool kindTwice = false;
+  if (item.IsObject()) {
+    const Value* k = Reader::get(item, "kind", &kindTwice);
+    if (k && k->IsString()) kind = view(*k);
+  }
+  if (kindTwice || !isListKind(kind)) {
+    if (auto e = parseItem(item, defaultKind, out)) {
+      e->below = below;
+      onError(std::move(*e));
+    }
+    return;
+  }
+  bool itemsTwice = false;
+  const Value* items = Reader::get(item, "items", &itemsTwice);
+  auto listError = [&](std::string message) {
+    auto [ns, name] = objectName(item);
+    onError(ItemError{std::string(kind), std::move(ns), std::move(name), std::move(message), false, below});
+  };
+  if (itemsTwice) return listError("items: given twice");
+  if (!items || items->IsNull()) return;
+  if (!items->IsArray()) return listError(std::string("items is ") + typeName(*items) + ", not an array");
+  const std::string_view itemKind = itemKindOf(kind);
+  for (rapidjson::SizeType i = 0; i < items->Size(); ++i) {
+    parseItemFlattened((*items)[i], itemKind, out, onError, below + " items[" + std::to_string(i) + "]");
+  }
+}
+
 void parseItem(const Value& item, std::string_view defaultKind, std::string_view source, int64_t index,
                Collector& out, std::vector<ObjectError>& errors) {
-  if (auto e = parseItem(item, defaultKind, out)) errors.push_back(e->finish(itemWhere(source, index)));
+  parseItemFlattened(item, defaultKind, out,
+                     [&](ItemError&& e) { errors.push_back(e.finish(itemWhere(source, index))); });
 }
 
 Status parseError(std::string_view text, std::string_view source, size_t offset, const char* what) {
@@ -595,14 +658,6 @@ Status parseError(std::string_view text, std::string_view source, size_t offset,
   return Status::error(Code::kParse, std::string(source) + ": invalid JSON at byte " + std::to_string(offset) +
                                          " (line " + std::to_string(line) + ", column " +
                                          std::to_string(end - lineStart + 1) + "): " + what);
-}
-
-bool isListKind(std::string_view kind) { return kind.size() >= 4 && kind.substr(kind.size() - 4) == "List"; }
-
-// "ServiceList" -> "Service"; "List" -> "" (items carry their kind).
-std::string_view itemKindOf(std::string_view listKind) {
-  listKind.remove_suffix(4);
-  return listKind;
 }
 
 // Zero bytes after an input's terminating NUL: rapidjson's SSE2 scanning
@@ -1070,7 +1125,8 @@ ItemRun parseItems(ValueParser& vp, Window& w, const char*& p, std::optional<siz
       if (vp.parse(q, 2) && w.whole(q)) {
         // Its kind would come from the List's, which is not known yet.
         if (!kindKnown && vp.doc().IsObject() && !Reader::get(vp.doc(), "kind")) return run;
-        if (auto e = parseItem(vp.doc(), itemKind, out)) run.errors.emplace_back(run.count, std::move(*e));
+        parseItemFlattened(vp.doc(), itemKind, out,
+                           [&](ItemError&& e) { run.errors.emplace_back(run.count, std::move(e)); });
         vp.release();
         ++run.byDom;
         p = q;

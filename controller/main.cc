@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
@@ -52,7 +53,8 @@ reconcile flags:
   -o, --output text|json       plan and summary format (default text); json is one object
                                on stdout, also when the run stops early ("fatal", exitCode 2)
   --node-name NAME             this node (externalTrafficPolicy/internalTrafficPolicy Local,
-                               topology hints); default: the host name
+                               topology hints); default: the host name, lowercased (as
+                               kubelet names the node)
   --node-ip IP                 NodePort address (repeatable); default: this host's
                                global unicast addresses
   --nodeport-addresses CIDRS   only node IPs within these CIDRs (comma list) get NodePorts
@@ -157,14 +159,29 @@ bool parseUint(const std::string& s, uint64_t max, uint64_t* out) {
 // one truncated meanwhile faults where a read would have come up short. Say
 // so, rather than die with "Bus error". Installed for the parse only, before
 // which nothing is written to the kernel.
-void onSigbus(int) {
+#define KIPVS_SIGBUS_WHAT "an input file shrank while it was being read (input files are mapped)"
+void sigbusExit(const char* json, size_t jsonLen) {
   static constexpr char kMessage[] =
-      "kipvs: SIGBUS: an input file shrank while it was being read (input files are mapped); "
-      "no kernel write comes before the whole input has parsed\n";
+      "kipvs: SIGBUS: " KIPVS_SIGBUS_WHAT "; no kernel write comes before the whole input has parsed\n";
   ssize_t ignored = ::write(STDERR_FILENO, kMessage, sizeof(kMessage) - 1);
+  // With -o json, the one object on stdout a caller parses, as renderFatalJson writes it.
+  if (json) ignored = ::write(STDOUT_FILENO, json, jsonLen);
   (void)ignored;
   _exit(2);
 }
+#define KIPVS_SIGBUS_JSON(dry) \
+  "{\"dryRun\":" dry ",\"fatal\":{\"message\":\"SIGBUS: " KIPVS_SIGBUS_WHAT "\"},\"exitCode\":2}\n"
+void onSigbus(int) { sigbusExit(nullptr, 0); }
+void onSigbusJson(int) {
+  static constexpr char kJson[] = KIPVS_SIGBUS_JSON("false");
+  sigbusExit(kJson, sizeof(kJson) - 1);
+}
+void onSigbusJsonDryRun(int) {
+  static constexpr char kJson[] = KIPVS_SIGBUS_JSON("true");
+  sigbusExit(kJson, sizeof(kJson) - 1);
+}
+#undef KIPVS_SIGBUS_JSON
+#undef KIPVS_SIGBUS_WHAT
 
 int usageError(const std::string& msg) {
   std::cerr << "kipvs: " << msg << "\nRun 'kipvs help' for usage.\n";
@@ -250,7 +267,7 @@ int cmdReconcile(Args& a) {
   bool destsFromProc = true;
   std::string value, error;
   char host[256] = {};
-  if (gethostname(host, sizeof(host) - 1) == 0) opts.node.nodeName = host;
+  if (gethostname(host, sizeof(host) - 1) == 0) opts.node.nodeName = kubeletNodeName(host);
   while (!a.done()) {
     error.clear();
     const std::string& arg = a.peek();
@@ -399,7 +416,7 @@ int cmdReconcile(Args& a) {
     });
   }
   struct sigaction bus = {}, defaultBus = {};
-  bus.sa_handler = onSigbus;
+  bus.sa_handler = opts.output != OutputFormat::kJson ? onSigbus : opts.dryRun ? onSigbusJsonDryRun : onSigbusJson;
   ::sigaction(SIGBUS, &bus, &defaultBus);
   auto cluster = parseFiles(files);
   ::sigaction(SIGBUS, &defaultBus, nullptr);
@@ -463,7 +480,10 @@ int main(int argc, char** argv) {
   }
   std::string cmd = a.peek();
   ++a.i;
-  if (cmd == "version" || cmd == "--version") return cmdVersion();
+  if (cmd == "version" || cmd == "--version") {
+    if (!a.done()) return usageError("version: unknown argument " + a.peek());
+    return cmdVersion();
+  }
   if (cmd == "dump") return cmdDump(a);
   if (cmd == "reconcile") return cmdReconcile(a);
   return usageError("unknown command \"" + cmd + "\"");

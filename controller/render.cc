@@ -23,15 +23,54 @@ using ipvs::ServiceState;
 
 namespace {
 
+// The length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong
+// forms, no surrogates, nothing past U+10FFFF), or 0.
+size_t utf8SequenceLength(const unsigned char* p, size_t n) {
+  const unsigned char c = p[0];
+  size_t len = 0;
+  unsigned char lo = 0x80, hi = 0xbf;  // the second byte's range
+  if (c >= 0xc2 && c <= 0xdf) {
+    len = 2;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    len = 3;
+    if (c == 0xe0) lo = 0xa0;
+    if (c == 0xed) hi = 0x9f;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    len = 4;
+    if (c == 0xf0) lo = 0x90;
+    if (c == 0xf4) hi = 0x8f;
+  } else {
+    return 0;
+  }
+  if (n < len || p[1] < lo || p[1] > hi) return 0;
+  for (size_t i = 2; i < len; ++i) {
+    if ((p[i] & 0xc0) != 0x80) return 0;
+  }
+  return len;
+}
+
 // Appends s with JSON escapes to `out` (a std::string or a Writer). Runs of
-// bytes that need none (almost all of them) are copied whole.
+// bytes that need none (almost all of them) are copied whole. Bytes that are
+// not UTF-8 (the input is not checked for it) become U+FFFD, as Go's encoder
+// writes them, so that the output stays JSON.
 template <typename Out>
 void appendJsonEscaped(std::string_view s, Out& out) {
   static constexpr char kHex[] = "0123456789abcdef";
   size_t run = 0;
   for (size_t i = 0; i < s.size(); ++i) {
     const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') continue;
+    if (c >= 0x80) {
+      const size_t len = utf8SequenceLength(reinterpret_cast<const unsigned char*>(s.data()) + i, s.size() - i);
+      if (len != 0) {
+        i += len - 1;
+        continue;
+      }
+      out.append(s.data() + run, i - run);
+      run = i + 1;
+      out.append("\\ufffd", 6);
+      continue;
+    }
     out.append(s.data() + run, i - run);
     run = i + 1;
     switch (c) {
@@ -509,12 +548,33 @@ void opLine(const Op& op, const ServiceState* have, Writer& w) {
         << op.destSpec.weight;
       return;
     case Op::Kind::kUpdateDest: {
-      w << "      ~ " << op.dest << ' ' << ipvs::fwdMethodName(op.destSpec.fwd) << ' ';
+      // Every field that changes, old => new: the weight always; the forwarding
+      // method, thresholds and tunnel settings when they differ (set by hand).
+      const DestSpec& to = op.destSpec;
+      const DestSpec* from = nullptr;
       if (have) {
         auto it = have->dests.find(op.dest);
-        if (it != have->dests.end()) w << "weight " << it->second.spec.weight << " => ";
+        if (it != have->dests.end()) from = &it->second.spec;
       }
-      w << "weight " << op.destSpec.weight;
+      w << "      ~ " << op.dest << ' ';
+      if (from && from->fwd != to.fwd) w << ipvs::fwdMethodName(from->fwd) << " => ";
+      w << ipvs::fwdMethodName(to.fwd) << ' ';
+      if (from) w << "weight " << from->weight << " => ";
+      w << "weight " << to.weight;
+      if (!from) return;
+      if (from->lowerThreshold != to.lowerThreshold || from->upperThreshold != to.upperThreshold) {
+        w << " thresholds " << from->lowerThreshold << ".." << from->upperThreshold << " => " << to.lowerThreshold
+          << ".." << to.upperThreshold;
+      }
+      if (from->tunType != to.tunType || from->tunPort != to.tunPort || from->tunFlags != to.tunFlags) {
+        auto tunnel = [&](const DestSpec& d) {
+          w << tunTypeName(d.tunType) << " port " << d.tunPort << " flags " << d.tunFlags;
+        };
+        w << " tunnel ";
+        tunnel(*from);
+        w << " => ";
+        tunnel(to);
+      }
       return;
     }
     case Op::Kind::kDeleteDest:

@@ -617,6 +617,20 @@ TEST_CASE("desired: ClientIP session affinity") {
   }
 }
 
+TEST_CASE("desired: an empty protocol is TCP, as the API server defaults it") {
+  Desired d = compute({service("default/web", R"("clusterIP":"10.96.0.10","ports":[{"name":"http","port":80,"protocol":""}])"),
+                       slice("default/web-1", "web", "IPv4", R"([{"name":"http","port":8080,"protocol":""}])",
+                             arr({ep("10.244.1.1")}))});
+  CHECK(d.errors.empty());
+  CHECK(render(d) == Lines{"TCP 10.96.0.10:80 rr -> 10.244.1.1:8080 w1"});
+}
+
+TEST_CASE("desired: the default node name is the host name as kubelet takes it") {
+  CHECK(kubeletNodeName("Node-A") == "node-a");
+  CHECK(kubeletNodeName(" worker-1.Example.com\n") == "worker-1.example.com");
+  CHECK(kubeletNodeName("") == "");
+}
+
 // --- Invalid input ------------------------------------------------------------------
 
 TEST_CASE("desired: an invalid Service is reported by name and never blocks the others") {

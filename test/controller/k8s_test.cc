@@ -130,6 +130,63 @@ TEST_CASE("parse: a structural error skips that object only and names it") {
   CHECK(after->ports[0].port == 443);
 }
 
+TEST_CASE("parse: a List inside the List is flattened, as kubectl does, not dropped") {
+  const std::string inner = R"({"apiVersion":"v1","kind":"List","items":[)" +
+                            testing::service("ns/b", R"("clusterIP":"10.96.0.2")") + "," +
+                            testing::slice("ns/b-1", "b", "IPv4", "null", "null") + "," +
+                            R"({"kind":"Service","metadata":{"namespace":"ns","name":"bad"},"spec":{"ports":7}}]})";
+  const std::string typed = R"({"kind":"ServiceList","items":[{"metadata":{"namespace":"ns","name":"c"},)"
+                            R"("spec":{"clusterIP":"10.96.0.3"}}]})";
+  // Two items or more: the List may be split between two parse threads; each half meets one inner List.
+  Cluster c = parseOk(testing::list({testing::service("ns/a", R"("clusterIP":"10.96.0.1")"), inner, typed,
+                                     R"({"kind":"List","items":7})"}));
+  CHECK(findService(c, "ns/a"));
+  CHECK(findService(c, "ns/b"));
+  CHECK(findService(c, "ns/c"));
+  CHECK(findSlice(c, "ns/b-1"));
+  REQUIRE(c.errors.size() == 2);
+  CHECK(c.errors[0].name == "ns/bad");
+  CHECK(c.errors[0].message == "spec.ports: expected an array, got number (test.json items[1] items[2])");
+  CHECK(c.errors[1].kind == "List");
+  CHECK(c.errors[1].message == "items is number, not an array (test.json items[3])");
+}
+
+TEST_CASE("parse: a Service or EndpointSlice is read only in the API version kipvs reads") {
+  auto versioned = [](std::string object, const std::string& version) {  // its apiVersion's value replaced
+    const size_t at = object.find("\"apiVersion\":") + 13;
+    return object.replace(at, object.find(',', at) - at, version);
+  };
+  const std::string svc = testing::service("ns/s", R"("clusterIP":"10.96.0.1")");
+  const std::string sl = testing::slice("ns/s-1", "s", "IPv4", "null", "null");
+  struct Case {
+    const char* name;
+    std::string item;
+    bool read;
+    std::string error;  // "" for none
+  } cases[] = {
+      {"core v1 Service", svc, true, ""},
+      {"Service without apiVersion", R"({"kind":"Service","metadata":{"namespace":"ns","name":"s"},"spec":{}})", true, ""},
+      {"Knative's Service: another resource", versioned(svc, R"("serving.knative.dev/v1")"), false, ""},
+      {"discovery.k8s.io/v1 EndpointSlice", sl, true, ""},
+      {"v1beta1 EndpointSlice", versioned(sl, R"("discovery.k8s.io/v1beta1")"), false,
+       "apiVersion discovery.k8s.io/v1beta1 is not read (no longer served since Kubernetes 1.25: kubectl gets "
+       "discovery.k8s.io/v1) (test.json items[0])"},
+      {"apiVersion not a string", versioned(svc, "1"), false, "apiVersion is not a string (test.json items[0])"},
+  };
+  for (const Case& tc : cases) {
+    CAPTURE(tc.name);
+    INFO(tc.item);
+    Cluster c = parseOk(testing::list({tc.item, testing::service("ns/other", R"("clusterIP":"10.96.0.9")")}));
+    CHECK(c.services.size() + c.slices.size() == (tc.read ? 2u : 1u));
+    if (tc.error.empty()) {
+      CHECK(c.errors.empty());
+    } else {
+      REQUIRE(c.errors.size() == 1);
+      CHECK(c.errors[0].message == tc.error);
+    }
+  }
+}
+
 TEST_CASE("parse: ServiceList and EndpointSliceList items may omit kind") {
   StatusOr<Cluster> s = parseFile(sourcePath("test/fixtures/service_list.json"));
   REQUIRE(s.isOk());

@@ -240,6 +240,13 @@ TEST_CASE("render: jsonEscape") {
   CHECK(jsonEscape("a\"b\\c\nd\te\r\x01\x1f\x7f\xc3\xa9") ==
         "a\\\"b\\\\c\\nd\\te\\u000d\\u0001\\u001f\x7f\xc3\xa9");
   CHECK(jsonEscape(std::string("\0", 1)) == "\\u0000");
+  // Not UTF-8 (the input is not checked for it): U+FFFD, as Go writes it, so the output stays JSON.
+  CHECK(jsonEscape("x\x80y") == "x\\ufffdy");
+  CHECK(jsonEscape("z\xc3") == "z\\ufffd");                         // cut short
+  CHECK(jsonEscape("\xc0\xaf") == "\\ufffd\\ufffd");                // overlong '/'
+  CHECK(jsonEscape("\xed\xa0\x80") == "\\ufffd\\ufffd\\ufffd");     // a surrogate
+  CHECK(jsonEscape("\xf4\x90\x80\x80") == "\\ufffd\\ufffd\\ufffd\\ufffd");  // past U+10FFFF
+  CHECK(jsonEscape("\xe2\x82\xac \xf0\x9f\x98\x80") == "\xe2\x82\xac \xf0\x9f\x98\x80");  // kept whole
 }
 
 TEST_CASE("render: a record larger than the output buffer") {
@@ -262,6 +269,26 @@ TEST_CASE("render: a record larger than the output buffer") {
   t.services[k].dests[D("10.0.0.2", 80)] = dest(FwdMethod::kMasq, 1);
   CHECK(capture([&](std::ostream& o) { renderIpvsadmRules(t, o); }) ==
         "-A -t 10.0.0.1:80 -s " + std::string(300 << 10, 'x') + "\n-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1\n");
+}
+
+TEST_CASE("render: a real-server edit shows every field it changes") {
+  const auto web = ServiceKey::tcp(A("10.96.0.10"), 80);
+  Table want, have;
+  want.services[web].spec = have.services[web].spec = spec("rr");
+  want.services[web].dests[D("10.244.1.1", 8080)] = dest(FwdMethod::kMasq, 1);
+  want.services[web].dests[D("10.244.1.2", 8080)] = dest(FwdMethod::kMasq, 1);
+  DestState byHand = dest(FwdMethod::kMasq, 1);  // ipvsadm -e ... -x 100 -y 10
+  byHand.spec.upperThreshold = 100;
+  byHand.spec.lowerThreshold = 10;
+  have.services[web].dests[D("10.244.1.1", 8080)] = byHand;
+  have.services[web].dests[D("10.244.1.2", 8080)] = dest(FwdMethod::kRoute, 3);
+  Desired desired;
+  desired.table = want;
+  const Plan p = plan(want, have, Ownership{});
+  const std::string text = capture([&](std::ostream& o) { renderPlanText(p, PlanContext{&desired, &have}, o); });
+  INFO(text);
+  CHECK(text.find("~ 10.244.1.1:8080 masq weight 1 => weight 1 thresholds 10..100 => 0..0\n") != std::string::npos);
+  CHECK(text.find("~ 10.244.1.2:8080 route => masq weight 3 => weight 1\n") != std::string::npos);
 }
 
 TEST_CASE("render: a service of a protocol kipvs never makes is named, and left out of ipvsadm rules") {

@@ -43,6 +43,21 @@ TEST_CASE("yaml: the example cluster as manifests reads as its JSON") {
   CHECK(testing::dumpAll(std::move(fromYaml)) == testing::dumpAll(std::move(fromJson)));
 }
 
+TEST_CASE("yaml: a List inside a List is flattened, as kubectl does") {
+  StatusOr<Cluster> c = parseYamlText(R"(apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: List
+  items:
+  - {apiVersion: v1, kind: Service, metadata: {name: web, namespace: ns}, spec: {clusterIP: 10.96.0.1}}
+)");
+  REQUIRE_MESSAGE(c.isOk(), c.status().toString());
+  CHECK(c->errors.empty());
+  REQUIRE(c->services.size() == 1);
+  CHECK(c->services[0].meta.key() == "ns/web");
+}
+
 TEST_CASE("yaml: plain scalars resolve as kubectl's reader resolves them") {
   const std::string doc = R"(kind: Service
 metadata: {name: s, namespace: ns}

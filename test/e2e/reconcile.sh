@@ -74,8 +74,8 @@ for attempt in 1 2 3 4 5; do
     kt_netns_add "shrink$attempt"
     ns="$KT-shrink$attempt"
     cp "$KT_DIR/big.json" "$KT_DIR/shrink.json"
-    ip netns exec "$ns" "$KIPVS" reconcile --node-name n --node-ip 127.0.0.1 -f "$KT_DIR/shrink.json" \
-        > "$KT_DIR/shrink.out" 2>&1 &
+    ip netns exec "$ns" "$KIPVS" reconcile --node-name n --node-ip 127.0.0.1 -f "$KT_DIR/shrink.json" -o json \
+        > "$KT_DIR/shrink.stdout" 2> "$KT_DIR/shrink.out" &
     pid=$!
     for _ in $(seq 3000); do
         grep -q "$KT_DIR/shrink.json" "/proc/$pid/maps" 2>/dev/null && break
@@ -96,6 +96,11 @@ done
 echo "$shrunk"
 check "a file cut mid-parse is named as such (SIGBUS), exit 2, table untouched ($shrunk)" \
     [ -n "$shrunk" -a "$rc" = 2 -a "$left" = 0 ]
+check "with -o json, stdout is one JSON object saying so ($(cat "$KT_DIR/shrink.stdout"))" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["exitCode"] == 2 and d["fatal"]["message"].startswith("SIGBUS: an input file shrank"), d
+' "$KT_DIR/shrink.stdout"
 
 step "dry run prints the plan, touches nothing"
 out=$(kipvs -f $FIX/cluster.json --dry-run)
