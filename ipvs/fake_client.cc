@@ -61,10 +61,11 @@ Status FakeIpvsClient::checkDest(const ServiceKey& svc, const DestKey& key, cons
 Status FakeIpvsClient::applyOne(const Op& op) {
   const ServiceKey key = lookupKey(op.service);
   if (auto f = faults_.find(key); f != faults_.end() && !f->second.empty()) {
-    int e = f->second.front();
+    const Fault fault = f->second.front();
     f->second.erase(f->second.begin());
     if (f->second.empty()) faults_.erase(f);
-    return kernelError(e, op);
+    if (fault.applied) (void)applyOne(op);
+    return kernelError(fault.errnum, op);
   }
   if (key.family != Family::kV4 && key.family != Family::kV6) return kernelError(EAFNOSUPPORT, op);
 

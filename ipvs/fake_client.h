@@ -30,7 +30,10 @@ class FakeIpvsClient : public IpvsClient {
 
   // --- test controls ---
   // The next op naming this service (service or dest op) fails with errnum.
-  void failNext(const ServiceKey& key, int errnum) { faults_[key].push_back(errnum); }
+  void failNext(const ServiceKey& key, int errnum) { faults_[key].push_back({errnum, false}); }
+  // The next op on key takes effect, but its answer is errnum (an ack lost to
+  // ENOBUFS, say): the caller must read the table to know.
+  void loseAnswerNext(const ServiceKey& key, int errnum) { faults_[key].push_back({errnum, true}); }
   // Every following dump fails with errnum until cleared (errnum 0).
   void failDumps(int errnum) { dumpFault_ = errnum; }
   // Schedulers "loaded" in this kernel; an unknown one fails with ENOENT.
@@ -51,7 +54,11 @@ class FakeIpvsClient : public IpvsClient {
 
   Table table_;  // keys normalized on the way in, HASHED set on stored flags
   Timeouts timeouts_{900, 120, 300};
-  std::map<ServiceKey, std::vector<int>> faults_;
+  struct Fault {
+    int errnum;
+    bool applied;  // the op takes effect all the same
+  };
+  std::map<ServiceKey, std::vector<Fault>> faults_;
   std::set<std::string> schedulers_;
   int dumpFault_ = 0;
   uint64_t writes_ = 0;

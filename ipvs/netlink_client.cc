@@ -52,7 +52,7 @@ NetlinkIpvsClient::NetlinkIpvsClient(Options options, std::unique_ptr<netlink::G
       procOpenError_(std::move(procError)) {}
 
 StatusOr<std::unique_ptr<NetlinkIpvsClient>> NetlinkIpvsClient::create(Options options) {
-  auto socket = netlink::GenlSocket::open(codec::kGenlName, options.socket);
+  auto socket = netlink::GenlSocket::open(options.genlFamily.c_str(), options.socket);
   if (!socket) {
     Status s = socket.status();
     if (s.code() == Code::kUnsupported) {
@@ -111,7 +111,7 @@ netlink::SocketOptions NetlinkIpvsClient::readSocketOptions(netlink::SocketOptio
 
 StatusOr<netlink::GenlSocket*> NetlinkIpvsClient::readSocket() {
   if (!readSocket_) {
-    auto s = netlink::GenlSocket::open(codec::kGenlName, readSocketOptions(options_.socket));
+    auto s = netlink::GenlSocket::open(options_.genlFamily.c_str(), readSocketOptions(options_.socket));
     if (!s) return s.status().withContext("opening the IPVS read socket");
     readSocket_ = std::move(*s);
   }

@@ -64,6 +64,9 @@ class NetlinkIpvsClient : public IpvsClient {
     size_t procMaxReads = 2048;
     // The listing's path (tests point it elsewhere).
     std::string procPath = ProcIpvsFile::kPath;
+    // The generic netlink family (IPVS's; a test names one no kernel has, to
+    // see the error a kernel without ip_vs gives).
+    std::string genlFamily = codec::kGenlName;
   };
 
   // How the last full read (dumpTable) got its dests.

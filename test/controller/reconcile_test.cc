@@ -257,6 +257,7 @@ TEST_CASE("reconcile: route mode leaves a VIP that is a node address alone, and 
   const int routeCalls = rig.host.calls(FakeHostNetwork::Op::kAddRoute);
   ReconcileResult again = rig.run(c);
   CHECK(again.exitCode() == 0);
+  CHECK(again.kernelWrites == 0);
   CHECK(again.hostChanges.empty());
   CHECK(rig.host.writeCount() == hostWrites);
   CHECK(rig.host.calls(FakeHostNetwork::Op::kAddRoute) == routeCalls);
@@ -501,7 +502,9 @@ TEST_CASE("reconcile: --vip-mode=address binds VIPs as addresses, and a second r
   CHECK(rig.out.str().find("+ bind 10.96.0.10 to kipvs0") != std::string::npos);
   CHECK(rig.out.str().find("host: bound 10.96.0.10 to kipvs0") != std::string::npos);
   const uint64_t hostWrites = rig.host.writeCount();
-  CHECK(rig.run(c).exitCode() == 0);
+  ReconcileResult again = rig.run(c);
+  CHECK(again.exitCode() == 0);
+  CHECK(again.kernelWrites == 0);
   CHECK(rig.host.writeCount() == hostWrites);
 }
 
@@ -519,6 +522,7 @@ TEST_CASE("reconcile: switching --vip-mode converts the VIPs still wanted and re
   Cluster web = cluster({service("web", "10.96.0.10"), slice("web", {{"10.244.0.1", kReady}})});
   ReconcileResult r = rig.run(web);
   CHECK(r.exitCode() == 0);
+  CHECK(r.kernelWrites == 1);  // old's delete only: web's virtual server is kept as it is
   CHECK(rig.host.addresses("kipvs0").empty());
   CHECK(rig.host.routes("kipvs0") == std::set<Address>{A("10.96.0.10")});
   CHECK(rig.kernel.dumpTable()->services.count(ServiceKey::tcp(A("10.96.0.20"), 80)) == 0);
@@ -528,7 +532,9 @@ TEST_CASE("reconcile: switching --vip-mode converts the VIPs still wanted and re
 
   // And back.
   rig.opts.vipMode = VipMode::kAddress;
-  CHECK(rig.run(web).exitCode() == 0);
+  r = rig.run(web);
+  CHECK(r.exitCode() == 0);
+  CHECK(r.kernelWrites == 0);
   CHECK(rig.host.addresses("kipvs0") == std::set<Address>{A("10.96.0.10")});
   CHECK(rig.host.routes("kipvs0").empty());
 }
@@ -651,6 +657,18 @@ TEST_CASE("reconcile: lost answers (ENOBUFS) are retried after a re-dump; perman
   CHECK(r.report.failures.empty());
   CHECK(rig.sleeps >= 1);  // backed off before retrying
   auto t = *rig.kernel.dumpTable();
+  REQUIRE(t.services.count(web) == 1);
+  CHECK(t.services.at(web).dests.size() == 1);
+
+  // An answer lost after the kernel took the op: the retry reads the service
+  // again and sends only what is still missing (its real server), not the
+  // add once more (EEXIST, then an update: two needless writes).
+  Rig lost;
+  lost.kernel.loseAnswerNext(web, ENOBUFS);
+  r = lost.run(c);
+  CHECK_MESSAGE(r.exitCode() == 0, lost.err.str());
+  CHECK(r.kernelWrites == 4);  // 2 service adds, api's real server; then web's real server
+  t = *lost.kernel.dumpTable();
   REQUIRE(t.services.count(web) == 1);
   CHECK(t.services.at(web).dests.size() == 1);
 
