@@ -94,8 +94,9 @@ reconcile flags:
   --lock-timeout SECONDS       wait this long for another kipvs changing this network namespace's
                                IPVS table to finish (default 30; 0: do not wait); then exit 2,
                                changing nothing. A dry run takes no lock. A holder that
-                               cannot change the IPVS table (no CAP_NET_ADMIN) is no kipvs:
-                               a warning names it, and the run goes on.
+                               is no kipvs (no CAP_NET_ADMIN over this network namespace,
+                               not listening, its listener gone) is not waited for: a
+                               warning names it, and the run goes on.
 
 dump flags:
   -o, --output text|json|ipvsadm

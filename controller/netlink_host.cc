@@ -523,9 +523,14 @@ StatusOr<std::set<ipvs::Address>> NetlinkHostNetwork::boundAddresses(const std::
   // Older kernels ignore the index in a dump request: filter here.
   StatusOr<std::vector<AddrInfo>> all = dumpAddresses(*rtnl_, what);
   if (!all.isOk()) return all.status();
+  // Only the form kipvs binds (/32, /128): another address on the dummy is
+  // someone else's, neither listed as bound nor unbound (an unbind of the
+  // /32 would miss it, and the kernel's EADDRNOTAVAIL read as "gone").
   std::set<ipvs::Address> out;
   for (const AddrInfo& a : *all) {
-    if (a.ifindex == link->index && !isIpv6LinkLocal(a.address)) out.insert(a.address);
+    if (a.ifindex == link->index && !isIpv6LinkLocal(a.address) && a.prefixlen == (a.address.isV4() ? 32u : 128u)) {
+      out.insert(a.address);
+    }
   }
   return out;
 }

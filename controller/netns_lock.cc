@@ -1,6 +1,11 @@
 #include "controller/netns_lock.h"
 
+#include <fcntl.h>
+#include <linux/nsfs.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -27,6 +32,7 @@ socklen_t abstractAddress(std::string_view name, sockaddr_un& a) {
 struct Holder {
   pid_t pid = 0;  // 0: unknown
   uid_t uid = 0;
+  bool listening = true;  // false: the name is bound, but nobody listens on it
 };
 
 // The process listening on `name` (pid 0 if it cannot be learned).
@@ -43,6 +49,8 @@ Holder holderOf(std::string_view name) {
     ucred cred = {};
     socklen_t credLen = sizeof(cred);
     if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credLen) == 0) h = {cred.pid, cred.uid};
+  } else if (errno == ECONNREFUSED) {
+    h.listening = false;
   }
   ::close(fd);
   return h;
@@ -64,6 +72,57 @@ std::optional<bool> lacksNetAdmin(pid_t pid) {
   return std::nullopt;
 }
 
+// Whether pid's user namespace is the one that owns this network namespace,
+// or one above it: only there do its capabilities reach this namespace's
+// IPVS table (a user in a user namespace of its own has all of them, over
+// nothing of ours). nullopt when that cannot be learned.
+std::optional<bool> userNamespaceRulesNetns(pid_t pid) {
+  struct stat holder;
+  if (::stat(("/proc/" + std::to_string(pid) + "/ns/user").c_str(), &holder) != 0) return std::nullopt;
+  const int net = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (net < 0) return std::nullopt;
+  int user = ::ioctl(net, NS_GET_USERNS);
+  ::close(net);
+  if (user < 0) return std::nullopt;
+  bool found = false;
+  while (user >= 0 && !found) {  // from the owner up, as far as we may look
+    struct stat st;
+    found = ::fstat(user, &st) == 0 && st.st_dev == holder.st_dev && st.st_ino == holder.st_ino;
+    const int parent = found ? -1 : ::ioctl(user, NS_GET_PARENT);
+    ::close(user);
+    user = parent;
+  }
+  if (found) return true;
+  // The walk stops at the top of what we may see: the top of all only if we
+  // are in the initial user namespace (its uid_map maps every uid to itself).
+  std::ifstream map("/proc/self/uid_map");
+  uint64_t inside = 1, outside = 1, count = 0;
+  if (map >> inside >> outside >> count && inside == 0 && outside == 0 && count == 4294967295u) return false;
+  return std::nullopt;
+}
+
+// Why the process holding `name` is no kipvs, if it can be told: it does not
+// listen (kipvs listens at once), the process that listens is gone (the
+// socket lives on in another), or it cannot change this network namespace's
+// IPVS table (no CAP_NET_ADMIN where that counts).
+std::optional<std::string> notKipvs(std::string_view name) {
+  const Holder h = holderOf(name);
+  const std::string lock = "the lock \"" + std::string(name) + "\"";
+  if (!h.listening) return "a process holds " + lock + " without listening on it, as kipvs does, so it is no kipvs";
+  if (h.pid <= 0 || h.pid == ::getpid()) return std::nullopt;
+  const std::string who = "process " + std::to_string(h.pid) + " (uid " + std::to_string(h.uid) + ")";
+  if (::kill(h.pid, 0) != 0 && errno == ESRCH) {
+    return who + " made " + lock + " and is gone; the process it left it to is no kipvs";
+  }
+  const std::optional<bool> rules = userNamespaceRulesNetns(h.pid);
+  const std::optional<bool> lacks = lacksNetAdmin(h.pid);
+  if ((rules && !*rules) || (lacks && *lacks)) {
+    return who + " holds " + lock + " but cannot change the IPVS table (no CAP_NET_ADMIN" +
+           (rules && !*rules ? " in this network namespace's user namespace" : "") + "), so it is no kipvs";
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 StatusOr<NetnsLock> NetnsLock::acquire(std::string_view name, std::chrono::milliseconds timeout,
@@ -75,7 +134,7 @@ StatusOr<NetnsLock> NetnsLock::acquire(std::string_view name, std::chrono::milli
   }
   const socklen_t len = abstractAddress(name, a);
   std::chrono::milliseconds waited{0};
-  bool holderChecked = false;
+  int looks = 0;  // at the holder: each leaves a connection queued there
   for (;;) {
     const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return Status::error(Code::kIo, "lock " + std::string(name) + ": socket", errno);
@@ -93,15 +152,17 @@ StatusOr<NetnsLock> NetnsLock::acquire(std::string_view name, std::chrono::milli
     const int e = errno;
     ::close(fd);
     if (e != EADDRINUSE) return Status::error(Code::kIo, "lock " + std::string(name) + ": bind", e);
-    if (!holderChecked) {
-      // Once (each look leaves a connection queued at the holder).
-      holderChecked = true;
-      const Holder h = holderOf(name);
-      if (h.pid > 0 && h.pid != ::getpid() && lacksNetAdmin(h.pid).value_or(false)) {
-        return NetnsLock(-1, "process " + std::to_string(h.pid) + " (uid " + std::to_string(h.uid) +
-                                 ") holds the lock \"" + std::string(name) +
-                                 "\" but cannot change the IPVS table (no CAP_NET_ADMIN), so it is no kipvs: "
-                                 "going on without the lock");
+    if (looks < 2) {
+      // A holder that is no kipvs is not waited for; seen so twice, a poll
+      // apart, so that a kipvs between its bind and its listen, or one that
+      // has just exited, is not taken for one.
+      const std::optional<std::string> why = notKipvs(name);
+      looks = why ? looks + 1 : 2;
+      if (why && looks == 2) return NetnsLock(-1, *why + ": going on without the lock");
+      if (why) {
+        sleep(poll);
+        waited += poll;
+        continue;
       }
     }
     if (waited >= timeout) {

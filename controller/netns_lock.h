@@ -14,8 +14,10 @@
 //
 // Any process may bind an abstract name, so an unprivileged one could take
 // the name first and stop every kipvs on the node. The lock only keeps kipvs
-// runs apart, and each of those can change the IPVS table (CAP_NET_ADMIN):
-// a holder that cannot is not one of them, and is not waited for.
+// runs apart, and each of those can change the IPVS table (CAP_NET_ADMIN in
+// the user namespace that owns this network namespace) and listens on the
+// name from the moment it binds it: a holder that cannot, or does not, or
+// whose listening process is gone, is not one of them, and is not waited for.
 
 #include <chrono>
 #include <string>
@@ -34,9 +36,9 @@ class NetnsLock {
   // Takes the lock `name` in this network namespace, trying again every
   // `poll` until `timeout` has passed (0: one try). EBUSY when another
   // process holds it, with that process's pid in the message when known.
-  // A holder whose effective capabilities lack CAP_NET_ADMIN (/proc says so)
-  // is not waited for: the result then holds nothing, and warning() says who
-  // holds the name.
+  // A holder that is no kipvs (see above; seen so twice, a poll apart) is not
+  // waited for: the result then holds nothing, and warning() says who holds
+  // the name and why it is no kipvs.
   static StatusOr<NetnsLock> acquire(std::string_view name, std::chrono::milliseconds timeout,
                                      std::chrono::milliseconds poll, const Sleeper& sleep);
 

@@ -6,11 +6,15 @@
 #include <doctest/doctest.h>
 #include <linux/capability.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <thread>
@@ -167,7 +171,9 @@ TEST_CASE("NetnsLock: a holder without CAP_NET_ADMIN is no kipvs and is not wait
   const std::string name = testName("squat");
   {
     HoldingChild squatter(name, /*netAdmin=*/false);
-    auto lock = NetnsLock::acquire(name, milliseconds(30000), milliseconds(100), [](milliseconds) { FAIL("waited"); });
+    int sleeps = 0;  // one poll between the two looks at the holder, no more
+    auto lock = NetnsLock::acquire(name, milliseconds(30000), milliseconds(100), [&](milliseconds) { ++sleeps; });
+    CHECK(sleeps == 1);
     REQUIRE(lock.isOk());
     CHECK_FALSE(lock->held());
     CHECK(lock->warning().find("process " + std::to_string(squatter.pid)) != std::string::npos);
@@ -193,6 +199,100 @@ TEST_CASE("NetnsLock: a holder without CAP_NET_ADMIN is no kipvs and is not wait
   REQUIRE(lock.isOk());
   CHECK(lock->held());
   CHECK(lock->warning().empty());
+}
+
+// A child that takes `name` the way a squatter would, for as long as this lives.
+enum class Squat {
+  kBindOnly,        // uid nobody, binds the name and never listens
+  kListenerLeaves,  // no CAP_NET_ADMIN; listens, forks, and the listening process exits (its child keeps the socket)
+  kOwnUserns,       // uid nobody in a user namespace of its own (all capabilities there), this network namespace
+};
+struct Squatter {
+  pid_t pid = -1;
+  int release = -1;
+  Squatter(const std::string& name, Squat how) {
+    int ready[2], go[2];
+    REQUIRE(::pipe(ready) == 0);
+    REQUIRE(::pipe(go) == 0);
+    pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      ::close(ready[0]);
+      ::close(go[1]);
+      if (how == Squat::kBindOnly || how == Squat::kOwnUserns) {
+        if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(7);
+      } else {
+        __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+        __user_cap_data_struct data[2] = {};
+        if (::syscall(SYS_capget, &hdr, data) != 0) ::_exit(3);
+        data[0].effective &= ~(1u << CAP_NET_ADMIN);
+        if (::syscall(SYS_capset, &hdr, data) != 0) ::_exit(4);
+      }
+      if (how == Squat::kOwnUserns && ::unshare(CLONE_NEWUSER) != 0) ::_exit(8);
+      std::optional<NetnsLock> held;  // until _exit, in this process and the child it may fork
+      if (how == Squat::kBindOnly) {
+        const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        std::memcpy(a.sun_path + 1, name.data(), name.size());
+        if (::bind(fd, reinterpret_cast<sockaddr*>(&a), offsetof(sockaddr_un, sun_path) + 1 + name.size()) != 0) {
+          ::_exit(5);
+        }
+      } else {
+        auto lock = NetnsLock::acquire(name, milliseconds(0), milliseconds(1), [](milliseconds) {});
+        if (!lock.isOk() || !lock->held()) ::_exit(5);
+        held.emplace(std::move(*lock));
+      }
+      if (how == Squat::kListenerLeaves) {
+        const pid_t child = ::fork();
+        if (child < 0) ::_exit(9);
+        if (child > 0) ::_exit(0);
+      }
+      char c = 1;
+      if (::write(ready[1], &c, 1) != 1) ::_exit(6);
+      (void)::read(go[0], &c, 1);
+      ::_exit(0);
+    }
+    ::close(ready[1]);
+    ::close(go[0]);
+    release = go[1];
+    char c = 0;
+    REQUIRE(::read(ready[0], &c, 1) == 1);
+    ::close(ready[0]);
+    if (how == Squat::kListenerLeaves) {  // reaped, as its shell would: its pid is gone
+      int status = 0;
+      ::waitpid(pid, &status, 0);
+      pid = -1;
+    }
+  }
+  ~Squatter() {
+    ::close(release);
+    int status = 0;
+    if (pid > 0) ::waitpid(pid, &status, 0);
+  }
+};
+
+TEST_CASE("NetnsLock: squatters that are no kipvs are not waited for, however they hold the name (runs as root)") {
+  struct Case {
+    const char* name;
+    Squat how;
+    const char* says;
+  } cases[] = {
+      {"bound, never listening", Squat::kBindOnly, "without listening on it"},
+      {"its listening process gone", Squat::kListenerLeaves, "and is gone"},
+      {"in a user namespace of its own", Squat::kOwnUserns, "no CAP_NET_ADMIN in this network namespace's user namespace"},
+  };
+  for (const Case& tc : cases) {
+    CAPTURE(tc.name);
+    const std::string name = testName("squatter") + "-" + std::to_string(&tc - cases);
+    Squatter squatter(name, tc.how);
+    int sleeps = 0;
+    auto lock = NetnsLock::acquire(name, milliseconds(30000), milliseconds(100), [&](milliseconds) { ++sleeps; });
+    REQUIRE_MESSAGE(lock.isOk(), lock.status().toString());
+    CHECK_FALSE(lock->held());
+    CHECK_MESSAGE(lock->warning().find(tc.says) != std::string::npos, lock->warning());
+    CHECK(sleeps == 1);
+  }
 }
 
 }  // namespace

@@ -246,6 +246,21 @@ TEST_CASE("bindAddresses / unbindAddresses: 600 VIPs in a few syscalls, one stat
   CHECK(witnessBound(kDummy).empty());
 }
 
+TEST_CASE("boundAddresses: an address of another prefix length on the dummy is not kipvs's, and stays") {
+  auto host = openHost();
+  ensureTestLink(*host);
+  mustSh(std::string("ip addr add 10.50.0.5/24 dev ") + kDummy + " && ip addr add fd00:50::5/64 dev " + kDummy +
+         " nodad");
+  REQUIRE(host->bindAddresses(kDummy, std::vector<ipvs::Address>{ip("10.50.0.6")})[0].isOk());
+  auto bound = host->boundAddresses(kDummy);
+  REQUIRE(bound.isOk());
+  CHECK(*bound == std::set<ipvs::Address>{ip("10.50.0.6")});
+  const std::string listed = sh(std::string("ip -o addr show dev ") + kDummy).out;
+  CHECK(listed.find("10.50.0.5/24") != std::string::npos);
+  CHECK(listed.find("fd00:50::5/64") != std::string::npos);
+  (void)sh(std::string("ip addr flush dev ") + kDummy + " scope global");
+}
+
 // kipvs's local routes as iproute2 lists them: `ip route show table local
 // proto 241 dev X` for both families, destination of each line.
 std::set<ipvs::Address> witnessRoutes(const std::string& dev) {
