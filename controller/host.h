@@ -88,6 +88,10 @@ class HostNetwork {
   // order: v4 first, by interface, primary first. A missing excludeIfname
   // excludes nothing.
   virtual StatusOr<std::vector<ipvs::Address>> nodeAddresses(const std::string& excludeIfname) = 0;
+  // The same, loopback links included: every address packets reach this host
+  // at already (an anycast VIP a BGP speaker put on lo, say), so that a VIP
+  // among them needs no local route of kipvs's and gets none.
+  virtual StatusOr<std::vector<ipvs::Address>> localAddresses(const std::string& excludeIfname) = 0;
   // uname -r, e.g. "6.1.0-18-amd64".
   virtual StatusOr<std::string> kernelRelease() = 0;
   // The virtual servers kipvs recorded as its own where the kernel does not

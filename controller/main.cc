@@ -86,9 +86,9 @@ reconcile flags:
                                EndpointSlice, even though it empties what kipvs owns in the
                                table (refused by default, exit 2: that is what a failed or
                                partial kubectl get looks like)
-  --state-dir DIR              where kipvs records the virtual servers it made on this node's
-                               own addresses for an externalIP or LoadBalancer IP naming the
-                               node (route mode), so that it deletes them once unwanted:
+  --state-dir DIR              where kipvs records the virtual servers it made on this host's
+                               own addresses for an externalIP or LoadBalancer IP naming one
+                               (route mode), so that it deletes them once unwanted:
                                DIR/owned-netns-<cookie>, one per network namespace
                                (default /run/kipvs, which empties at boot as the table does)
   --lock-timeout SECONDS       wait this long for another kipvs changing this network namespace's

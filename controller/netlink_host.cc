@@ -702,12 +702,20 @@ StatusOr<std::string> NetlinkHostNetwork::getSysctl(const std::string& path) {
 }
 
 StatusOr<std::vector<ipvs::Address>> NetlinkHostNetwork::nodeAddresses(const std::string& excludeIfname) {
-  const std::string what = "list node addresses";
+  return addresses(excludeIfname, /*loopbackLinks=*/false, "list node addresses");
+}
+
+StatusOr<std::vector<ipvs::Address>> NetlinkHostNetwork::localAddresses(const std::string& excludeIfname) {
+  return addresses(excludeIfname, /*loopbackLinks=*/true, "list local addresses");
+}
+
+StatusOr<std::vector<ipvs::Address>> NetlinkHostNetwork::addresses(const std::string& excludeIfname,
+                                                                   bool loopbackLinks, const std::string& what) {
   StatusOr<std::vector<LinkInfo>> links = dumpLinks(*rtnl_, what);
   if (!links.isOk()) return links.status();
-  std::set<int> skip;  // loopback links and the excluded one
+  std::set<int> skip;  // loopback links (unless wanted) and the excluded one
   for (const LinkInfo& l : *links) {
-    if ((l.flags & IFF_LOOPBACK) || l.name == excludeIfname) skip.insert(l.index);
+    if ((!loopbackLinks && (l.flags & IFF_LOOPBACK)) || l.name == excludeIfname) skip.insert(l.index);
   }
   StatusOr<std::vector<AddrInfo>> addrs = dumpAddresses(*rtnl_, what);
   if (!addrs.isOk()) return addrs.status();

@@ -160,6 +160,20 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     }
     node.nodeIps = *ips;
   }
+  // What is local on this host already, node address or not (an anycast VIP
+  // on lo): in route mode a VIP among these gets no route of kipvs's (its own
+  // local route makes it local; the kernel would answer ours with EEXIST, or
+  // add a second one for IPv6), so nothing in the kernel marks its virtual
+  // servers as kipvs's: the owned record does (below).
+  std::set<ipvs::Address> localIps(node.nodeIps.begin(), node.nodeIps.end());
+  if (opts.vipMode == VipMode::kRoute) {
+    auto local = host.localAddresses(opts.dummyInterface);
+    if (!local.isOk()) {
+      fail(local.status().withContext("listing this host's addresses"));
+      return result;
+    }
+    localIps.insert(local->begin(), local->end());
+  }
 
   // The virtual servers first (DesiredBuilder step 1): their writes can go
   // out while the real servers are still being worked out (below).
@@ -240,7 +254,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     // owning it would own every virtual server on the node's address
     // (keepalived's, an `ipvsadm -A` by hand), not only its NodePorts.
     for (const auto& v : desired.vips) {
-      if (opts.vipMode == VipMode::kRoute && o.nodeIps.count(v)) continue;
+      if (opts.vipMode == VipMode::kRoute && localIps.count(v)) continue;
       o.vips.insert(v);
     }
     o.nodePortMin = node.nodePortMin;
@@ -263,10 +277,11 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
 
   // The desired virtual servers nothing in the kernel will mark as kipvs's:
   // written down before they are made, so a run that stops halfway still
-  // knows them. Only those on a node address can be such (every other
-  // desired VIP is made local through the dummy), so only those are looked
-  // at, against an ownership of the node addresses alone (the whole one
-  // copies every VIP: built here it would delay the first write).
+  // knows them. Only those on an address local already (localIps) can be
+  // such (every other desired VIP is made local through the dummy), so only
+  // those are looked at, against an ownership of the node addresses alone
+  // (the whole one copies every VIP: built here it would delay the first
+  // write).
   std::set<ServiceKey> unmarked;
   {
     Ownership marks;
@@ -275,10 +290,10 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     marks.nodePortMax = node.nodePortMax;
     // Marked once this run is done: `other` is converted or removed by it, so
     // a node address bound by an address-mode run marks nothing in route mode.
-    for (const auto& ip : marks.nodeIps) {
+    for (const auto& ip : localIps) {
       if (mine.count(ip) || (opts.vipMode == VipMode::kAddress && desired.vips.count(ip))) marks.vips.insert(ip);
     }
-    for (const auto& ip : marks.nodeIps) {
+    for (const auto& ip : localIps) {
       for (ipvs::Protocol p : {ipvs::Protocol::kTcp, ipvs::Protocol::kUdp, ipvs::Protocol::kSctp}) {
         for (auto it = desired.table.services.lower_bound(ServiceKey::make(p, ip, 0));
              it != desired.table.services.end() && it->first.protocol == p && it->first.address == ip; ++it) {
@@ -362,9 +377,8 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   // naming the node, say) is local already: the kernel would answer our add
   // with EEXIST on every run, and the route would never be listed as ours.
   std::vector<ipvs::Address> toBind, toUnbind, toConvert, toUnbindOther;
-  const std::set<ipvs::Address> nodeIps(node.nodeIps.begin(), node.nodeIps.end());
   for (const auto& v : desired.vips) {
-    if (mine.count(v) || (opts.vipMode == VipMode::kRoute && nodeIps.count(v))) continue;
+    if (mine.count(v) || (opts.vipMode == VipMode::kRoute && localIps.count(v))) continue;
     toBind.push_back(v);
   }
   for (const auto& v : mine) {

@@ -392,6 +392,30 @@ TEST_CASE("reconcile: after switching from address to route mode, a virtual serv
   CHECK(rig.host.record().empty());
 }
 
+TEST_CASE("reconcile: a VIP local on this host already, though no node address (on lo), gets no route and is recorded") {
+  Rig rig;  // node IPs given: 192.168.1.10 only
+  rig.host.addLink("lo", "loopback");
+  rig.host.addLinkAddress("lo", A("10.77.0.1"));  // an anycast VIP a BGP speaker put on lo
+  const auto anycast = ServiceKey::tcp(A("10.77.0.1"), 80);
+  const Cluster with = cluster({service("web", "10.96.0.10", R"(,"externalIPs":["10.77.0.1"])"),
+                                slice("web", {{"10.244.0.1", kReady}})});
+  ReconcileResult r = rig.run(with);
+  CHECK(r.exitCode() == 0);
+  CHECK(rig.kernel.dumpTable()->services.count(anycast) == 1);
+  CHECK(rig.host.routes("kipvs0") == std::set<Address>{A("10.96.0.10")});
+  CHECK(rig.host.record() == std::set<ServiceKey>{anycast});
+  const uint64_t hostWrites = rig.host.writeCount();
+  r = rig.run(with);
+  CHECK(r.kernelWrites == 0);
+  CHECK(rig.host.writeCount() == hostWrites);
+  CHECK(r.hostChanges.empty());
+  // The externalIP goes: kipvs made that virtual server, so it goes too.
+  r = rig.run(cluster({service("web", "10.96.0.10"), slice("web", {{"10.244.0.1", kReady}})}));
+  CHECK(r.exitCode() == 0);
+  CHECK(rig.kernel.dumpTable()->services.count(anycast) == 0);
+  CHECK(rig.host.record().empty());
+}
+
 TEST_CASE("reconcile: a stale virtual server whose delete fails keeps its VIP, and goes on the next run") {
   Rig rig;
   const auto old80 = ServiceKey::tcp(A("10.96.0.20"), 80);

@@ -387,7 +387,7 @@ TEST_CASE("errors carry the kernel's errno and name the interface and address") 
   CHECK(host->bindAddress(kDummy, ip("fe80::5")).code() == Code::kInvalid);
 }
 
-TEST_CASE("nodeAddresses: global unicast, not loopback, link-local or the dummy's") {
+TEST_CASE("nodeAddresses: global unicast, not loopback, link-local or the dummy's; localAddresses: lo's too") {
   auto host = openHost();
   ensureTestLink(*host);
   REQUIRE(host->bindAddress(kDummy, ip("10.96.0.1")).isOk());
@@ -402,6 +402,10 @@ TEST_CASE("nodeAddresses: global unicast, not loopback, link-local or the dummy'
   auto nodes = host->nodeAddresses(kDummy);
   REQUIRE_MESSAGE(nodes.isOk(), nodes.status().toString());
   CHECK(*nodes == std::vector<ipvs::Address>{ip("192.0.2.10"), ip("2001:db8::10")});
+  // Every address the host answers already: lo's VIP too (not 127.0.0.1), never the dummy's.
+  auto local = host->localAddresses(kDummy);
+  REQUIRE_MESSAGE(local.isOk(), local.status().toString());
+  CHECK(*local == std::vector<ipvs::Address>{ip("10.255.255.1"), ip("192.0.2.10"), ip("2001:db8::10")});
 
   mustSh("ip link del kn0 && ip addr del 10.255.255.1/32 dev lo");
   CHECK(host->unbindAddress(kDummy, ip("10.96.0.1")).isOk());
