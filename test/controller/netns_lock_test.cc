@@ -257,7 +257,12 @@ struct Squatter {
     ::close(go[0]);
     release = go[1];
     char c = 0;
-    REQUIRE(::read(ready[0], &c, 1) == 1);
+    if (::read(ready[0], &c, 1) != 1) {
+      int status = 0;
+      ::waitpid(pid, &status, 0);
+      pid = -1;
+      FAIL("the squatter did not start: exit " << WEXITSTATUS(status));
+    }
     ::close(ready[0]);
     if (how == Squat::kListenerLeaves) {  // reaped, as its shell would: its pid is gone
       int status = 0;
@@ -284,6 +289,11 @@ TEST_CASE("NetnsLock: squatters that are no kipvs are not waited for, however th
   };
   for (const Case& tc : cases) {
     CAPTURE(tc.name);
+#if defined(__SANITIZE_THREAD__)
+    // TSan's runtime thread lives on in a forked child, and unshare(CLONE_NEWUSER)
+    // refuses a multithreaded process: the plain and ASan runs check this one.
+    if (tc.how == Squat::kOwnUserns) continue;
+#endif
     const std::string name = testName("squatter") + "-" + std::to_string(&tc - cases);
     Squatter squatter(name, tc.how);
     int sleeps = 0;
