@@ -529,7 +529,7 @@ struct ItemError {
   std::string ns, name;  // name "" when the item has none
   std::string message;
   bool notObject = false;  // the item is not even an object
-  std::string below;       // in a List inside the List: " items[<j>]", where in the item
+  std::string below = {};  // in a List inside the List: " items[<j>]", where in the item
 
   // where: "<source> items[<i>]" (or "<source>" for a single object).
   ObjectError finish(const std::string& where) const {

@@ -123,98 +123,23 @@ TEST_CASE("NetnsLock: another network namespace has its own (needs CAP_SYS_ADMIN
   CHECK_FALSE(tryOnce(name).isOk());  // still held here
 }
 
-// A child process that holds `name` (with CAP_NET_ADMIN in its effective set
-// or without) for as long as this object lives; its pid in `pid`.
-struct HoldingChild {
-  pid_t pid = -1;
-  int release = -1;  // closing it lets the child go
-  HoldingChild(const std::string& name, bool netAdmin) {
-    int ready[2], go[2];
-    REQUIRE(::pipe(ready) == 0);
-    REQUIRE(::pipe(go) == 0);
-    pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      ::close(ready[0]);
-      ::close(go[1]);
-      if (!netAdmin) {
-        __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
-        __user_cap_data_struct data[2] = {};
-        if (::syscall(SYS_capget, &hdr, data) != 0) ::_exit(3);
-        data[0].effective &= ~(1u << CAP_NET_ADMIN);
-        if (::syscall(SYS_capset, &hdr, data) != 0) ::_exit(4);
-      }
-      auto lock = NetnsLock::acquire(name, milliseconds(0), milliseconds(1), [](milliseconds) {});
-      if (!lock.isOk() || !lock->held()) ::_exit(5);
-      char c = 1;
-      if (::write(ready[1], &c, 1) != 1) ::_exit(6);
-      (void)::read(go[0], &c, 1);  // until the parent closes its end
-      ::_exit(0);
-    }
-    ::close(ready[1]);
-    ::close(go[0]);
-    release = go[1];
-    char c = 0;
-    REQUIRE(::read(ready[0], &c, 1) == 1);
-    ::close(ready[0]);
-  }
-  ~HoldingChild() {
-    ::close(release);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    CHECK(WIFEXITED(status));
-    CHECK(WEXITSTATUS(status) == 0);
-  }
-};
-
-TEST_CASE("NetnsLock: a holder without CAP_NET_ADMIN is no kipvs and is not waited for (unit tests run as root)") {
-  const std::string name = testName("squat");
-  {
-    HoldingChild squatter(name, /*netAdmin=*/false);
-    int sleeps = 0;  // one poll between the two looks at the holder, no more
-    auto lock = NetnsLock::acquire(name, milliseconds(30000), milliseconds(100), [&](milliseconds) { ++sleeps; });
-    CHECK(sleeps == 1);
-    REQUIRE(lock.isOk());
-    CHECK_FALSE(lock->held());
-    CHECK(lock->warning().find("process " + std::to_string(squatter.pid)) != std::string::npos);
-    CHECK(lock->warning().find("no CAP_NET_ADMIN") != std::string::npos);
-    NetnsLock moved = std::move(*lock);  // the warning goes with it
-    CHECK(moved.warning().find("process " + std::to_string(squatter.pid)) != std::string::npos);
-    auto other = tryOnce(name + "-other");
-    REQUIRE(other.isOk());
-    *other = std::move(moved);
-    CHECK(other->warning().find("no CAP_NET_ADMIN") != std::string::npos);
-    CHECK_FALSE(other->held());
-  }
-  {
-    // One that could write the table is waited for, as before.
-    HoldingChild holder(name, /*netAdmin=*/true);
-    auto lock = tryOnce(name);
-    REQUIRE_FALSE(lock.isOk());
-    CHECK(lock.status().errnum() == EBUSY);
-    CHECK(lock.status().message().find("process " + std::to_string(holder.pid)) != std::string::npos);
-  }
-  // Free again: taken for real.
-  auto lock = tryOnce(name);
-  REQUIRE(lock.isOk());
-  CHECK(lock->held());
-  CHECK(lock->warning().empty());
-}
-
-// A child that takes `name` the way a squatter would, for as long as this lives.
+// A child that holds `name` for as long as this lives (its pid in `pid`), as
+// kipvs does or the way a squatter would.
 enum class Squat {
+  kNetAdmin,        // as kipvs: takes the lock, with CAP_NET_ADMIN
+  kNoNetAdmin,      // takes the lock without CAP_NET_ADMIN in its effective set
   kBindOnly,        // uid nobody, binds the name and never listens
   kListenerLeaves,  // no CAP_NET_ADMIN; listens, forks, and the listening process exits (its child keeps the socket)
   kOwnUserns,       // uid nobody in a user namespace of its own (all capabilities there), this network namespace
 };
-struct Squatter {
+struct LockHolder {
   pid_t pid = -1;
   int release = -1;
   // kOwnUserns where this process may make no user namespace: in a chroot
   // (EPERM), or multithreaded, as TSan's runtime makes a forked child
   // (EINVAL). No one can squat that way here either.
   bool noUserNamespaces = false;
-  Squatter(const std::string& name, Squat how) {
+  LockHolder(const std::string& name, Squat how) {
     int ready[2], go[2];
     REQUIRE(::pipe(ready) == 0);
     REQUIRE(::pipe(go) == 0);
@@ -225,7 +150,7 @@ struct Squatter {
       ::close(go[1]);
       if (how == Squat::kBindOnly || how == Squat::kOwnUserns) {
         if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(7);
-      } else {
+      } else if (how != Squat::kNetAdmin) {
         __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
         __user_cap_data_struct data[2] = {};
         if (::syscall(SYS_capget, &hdr, data) != 0) ::_exit(3);
@@ -277,12 +202,49 @@ struct Squatter {
       pid = -1;
     }
   }
-  ~Squatter() {
+  ~LockHolder() {
     ::close(release);
     int status = 0;
-    if (pid > 0) ::waitpid(pid, &status, 0);
+    if (pid <= 0) return;
+    ::waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
   }
 };
+
+TEST_CASE("NetnsLock: a holder without CAP_NET_ADMIN is no kipvs and is not waited for (unit tests run as root)") {
+  const std::string name = testName("squat");
+  {
+    LockHolder squatter(name, Squat::kNoNetAdmin);
+    int sleeps = 0;  // one poll between the two looks at the holder, no more
+    auto lock = NetnsLock::acquire(name, milliseconds(30000), milliseconds(100), [&](milliseconds) { ++sleeps; });
+    CHECK(sleeps == 1);
+    REQUIRE(lock.isOk());
+    CHECK_FALSE(lock->held());
+    CHECK(lock->warning().find("process " + std::to_string(squatter.pid)) != std::string::npos);
+    CHECK(lock->warning().find("no CAP_NET_ADMIN") != std::string::npos);
+    NetnsLock moved = std::move(*lock);  // the warning goes with it
+    CHECK(moved.warning().find("process " + std::to_string(squatter.pid)) != std::string::npos);
+    auto other = tryOnce(name + "-other");
+    REQUIRE(other.isOk());
+    *other = std::move(moved);
+    CHECK(other->warning().find("no CAP_NET_ADMIN") != std::string::npos);
+    CHECK_FALSE(other->held());
+  }
+  {
+    // One that could write the table is waited for, as before.
+    LockHolder holder(name, Squat::kNetAdmin);
+    auto lock = tryOnce(name);
+    REQUIRE_FALSE(lock.isOk());
+    CHECK(lock.status().errnum() == EBUSY);
+    CHECK(lock.status().message().find("process " + std::to_string(holder.pid)) != std::string::npos);
+  }
+  // Free again: taken for real.
+  auto lock = tryOnce(name);
+  REQUIRE(lock.isOk());
+  CHECK(lock->held());
+  CHECK(lock->warning().empty());
+}
 
 TEST_CASE("NetnsLock: squatters that are no kipvs are not waited for, however they hold the name (runs as root)") {
   struct Case {
@@ -297,7 +259,7 @@ TEST_CASE("NetnsLock: squatters that are no kipvs are not waited for, however th
   for (const Case& tc : cases) {
     CAPTURE(tc.name);
     const std::string name = testName("squatter") + "-" + std::to_string(&tc - cases);
-    Squatter squatter(name, tc.how);
+    LockHolder squatter(name, tc.how);
     if (squatter.noUserNamespaces) {
       MESSAGE("no user namespace can be made here (a chroot, or TSan's thread): case not set up");
       continue;
