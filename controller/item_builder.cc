@@ -204,7 +204,7 @@ void ItemBuilder::reset(std::string_view defaultKind, int depth, int maxDepth) {
 
 bool ItemBuilder::decideKind(std::string_view kind) {
   if (kind.empty()) return giveUp();  // "item has no kind"
-  if (kind.ends_with("List")) return giveUp();  // a List inside the List: the DOM reader flattens it
+  if (isListKind(kind)) return giveUp();  // a List inside the List: the DOM reader flattens it
   if (kind == "Service") {
     kind_ = Outcome::kService;
   } else if (kind == "EndpointSlice") {

@@ -25,6 +25,9 @@
 
 namespace kipvs::controller::detail {
 
+// "List", "ServiceList", ...: a kind whose items are the objects.
+inline bool isListKind(std::string_view kind) { return kind.ends_with("List"); }
+
 class ItemBuilder {
  public:
   enum class Outcome : uint8_t { kNone, kService, kSlice, kOtherKind };

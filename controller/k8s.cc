@@ -540,7 +540,7 @@ struct ItemError {
   }
 };
 
-bool isListKind(std::string_view kind) { return kind.size() >= 4 && kind.substr(kind.size() - 4) == "List"; }
+using detail::isListKind;
 
 // "ServiceList" -> "Service"; "List" -> "" (items carry their kind).
 std::string_view itemKindOf(std::string_view listKind) {
