@@ -125,7 +125,12 @@ Status writeOwnedRecord(const std::string& path, const std::set<ServiceKey>& key
     }
   }
   const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // A fresh file, never one that is there (a leftover of a crashed run with
+  // this pid, or a link someone planted where --state-dir is writable by
+  // others): unlink removes the name only, and O_EXCL|O_NOFOLLOW refuses
+  // whatever appears at it meanwhile.
+  if (::unlink(tmp.c_str()) != 0 && errno != ENOENT) return Status::error(Code::kIo, "cannot remove " + tmp, errno);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (fd < 0) return Status::error(Code::kIo, "cannot create " + tmp, errno);
   const std::string text = formatOwnedRecord(keys);
   size_t done = 0;

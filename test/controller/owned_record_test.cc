@@ -109,6 +109,33 @@ TEST_CASE("owned record: the file is per network namespace, missing means empty,
   CHECK(s.errnum() != 0);
 }
 
+TEST_CASE("owned record: the temporary file is made afresh, never opened through a link or over another file") {
+  // In a --state-dir others can write to, whoever planted a link at the
+  // temporary's name must not get kipvs (root) to write through it, and a
+  // stale temporary of a crashed run with the same pid is replaced.
+  TempDir dir;
+  const std::string path = dir.path + "/owned";
+  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  const std::string victim = dir.path + "/victim";
+  { std::ofstream(victim) << "precious\n"; }
+  REQUIRE(::symlink(victim.c_str(), tmp.c_str()) == 0);
+  const std::set<ServiceKey> one{ServiceKey::tcp(A("192.168.1.10"), 443)};
+  Status s = writeOwnedRecord(path, one);
+  REQUIRE_MESSAGE(s.isOk(), s.toString());
+  CHECK(slurp(victim) == "precious\n");
+  CHECK(*readOwnedRecord(path) == one);
+  struct stat st;
+  CHECK(::lstat(path.c_str(), &st) == 0);
+  CHECK(S_ISREG(st.st_mode));
+  CHECK(::lstat(tmp.c_str(), &st) != 0);
+
+  { std::ofstream(tmp) << "stale\n"; }  // a hard-linked or leftover file: replaced, not rewritten in place
+  REQUIRE(::link(tmp.c_str(), (dir.path + "/other-name").c_str()) == 0);
+  REQUIRE(writeOwnedRecord(path, {}).isOk());
+  CHECK(slurp(dir.path + "/other-name") == "stale\n");
+  CHECK(readOwnedRecord(path)->empty());
+}
+
 TEST_CASE("owned record: another network namespace has another file") {
   TempDir dir;
   const std::string here = *ownedRecordPath(dir.path);
