@@ -153,7 +153,13 @@ Status FakeHostNetwork::changeRoute(bool add, const std::string& ifname, const i
     boundSomewhere =
         boundSomewhere || std::find(link.addresses.begin(), link.addresses.end(), addr) != link.addresses.end();
   }
-  if (!boundSomewhere && it->second.routes.insert(addr).second) ++writes_;
+  if (boundSomewhere) return Status::ok();
+  if (auto f = foreignRoutes_.find(addr); f != foreignRoutes_.end()) {
+    if (f->second == "local") return Status::ok();
+    return Status::kernel(EEXIST, what + ": table local has a route for it already, not kipvs's, and the kernel routes it as " +
+                                      f->second + ", not as local");
+  }
+  if (it->second.routes.insert(addr).second) ++writes_;
   return Status::ok();
 }
 

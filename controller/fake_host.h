@@ -10,8 +10,9 @@ namespace kipvs::controller {
 // Same semantics as the kernel for what the controller does: unknown
 // interface is ENODEV, unknown sysctl is ENOENT, bind/unbind and route
 // add/delete idempotent; adding a local route for an address bound on any
-// link succeeds without making a route of ours (the kernel answers EEXIST:
-// the address's own local route is there).
+// link, or with someone else's local route, succeeds without making a route
+// of ours (the kernel answers EEXIST: the address's own local route is
+// there); with someone else's route of another type it fails with EEXIST.
 // Tests seed links, addresses and sysctls, inspect them, and inject faults.
 class FakeHostNetwork : public HostNetwork {
  public:
@@ -53,6 +54,10 @@ class FakeHostNetwork : public HostNetwork {
   // A link of any type ("dummy", "veth", "loopback"...), with addresses.
   void addLink(const std::string& ifname, const std::string& type, bool up = true);
   void addLinkAddress(const std::string& ifname, const ipvs::Address& addr);  // creates a "veth" if missing
+  // A route for addr in table local that is not kipvs's (another protocol or
+  // link), of type "local" or another ("blackhole", "unreachable", "unicast"):
+  // kipvs's add meets EEXIST, success where the route makes addr local.
+  void addForeignRoute(const ipvs::Address& addr, std::string type) { foreignRoutes_[addr] = std::move(type); }
   // Makes a sysctl exist (the kernel's /proc/sys has a fixed set of files).
   void seedSysctl(const std::string& path, const std::string& value) { sysctls_[path] = value; }
   // The kube-proxy set with a fresh kernel's defaults (what ip_vs + a new netns show).
@@ -101,6 +106,7 @@ class FakeHostNetwork : public HostNetwork {
   std::map<std::string, Link> links_;
   std::vector<std::string> linkOrder_;  // creation order, like ifindex
   std::map<std::string, std::string> sysctls_;
+  std::map<ipvs::Address, std::string> foreignRoutes_;  // address -> route type
   std::vector<Fault> faults_;
   std::map<Op, int> calls_;
   std::set<ipvs::ServiceKey> record_;

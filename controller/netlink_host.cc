@@ -425,6 +425,51 @@ StatusOr<std::vector<RouteInfo>> dumpRoutes(RtnlSocket& rtnl, const std::string&
 // has. A kernel that cannot filter (before 4.20) sends every route and the
 // caller's own filter does the work; one that refuses the filtered request
 // gets the plain dump.
+std::string errnoText(int errnum) {
+  const char* name = errnoName(errnum);
+  return name ? name : std::to_string(errnum);
+}
+
+// As `ip route` names the types.
+std::string routeTypeName(uint8_t type) {
+  switch (type) {
+    case RTN_UNICAST: return "unicast";
+    case RTN_LOCAL: return "local";
+    case RTN_BROADCAST: return "broadcast";
+    case RTN_ANYCAST: return "anycast";
+    case RTN_MULTICAST: return "multicast";
+    case RTN_BLACKHOLE: return "blackhole";
+    case RTN_UNREACHABLE: return "unreachable";
+    case RTN_PROHIBIT: return "prohibit";
+    case RTN_THROW: return "throw";
+    case RTN_NAT: return "nat";
+    default: return "type " + std::to_string(type);
+  }
+}
+
+// The type (RTN_*) of the route the kernel picks for packets to addr, as
+// `ip route get` asks; a blackhole, unreachable or prohibit route answers
+// with its errno (EINVAL, EHOSTUNREACH, EACCES) instead.
+StatusOr<uint8_t> lookupRouteType(RtnlSocket& rtnl, const ipvs::Address& addr, const std::string& what) {
+  MessageWriter w;
+  const uint32_t seq = rtnl.nextSeq();
+  w.beginMessage(RTM_GETROUTE, kDoFlags, seq);
+  rtmsg rtm{};
+  rtm.rtm_family = addr.isV4() ? AF_INET : AF_INET6;
+  rtm.rtm_dst_len = addr.isV4() ? 32 : 128;
+  w.putRaw(&rtm, sizeof rtm);
+  w.putBytes(RTA_DST, addr.bytes.data(), addr.size());
+  w.endMessage();
+  std::optional<uint8_t> type;
+  Status s = rtnl.exchange(w, seq, what, [&](const Message& m) {
+    RouteInfo r;
+    if (parseRoute(m, &r)) type = r.type;
+  });
+  if (!s.isOk()) return s;
+  if (!type) return Status::error(Code::kIo, what + ": the kernel's answer has no route", EPROTO);
+  return *type;
+}
+
 StatusOr<std::vector<RouteInfo>> dumpOurRoutes(RtnlSocket& rtnl, int ifindex, const std::string& what) {
   std::vector<RouteInfo> out;
   const bool strict = rtnl.setStrictDump(true);
@@ -608,7 +653,7 @@ std::vector<Status> NetlinkHostNetwork::changeRoutes(bool add, const std::string
   };
   auto build = [&](MessageWriter& w, const ipvs::Address& addr, int ifindex, uint32_t seq) {
     // EXCL: an add never joins or replaces a route someone else made for the
-    // same address (EEXIST: the VIP is local already, which is what we want).
+    // same address (EEXIST, looked at below).
     w.beginMessage(add ? RTM_NEWROUTE : RTM_DELROUTE, kBatchFlags | (add ? NLM_F_CREATE | NLM_F_EXCL : 0), seq);
     rtmsg rtm{};
     rtm.rtm_family = addr.isV4() ? AF_INET : AF_INET6;
@@ -623,7 +668,32 @@ std::vector<Status> NetlinkHostNetwork::changeRoutes(bool add, const std::string
     w.putU32(RTA_OIF, static_cast<uint32_t>(ifindex));
     w.endMessage();
   };
-  return changeBatch(ifname, addrs, what, build, add ? EEXIST : ESRCH);
+  std::vector<Status> out = changeBatch(ifname, addrs, what, build, add ? 0 : ESRCH);
+  if (!add) return out;
+  // EEXIST: table local has a route for the address already, not ours.
+  // Where that makes it local (its own address's route, an address left by
+  // --vip-mode=address, someone else's local route) it is what we want; a
+  // blackhole, unreachable or unicast route there is not: IPVS never sees
+  // the packets, and "added" would hide it on every run.
+  for (size_t i = 0; i < addrs.size(); ++i) {
+    if (!(out[i].code() == Code::kKernel && out[i].errnum() == EEXIST)) continue;
+    const std::string desc = what(addrs[i]);
+    StatusOr<uint8_t> type = lookupRouteType(*rtnl_, addrs[i], "route lookup for " + addrs[i].toString());
+    if (type.isOk() && *type == RTN_LOCAL) {
+      out[i] = Status::ok();
+    } else if (type.isOk()) {
+      out[i] = Status::kernel(EEXIST, desc + ": table local has a route for it already, not kipvs's, and the kernel "
+                                              "routes it as " + routeTypeName(*type) + ", not as local");
+    } else if (type.status().code() == Code::kKernel) {
+      out[i] = Status::kernel(EEXIST, desc + ": table local has a route for it already, not kipvs's, and the kernel "
+                                              "does not route it as local (lookup: " + errnoText(type.status().errnum()) +
+                                              ", as for a blackhole, unreachable or prohibit route)");
+    } else {
+      out[i] = Status::kernel(EEXIST, desc + ": table local has a route for it already, not kipvs's (" +
+                                              type.status().toString() + ")");
+    }
+  }
+  return out;
 }
 
 StatusOr<std::set<ipvs::Address>> NetlinkHostNetwork::localRoutes(const std::string& ifname) {

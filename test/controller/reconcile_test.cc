@@ -579,6 +579,30 @@ TEST_CASE("reconcile: a VIP that cannot be made local is an error; the IPVS tabl
   CHECK(rig.host.routes("kipvs0") == std::set<Address>{A("10.96.0.10"), A("10.96.0.11")});
 }
 
+TEST_CASE("reconcile: a VIP with someone else's route in table local: local is fine, a blackhole is an error every run") {
+  Rig rig;
+  rig.host.addForeignRoute(A("10.96.0.10"), "local");      // e.g. `ip route add local ... proto static`
+  rig.host.addForeignRoute(A("10.96.0.11"), "blackhole");  // IPVS would never see the packets
+  Cluster c = cluster({service("web", "10.96.0.10"), service("api", "10.96.0.11"), service("db", "10.96.0.12"),
+                       slice("web", {{"10.244.0.1", kReady}}), slice("api", {{"10.244.0.2", kReady}}),
+                       slice("db", {{"10.244.0.3", kReady}})});
+  for (int run = 1; run <= 2; ++run) {
+    CAPTURE(run);
+    ReconcileResult r = rig.run(c);
+    CHECK(r.exitCode() == 1);
+    REQUIRE(r.hostErrors.size() == 1);
+    const std::string e = r.hostErrors[0].toString();
+    CHECK_MESSAGE(e.find("add local route 10.96.0.11 dev kipvs0") != std::string::npos, e);
+    CHECK_MESSAGE(e.find("blackhole") != std::string::npos, e);
+    CHECK(r.hostErrors[0].errnum() == EEXIST);
+    // Not reported as made: "added local route 10.96.0.11" would be false.
+    for (const auto& h : r.hostChanges) CHECK_MESSAGE(h.find("10.96.0.11") == std::string::npos, h);
+    CHECK(rig.kernel.dumpTable()->services.size() == 3);  // the IPVS table is programmed all the same
+    CHECK(rig.host.routes("kipvs0") == std::set<Address>{A("10.96.0.12")});
+    if (run == 2) CHECK(r.kernelWrites == 0);
+  }
+}
+
 TEST_CASE("reconcile: a terminating pod drains at weight 0, then goes (drain=wait)") {
   Rig rig;
   Cluster c1 = cluster({service("web", "10.96.0.10"), slice("web", {{"10.244.0.1", kReady}, {"10.244.0.2", kReady}})});

@@ -335,6 +335,27 @@ TEST_CASE("local routes: add, list and delete v4 and v6 in batches; idempotent; 
   CHECK(host->addLocalRoutes(kDummy, std::vector<ipvs::Address>{ip("10.97.8.8")}).front().isOk());
   CHECK(host->localRoutes(kDummy)->count(ip("10.97.8.8")) == 0);
   REQUIRE(host->unbindAddress(kDummy, ip("10.97.8.8")).isOk());
+  // So is one with someone else's local route (another protocol, another link).
+  mustSh("ip route add local 10.97.9.9 dev lo table local proto static");
+  CHECK(host->addLocalRoutes(kDummy, std::vector<ipvs::Address>{ip("10.97.9.9")}).front().isOk());
+  CHECK(host->localRoutes(kDummy)->count(ip("10.97.9.9")) == 0);
+  mustSh("ip route del local 10.97.9.9 table local");
+  // A blackhole there keeps the VIP from being local: the add says so (EEXIST), not "added".
+  mustSh("ip route add blackhole 10.97.7.7/32 table local; ip -6 route add blackhole fd00:10:98::7:7/128 table local");
+  {
+    const std::vector<ipvs::Address> holes{ip("10.97.7.7"), ip("fd00:10:98::7:7")};
+    std::vector<Status> bh = host->addLocalRoutes(kDummy, holes);
+    REQUIRE(bh.size() == 2);
+    for (const Status& st : bh) {
+      CHECK_FALSE(st.isOk());
+      CHECK(st.errnum() == EEXIST);
+      CHECK_MESSAGE(st.toString().find("not kipvs's") != std::string::npos, st.toString());
+      CHECK_MESSAGE(st.toString().find("as local") != std::string::npos, st.toString());
+    }
+    CHECK(host->localRoutes(kDummy)->count(holes[0]) == 0);
+    CHECK(host->localRoutes(kDummy)->count(holes[1]) == 0);
+  }
+  mustSh("ip route del blackhole 10.97.7.7/32 table local; ip -6 route del blackhole fd00:10:98::7:7/128 table local");
 
   r = host->deleteLocalRoutes(kDummy, vips);
   for (const auto& s : r) CHECK_MESSAGE(s.isOk(), s.toString());
