@@ -26,6 +26,62 @@ using ipvs::Protocol;
 using ipvs::ServiceKey;
 using ipvs::ServiceState;
 
+// --- Kubernetes IPs ------------------------------------------------------------
+
+namespace {
+
+// Go 1.16's parseIPv4, which ParseIPSloppy keeps: four decimal fields of any
+// length, each at most 255, leading zeros allowed (and not octal).
+bool parseSloppyDottedQuad(std::string_view s, uint8_t* out) {
+  size_t i = 0;
+  for (int field = 0; field < 4; ++field) {
+    if (field > 0) {
+      if (i == s.size() || s[i] != '.') return false;
+      ++i;
+    }
+    const size_t start = i;
+    unsigned v = 0;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+      v = v * 10 + static_cast<unsigned>(s[i] - '0');
+      if (v > 255) return false;
+      ++i;
+    }
+    if (i == start) return false;
+    out[field] = static_cast<uint8_t>(v);
+  }
+  return i == s.size();
+}
+
+bool startsWithMappedPrefix(std::string_view s) {
+  constexpr std::string_view kPrefix = "::ffff:";
+  if (s.size() <= kPrefix.size()) return false;
+  for (size_t i = 0; i < kPrefix.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(s[i])) != kPrefix[i]) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+StatusOr<Address> parseKubernetesIp(std::string_view text) {
+  StatusOr<Address> a = Address::parse(text);  // the canonical forms, nearly every address
+  if (a) {
+    if (!a->isV4() && std::all_of(a->bytes.begin(), a->bytes.begin() + 10, [](uint8_t b) { return b == 0; }) &&
+        a->bytes[10] == 0xff && a->bytes[11] == 0xff) {
+      Address v4;
+      v4.family = Family::kV4;
+      std::copy(a->bytes.begin() + 12, a->bytes.end(), v4.bytes.begin());
+      return v4;
+    }
+    return a;
+  }
+  Address v4;
+  v4.family = Family::kV4;
+  std::string_view quad = startsWithMappedPrefix(text) ? text.substr(7) : text;
+  if (parseSloppyDottedQuad(quad, v4.bytes.data())) return v4;
+  return a.status();
+}
+
 // --- Cidr --------------------------------------------------------------------
 
 StatusOr<Cidr> Cidr::parse(std::string_view text) {
@@ -254,7 +310,7 @@ SliceInfo indexSlice(const EndpointSlice& s, const NodeFacts& node, std::vector<
     if (e.addresses.empty()) continue;  // kube-proxy ignores these too
     const std::string& text = e.addresses[0];
     auto where = [&] { return "endpoints[" + std::to_string(i) + "].addresses[0] \"" + text + "\""; };
-    StatusOr<Address> a = Address::parse(text);
+    StatusOr<Address> a = parseKubernetesIp(text);
     if (!a) {
       error(where() + ": not an IP address");
       continue;
@@ -428,7 +484,7 @@ Status validateService(const Service& svc, const NodeFacts& node, Validated& v) 
   std::vector<std::string> single;
   if (svc.clusterIPs.empty() && !svc.clusterIP.empty()) single.push_back(svc.clusterIP);
   for (const std::string& text : svc.clusterIPs.empty() ? single : svc.clusterIPs) {
-    StatusOr<Address> a = Address::parse(text);
+    StatusOr<Address> a = parseKubernetesIp(text);
     if (!a || a->isUnspecified()) return Status::invalid("clusterIP \"" + text + "\" is not an IP address");
     for (const Address& b : v.clusterIps) {
       if (b.family == a->family) return Status::invalid("two clusterIPs of the same family");
@@ -436,13 +492,13 @@ Status validateService(const Service& svc, const NodeFacts& node, Validated& v) 
     v.clusterIps.push_back(*a);
   }
   for (const std::string& s : svc.externalIPs) {
-    StatusOr<Address> a = Address::parse(s);
+    StatusOr<Address> a = parseKubernetesIp(s);
     if (!a || a->isUnspecified()) return Status::invalid("externalIP \"" + s + "\" is not an IP address");
     v.externalIps.push_back(*a);
   }
   for (const LoadBalancerIngress& in : svc.lbIngress) {
     if (in.ip.empty() || in.ipMode == "Proxy") continue;  // hostname-only, or the LB proxies itself
-    StatusOr<Address> a = Address::parse(in.ip);
+    StatusOr<Address> a = parseKubernetesIp(in.ip);
     if (!a || a->isUnspecified()) {
       return Status::invalid("status.loadBalancer.ingress ip \"" + in.ip + "\" is not an IP address");
     }

@@ -23,6 +23,15 @@ struct Cidr {
   auto operator<=>(const Cidr&) const = default;
 };
 
+// An IP address from a Kubernetes object (clusterIP(s), externalIPs, a load
+// balancer's ingress ip, an endpoint's address), read as kube-proxy reads
+// them (netutils.ParseIPSloppy, then To4): the API server still takes and
+// keeps the legacy forms there (IsValidIPForLegacyField), so an IPv4
+// address may have leading zeros ("192.168.001.010" is 192.168.1.10,
+// decimal), and an IPv4-mapped IPv6 address ("::ffff:10.0.0.1") is the IPv4
+// address. Flags and the kernel's answers keep Address::parse's one form.
+StatusOr<ipvs::Address> parseKubernetesIp(std::string_view text);
+
 // What kubelet names a node when not told otherwise (GetHostname: the host
 // name trimmed and lowercased), so that endpoints' nodeName match it.
 std::string kubeletNodeName(std::string_view hostName);

@@ -310,6 +310,86 @@ TEST_CASE("desired: each VIP family gets the endpoints of its family; FQDN slice
   CHECK(s.notes == Lines{"Service default/web: 2001:db8::7 ignored: the Service has no ClusterIP of its family"});
 }
 
+// kube-proxy reads externalIPs, LB ingress IPs and endpoint
+// addresses with netutils.ParseIPSloppy (proxy/util MapIPsByIPFamily,
+// service.go newBaseServiceInfo, endpointslicecache.go addEndpoints), so the
+// legacy forms the API server still accepts in these fields (leading zeros;
+// IPv4-mapped IPv6, an IPv4 address by To4()) are programmed, and an unusable
+// externalIP is skipped, never the whole Service (kipvs: an error naming
+// the Service, as for any invalid object).
+TEST_CASE("desired: legacy IP forms the API server keeps (leading zeros, IPv4-mapped) are read as kube-proxy reads them") {
+  std::string legacy = service("default/legacy", R"("clusterIP":"10.96.0.30","clusterIPs":["10.96.0.30"],
+      "ipFamilies":["IPv4"],"externalIPs":["192.168.001.010"],"ports":[{"name":"http","port":80}])");
+  std::string eps = slice("default/legacy-1", "legacy", "IPv4", kHttpPort,
+                          arr({ep("10.244.1.1"), ep("10.244.001.002")}));
+  Desired d = compute({legacy, eps});
+  auto join = [](const Lines& l) { std::string o; for (const auto& x : l) o += "\n    " + x; return o; };
+  INFO("render: ", join(render(d)), "\n  errors: ", join(errorStrings(d)));
+  // kube-proxy: ClusterIP and externalIP 192.168.1.10, both with 10.244.1.1 and 10.244.1.2.
+  CHECK(render(d) == Lines{"TCP 10.96.0.30:80 rr -> 10.244.1.1:8080 w1, 10.244.1.2:8080 w1",
+                           "TCP 192.168.1.10:80 rr -> 10.244.1.1:8080 w1, 10.244.1.2:8080 w1"});
+  CHECK(d.errors.empty());
+
+  // An IPv4-mapped externalIP / LB IP is IPv4 to kube-proxy (GetIPFamilyFromIP: To4() != nil).
+  std::string mapped = service("default/mapped", R"("type":"LoadBalancer","clusterIP":"10.96.0.31",
+      "clusterIPs":["10.96.0.31"],"ipFamilies":["IPv4"],"externalIPs":["::ffff:203.0.113.31"],
+      "ports":[{"name":"http","port":80}])", "", R"("loadBalancer":{"ingress":[{"ip":"::ffff:192.0.2.31"}]})");
+  Desired m = compute({mapped});
+  INFO("render: ", join(render(m)), "\n  notes: ", join(m.notes));
+  CHECK(render(m) == Lines{"TCP 10.96.0.31:80 rr ->", "TCP 192.0.2.31:80 rr ->", "TCP 203.0.113.31:80 rr ->"});
+  CHECK(m.notes.empty());
+}
+
+// Dual-stack with IPv6 primary, checked against kube-proxy (NewDualStackProxier: one proxier per family).
+TEST_CASE("desired: dual-stack, IPv6 primary: ETP Local and affinity per family, netmask 128 for IPv6") {
+  std::string svc = service("default/shop", R"("type":"LoadBalancer","ipFamilies":["IPv6","IPv4"],
+      "clusterIP":"fd00:10:96::10","clusterIPs":["fd00:10:96::10","10.96.0.10"],
+      "externalIPs":["203.0.113.7","2001:db8:7::7"],"externalTrafficPolicy":"Local","healthCheckNodePort":32001,
+      "sessionAffinity":"ClientIP","sessionAffinityConfig":{"clientIP":{"timeoutSeconds":600}},
+      "ports":[{"name":"http","port":80,"nodePort":30080}])", "",
+      R"("loadBalancer":{"ingress":[{"ip":"192.0.2.10"},{"ip":"2001:db8:10::10"}]})");
+  std::string v4 = slice("default/shop-v4", "shop", "IPv4", kHttpPort,
+                         arr({ep("10.244.1.1", R"("nodeName":"node-a")"), ep("10.244.2.2", R"("nodeName":"node-b")")}));
+  std::string v6 = slice("default/shop-v6", "shop", "IPv6", kHttpPort,
+                         arr({ep("fd00:244:1::1", R"("nodeName":"node-a")"), ep("fd00:244:2::2", R"("nodeName":"node-b")")}));
+  NodeFacts node = nodeA();
+  node.nodeIps = {ip("198.51.100.10"), ip("2001:db8::10")};
+  Desired d = compute({svc, v4, v6}, node);
+  CHECK(render(d) == Lines{
+                         "TCP 10.96.0.10:80 rr flags=0x1 timeout=600 -> 10.244.1.1:8080 w1, 10.244.2.2:8080 w1",
+                         "TCP 192.0.2.10:80 rr flags=0x1 timeout=600 -> 10.244.1.1:8080 w1",
+                         "TCP 198.51.100.10:30080 rr flags=0x1 timeout=600 -> 10.244.1.1:8080 w1",
+                         "TCP 203.0.113.7:80 rr flags=0x1 timeout=600 -> 10.244.1.1:8080 w1",
+                         "TCP [2001:db8::10]:30080 rr flags=0x1 timeout=600 -> [fd00:244:1::1]:8080 w1",
+                         "TCP [2001:db8:7::7]:80 rr flags=0x1 timeout=600 -> [fd00:244:1::1]:8080 w1",
+                         "TCP [2001:db8:10::10]:80 rr flags=0x1 timeout=600 -> [fd00:244:1::1]:8080 w1",
+                         "TCP [fd00:10:96::10]:80 rr flags=0x1 timeout=600 -> [fd00:244:1::1]:8080 w1, [fd00:244:2::2]:8080 w1",
+                     });
+  for (const auto& [k, s] : d.table.services) CHECK(s.spec.netmask == (k.family == ipvs::Family::kV6 ? 128u : 0xffffffffu));
+  CHECK(d.errors.empty());
+  CHECK(d.notes.empty());
+}
+
+TEST_CASE("desired: parseKubernetesIp takes what ParseIPSloppy + To4 take, and no more") {
+  auto v = [](const char* t) {
+    StatusOr<ipvs::Address> a = parseKubernetesIp(t);
+    return a ? a->toString() + (a->isV4() ? " v4" : " v6") : std::string("error");
+  };
+  CHECK(v("10.0.0.1") == "10.0.0.1 v4");
+  CHECK(v("010.096.000.010") == "10.96.0.10 v4");  // decimal, not octal
+  CHECK(v("0000000010.0.0.1") == "10.0.0.1 v4");
+  CHECK(v("::ffff:10.0.0.1") == "10.0.0.1 v4");
+  CHECK(v("::FFFF:010.000.000.001") == "10.0.0.1 v4");
+  CHECK(v("::ffff:a00:1") == "10.0.0.1 v4");
+  CHECK(v("fd00::1") == "fd00::1 v6");
+  CHECK(v("::1") == "::1 v6");
+  for (const char* bad : {"", "256.0.0.1", "1.2.3", "1.2.3.4.5", "1.2.3.4 ", " 1.2.3.4", "1..2.3", "0x0a.0.0.1", "::ffff:",
+                          "::ffff:1.2.3.256", "::fffff:1.2.3.4", "10.0.0.1/32", "None"}) {
+    CAPTURE(bad);
+    CHECK(v(bad) == "error");
+  }
+}
+
 TEST_CASE("desired: slices are joined by namespace and service-name label") {
   std::string other = slice("other/web-1", "web", "IPv4", kHttpPort, arr({ep("10.244.9.9")}));
   std::string unlabeled = R"({"kind":"EndpointSlice","metadata":{"namespace":"default","name":"stray"},
