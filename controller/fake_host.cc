@@ -196,21 +196,12 @@ StatusOr<std::string> FakeHostNetwork::getSysctl(const std::string& path) {
 
 StatusOr<std::vector<ipvs::Address>> FakeHostNetwork::nodeAddresses(const std::string& excludeIfname) {
   KIPVS_RETURN_IF_ERROR(enter(Op::kNodeAddresses, excludeIfname));
-  return addresses(excludeIfname, /*loopbackLinks=*/false);
-}
-
-StatusOr<std::vector<ipvs::Address>> FakeHostNetwork::localAddresses(const std::string& excludeIfname) {
-  KIPVS_RETURN_IF_ERROR(enter(Op::kLocalAddresses, excludeIfname));
-  return addresses(excludeIfname, /*loopbackLinks=*/true);
-}
-
-std::vector<ipvs::Address> FakeHostNetwork::addresses(const std::string& excludeIfname, bool loopbackLinks) const {
   // The kernel dumps v4 before v6, each by interface index.
   std::vector<ipvs::Address> out;
   for (ipvs::Family family : {ipvs::Family::kV4, ipvs::Family::kV6}) {
     for (const std::string& name : linkOrder_) {
       const Link& link = links_.at(name);
-      if (name == excludeIfname || (!loopbackLinks && link.type == "loopback")) continue;
+      if (name == excludeIfname) continue;
       for (const ipvs::Address& a : link.addresses) {
         if (a.family == family && isNodeAddressCandidate(a)) out.push_back(a);
       }

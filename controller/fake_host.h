@@ -27,7 +27,6 @@ class FakeHostNetwork : public HostNetwork {
     kSetSysctl,
     kGetSysctl,
     kNodeAddresses,
-    kLocalAddresses,
     kKernelRelease,
     kOwnedRecord,
     kStoreOwnedRecord,
@@ -45,7 +44,6 @@ class FakeHostNetwork : public HostNetwork {
   Status setSysctl(const std::string& path, const std::string& value) override;
   StatusOr<std::string> getSysctl(const std::string& path) override;
   StatusOr<std::vector<ipvs::Address>> nodeAddresses(const std::string& excludeIfname) override;
-  StatusOr<std::vector<ipvs::Address>> localAddresses(const std::string& excludeIfname) override;
   StatusOr<std::string> kernelRelease() override;
   StatusOr<std::set<ipvs::ServiceKey>> ownedRecord() override;
   Status storeOwnedRecord(const std::set<ipvs::ServiceKey>& keys) override;
@@ -99,8 +97,6 @@ class FakeHostNetwork : public HostNetwork {
   Status enter(Op op, const std::string& key);
   // One address of addLocalRoutes / deleteLocalRoutes.
   Status changeRoute(bool add, const std::string& ifname, const ipvs::Address& addr);
-  // nodeAddresses / localAddresses.
-  std::vector<ipvs::Address> addresses(const std::string& excludeIfname, bool loopbackLinks) const;
 
   std::string kernelRelease_;
   std::map<std::string, Link> links_;

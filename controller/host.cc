@@ -24,9 +24,8 @@ bool isNodeAddressCandidate(const ipvs::Address& addr) {
   const auto& b = addr.bytes;
   if (addr.isUnspecified()) return false;
   if (addr.isV4()) {
-    if (b[0] == 127) return false;                  // loopback
-    if (b[0] == 169 && b[1] == 254) return false;   // link-local
-    if (b[0] >= 224) return false;                  // multicast, reserved, broadcast
+    if (b[0] == 127) return false;  // loopback
+    if (b[0] >= 224) return false;  // multicast, reserved, broadcast
     return true;
   }
   if (b[0] == 0xff) return false;  // multicast

@@ -82,16 +82,16 @@ class HostNetwork {
   // getSysctl trims the trailing newline. A missing sysctl is ENOENT.
   virtual Status setSysctl(const std::string& path, const std::string& value) = 0;
   virtual StatusOr<std::string> getSysctl(const std::string& path) = 0;
-  // This host's global unicast addresses (see isNodeAddressCandidate), not
-  // those on loopback links (a VIP on lo is no node address) nor on
-  // excludeIfname (the dummy: its addresses are virtual IPs), in the kernel's
-  // order: v4 first, by interface, primary first. A missing excludeIfname
-  // excludes nothing.
+  // This host's addresses as kube-proxy's IPVS mode takes its default
+  // NodePort addresses (GetAllLocalAddressesExcept the dummy, then
+  // isValidForSet): every address on every link but excludeIfname (the
+  // dummy: its addresses are virtual IPs), lo included (an L3 node's /32
+  // there, an anycast VIP), without loopback, IPv6 link-local, multicast or
+  // unspecified ones (isNodeAddressCandidate), in the kernel's order: v4
+  // first, by interface, primary first. A missing excludeIfname excludes
+  // nothing. Also every address packets reach this host at already, so that
+  // a VIP among them needs no local route of kipvs's and gets none.
   virtual StatusOr<std::vector<ipvs::Address>> nodeAddresses(const std::string& excludeIfname) = 0;
-  // The same, loopback links included: every address packets reach this host
-  // at already (an anycast VIP a BGP speaker put on lo, say), so that a VIP
-  // among them needs no local route of kipvs's and gets none.
-  virtual StatusOr<std::vector<ipvs::Address>> localAddresses(const std::string& excludeIfname) = 0;
   // uname -r, e.g. "6.1.0-18-amd64".
   virtual StatusOr<std::string> kernelRelease() = 0;
   // The virtual servers kipvs recorded as its own where the kernel does not
@@ -101,8 +101,9 @@ class HostNetwork {
   virtual Status storeOwnedRecord(const std::set<ipvs::ServiceKey>& keys) = 0;
 };
 
-// Not loopback, link-local, multicast or unspecified: an address another
-// node can reach this one at.
+// Not loopback, IPv6 link-local, multicast or unspecified: what kube-proxy's
+// isValidForSet keeps (IPv4 link-local stays: NodeLocal DNSCache's
+// 169.254.20.10 gets NodePorts from kube-proxy too).
 bool isNodeAddressCandidate(const ipvs::Address& addr);
 // fe80::/10.
 bool isIpv6LinkLocal(const ipvs::Address& addr);

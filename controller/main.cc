@@ -55,8 +55,9 @@ reconcile flags:
   --node-name NAME             this node (externalTrafficPolicy/internalTrafficPolicy Local,
                                topology hints); default: the host name, lowercased (as
                                kubelet names the node)
-  --node-ip IP                 NodePort address (repeatable); default: this host's
-                               global unicast addresses
+  --node-ip IP                 NodePort address (repeatable); default: as kube-proxy,
+                               every address of this host but the dummy's, loopback
+                               and IPv6 link-local ones (lo's /32 included)
   --nodeport-addresses CIDRS   only node IPs within these CIDRs (comma list) get NodePorts
                                (a family with no CIDR listed keeps all its node IPs)
   --nodeport-range MIN-MAX     NodePort range kipvs owns (default 30000-32767)

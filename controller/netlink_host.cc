@@ -772,20 +772,12 @@ StatusOr<std::string> NetlinkHostNetwork::getSysctl(const std::string& path) {
 }
 
 StatusOr<std::vector<ipvs::Address>> NetlinkHostNetwork::nodeAddresses(const std::string& excludeIfname) {
-  return addresses(excludeIfname, /*loopbackLinks=*/false, "list node addresses");
-}
-
-StatusOr<std::vector<ipvs::Address>> NetlinkHostNetwork::localAddresses(const std::string& excludeIfname) {
-  return addresses(excludeIfname, /*loopbackLinks=*/true, "list local addresses");
-}
-
-StatusOr<std::vector<ipvs::Address>> NetlinkHostNetwork::addresses(const std::string& excludeIfname,
-                                                                   bool loopbackLinks, const std::string& what) {
+  const std::string what = "list node addresses";
   StatusOr<std::vector<LinkInfo>> links = dumpLinks(*rtnl_, what);
   if (!links.isOk()) return links.status();
-  std::set<int> skip;  // loopback links (unless wanted) and the excluded one
+  std::set<int> skip;  // the excluded link (by name: its index is not known otherwise)
   for (const LinkInfo& l : *links) {
-    if ((!loopbackLinks && (l.flags & IFF_LOOPBACK)) || l.name == excludeIfname) skip.insert(l.index);
+    if (l.name == excludeIfname) skip.insert(l.index);
   }
   StatusOr<std::vector<AddrInfo>> addrs = dumpAddresses(*rtnl_, what);
   if (!addrs.isOk()) return addrs.status();

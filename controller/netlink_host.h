@@ -47,7 +47,6 @@ class NetlinkHostNetwork : public HostNetwork {
   Status setSysctl(const std::string& path, const std::string& value) override;
   StatusOr<std::string> getSysctl(const std::string& path) override;
   StatusOr<std::vector<ipvs::Address>> nodeAddresses(const std::string& excludeIfname) override;
-  StatusOr<std::vector<ipvs::Address>> localAddresses(const std::string& excludeIfname) override;
   StatusOr<std::string> kernelRelease() override;
   StatusOr<std::set<ipvs::ServiceKey>> ownedRecord() override;
   Status storeOwnedRecord(const std::set<ipvs::ServiceKey>& keys) override;
@@ -58,9 +57,6 @@ class NetlinkHostNetwork : public HostNetwork {
 
  private:
   NetlinkHostNetwork(std::unique_ptr<RtnlSocket> rtnl, Options options);
-  // nodeAddresses / localAddresses.
-  StatusOr<std::vector<ipvs::Address>> addresses(const std::string& excludeIfname, bool loopbackLinks,
-                                                 const std::string& what);
   using DescribeFn = std::function<std::string(const ipvs::Address&)>;
   using BuildFn = std::function<void(netlink::MessageWriter&, const ipvs::Address&, int ifindex, uint32_t seq)>;
   // One request per address (built by `build`), pipelined in chunks; the

@@ -160,14 +160,16 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     }
     node.nodeIps = *ips;
   }
-  // What is local on this host already, node address or not (an anycast VIP
-  // on lo): in route mode a VIP among these gets no route of kipvs's (its own
-  // local route makes it local; the kernel would answer ours with EEXIST, or
-  // add a second one for IPv6), so nothing in the kernel marks its virtual
-  // servers as kipvs's: the owned record does (below).
+  // What is local on this host already, a NodePort address or not (with
+  // --node-ip, the host's others; an anycast VIP on lo): in route mode a VIP
+  // among these gets no route of kipvs's (its own local route makes it
+  // local; the kernel would answer ours with EEXIST, or add a second one for
+  // IPv6), so nothing in the kernel marks its virtual servers as kipvs's: the
+  // owned record does (below). Without --node-ip the node addresses are all
+  // of them.
   std::set<ipvs::Address> localIps(node.nodeIps.begin(), node.nodeIps.end());
-  if (opts.vipMode == VipMode::kRoute) {
-    auto local = host.localAddresses(opts.dummyInterface);
+  if (opts.vipMode == VipMode::kRoute && !opts.nodeIpsFromHost) {
+    auto local = host.nodeAddresses(opts.dummyInterface);
     if (!local.isOk()) {
       fail(local.status().withContext("listing this host's addresses"));
       return result;

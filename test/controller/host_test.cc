@@ -130,12 +130,12 @@ TEST_CASE("FakeHostNetwork: sysctls exist only when seeded, like /proc/sys") {
   CHECK(host.sysctls().at("net/ipv4/vs/conntrack") == "1");
 }
 
-TEST_CASE("FakeHostNetwork: node addresses skip loopback, link-local, the dummy, and come v4 first") {
+TEST_CASE("FakeHostNetwork: node addresses skip loopback, IPv6 link-local, the dummy, and come v4 first") {
   FakeHostNetwork host;
   host.addLink("lo", "loopback");
   host.addLinkAddress("lo", ip("127.0.0.1"));
   host.addLinkAddress("lo", ip("::1"));
-  host.addLinkAddress("lo", ip("10.255.0.1"));  // a VIP on lo is not a node address
+  host.addLinkAddress("lo", ip("10.255.0.1"));  // an L3 node's /32 on lo is one
   host.addLinkAddress("eth0", ip("fe80::1"));
   host.addLinkAddress("eth0", ip("2001:db8::10"));
   host.addLinkAddress("eth0", ip("192.0.2.10"));
@@ -146,7 +146,8 @@ TEST_CASE("FakeHostNetwork: node addresses skip loopback, link-local, the dummy,
 
   auto nodes = host.nodeAddresses("kube-ipvs0");
   REQUIRE(nodes.isOk());
-  CHECK(*nodes == std::vector<ipvs::Address>{ip("192.0.2.10"), ip("198.51.100.7"), ip("2001:db8::10")});
+  CHECK(*nodes == std::vector<ipvs::Address>{ip("10.255.0.1"), ip("192.0.2.10"), ip("169.254.1.1"), ip("198.51.100.7"),
+                                             ip("2001:db8::10")});
 }
 
 TEST_CASE("isNodeAddressCandidate") {
@@ -158,7 +159,7 @@ TEST_CASE("isNodeAddressCandidate") {
   CHECK_FALSE(isNodeAddressCandidate(ip("0.0.0.0")));
   CHECK_FALSE(isNodeAddressCandidate(ip("127.0.0.1")));
   CHECK_FALSE(isNodeAddressCandidate(ip("127.1.2.3")));
-  CHECK_FALSE(isNodeAddressCandidate(ip("169.254.0.5")));
+  CHECK(isNodeAddressCandidate(ip("169.254.20.10")));  // kube-proxy keeps IPv4 link-local
   CHECK_FALSE(isNodeAddressCandidate(ip("224.0.0.1")));
   CHECK_FALSE(isNodeAddressCandidate(ip("255.255.255.255")));
   CHECK_FALSE(isNodeAddressCandidate(ip("::")));

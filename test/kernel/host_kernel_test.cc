@@ -408,25 +408,23 @@ TEST_CASE("errors carry the kernel's errno and name the interface and address") 
   CHECK(host->bindAddress(kDummy, ip("fe80::5")).code() == Code::kInvalid);
 }
 
-TEST_CASE("nodeAddresses: global unicast, not loopback, link-local or the dummy's; localAddresses: lo's too") {
+TEST_CASE("nodeAddresses: as kube-proxy's default NodePort addresses: lo's and IPv4 link-local too; not loopback, IPv6 link-local or the dummy's") {
   auto host = openHost();
   ensureTestLink(*host);
   REQUIRE(host->bindAddress(kDummy, ip("10.96.0.1")).isOk());
   REQUIRE(host->bindAddress(kDummy, ip("fd00:10:96::1")).isOk());
-  // A VIP on lo is not a node address; up links get the kernel's fe80:: too.
+  // An L3 node's /32 on lo is its node IP (kube-proxy: GetAllLocalAddressesExcept,
+  // isValidForSet); up links get the kernel's fe80:: too, which is left out.
   mustSh(
       "ip link set lo up && ip addr add 10.255.255.1/32 dev lo && "
       "ip link add kn0 type veth peer name kn1 && "
-      "ip addr add 192.0.2.10/24 dev kn0 && ip addr add 2001:db8::10/64 dev kn0 nodad && "
-      "ip link set kn0 up && ip link set kn1 up");
+      "ip addr add 192.0.2.10/24 dev kn0 && ip addr add 169.254.20.10/32 dev kn0 && "
+      "ip addr add 2001:db8::10/64 dev kn0 nodad && ip link set kn0 up && ip link set kn1 up");
 
   auto nodes = host->nodeAddresses(kDummy);
   REQUIRE_MESSAGE(nodes.isOk(), nodes.status().toString());
-  CHECK(*nodes == std::vector<ipvs::Address>{ip("192.0.2.10"), ip("2001:db8::10")});
-  // Every address the host answers already: lo's VIP too (not 127.0.0.1), never the dummy's.
-  auto local = host->localAddresses(kDummy);
-  REQUIRE_MESSAGE(local.isOk(), local.status().toString());
-  CHECK(*local == std::vector<ipvs::Address>{ip("10.255.255.1"), ip("192.0.2.10"), ip("2001:db8::10")});
+  CHECK(*nodes ==
+        std::vector<ipvs::Address>{ip("10.255.255.1"), ip("192.0.2.10"), ip("169.254.20.10"), ip("2001:db8::10")});
 
   mustSh("ip link del kn0 && ip addr del 10.255.255.1/32 dev lo");
   CHECK(host->unbindAddress(kDummy, ip("10.96.0.1")).isOk());
