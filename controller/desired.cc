@@ -601,11 +601,13 @@ class DesiredBuilder::Impl {
     std::vector<Claim> claims;
     std::vector<ObjectError> errors;
     std::vector<std::string> notes;
+    Kept kept;
   };
 
   Desired servers() {
     Desired d;
     d.errors = cluster_.errors;
+    d.kept.everything = std::any_of(d.errors.begin(), d.errors.end(), [](const ObjectError& e) { return e.kind == "Service"; });
     std::vector<const Service*> order;
     order.reserve(cluster_.services.size());
     for (const Service& s : cluster_.services) order.push_back(&s);
@@ -639,6 +641,8 @@ class DesiredBuilder::Impl {
                       std::make_move_iterator(part.errors.end()));
       d.notes.insert(d.notes.end(), std::make_move_iterator(part.notes.begin()),
                      std::make_move_iterator(part.notes.end()));
+      d.kept.addresses.merge(part.kept.addresses);
+      d.kept.nodePorts.merge(part.kept.nodePorts);
     }
     resolve(d);
     claims_.clear();
@@ -739,11 +743,26 @@ class DesiredBuilder::Impl {
     return errors;
   }
 
+  // An invalid Service's addresses and nodePorts, as far as they parse.
+  static void keep(const Service& svc, Kept& kept) {
+    auto add = [&](const std::string& text) {
+      if (StatusOr<Address> a = parseKubernetesIp(text); a && !a->isUnspecified()) kept.addresses.insert(*a);
+    };
+    add(svc.clusterIP);
+    for (const auto& t : svc.clusterIPs) add(t);
+    for (const auto& t : svc.externalIPs) add(t);
+    for (const LoadBalancerIngress& in : svc.lbIngress) add(in.ip);
+    for (const ServicePort& p : svc.ports) {
+      if (p.nodePort > 0 && p.nodePort <= 65535) kept.nodePorts.insert(static_cast<uint16_t>(p.nodePort));
+    }
+  }
+
   void service(const Service& svc, Part& part) const {
     if (skipped(svc, node_)) return;
     Validated v;
     if (Status st = validateService(svc, node_, v); !st.isOk()) {
       part.errors.push_back({"Service", svc.meta.key(), st.message()});
+      keep(svc, part.kept);
       return;
     }
     const std::string key = svc.meta.key();

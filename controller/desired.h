@@ -55,11 +55,27 @@ struct VsOrigin {
   std::string kind;       // "ClusterIP", "ExternalIP", "LoadBalancer", "NodePort"
 };
 
+// What invalid Services may have in the kernel from before: their virtual
+// servers (on these addresses, these nodePorts on the node addresses, these
+// keys) are left as they are, neither deleted nor changed, and their VIPs
+// stay local, until the Service is fixed or gone: a typo in one annotation
+// must not take a working Service down.
+struct Kept {
+  std::set<ipvs::Address> addresses;  // the clusterIPs, externalIPs and LB IPs that still parse
+  std::set<uint16_t> nodePorts;
+  std::set<ipvs::ServiceKey> keys;    // virtual servers the kernel would refuse (reconcile's check)
+  // A Service did not even parse: which virtual servers are its is unknown,
+  // so none that is not wanted goes this run.
+  bool everything = false;
+  bool empty() const { return addresses.empty() && nodePorts.empty() && keys.empty() && !everything; }
+};
+
 struct Desired {
   ipvs::Table table;                              // normalized; counters zero
   std::map<ipvs::ServiceKey, VsOrigin> origins;   // one per table entry
   std::set<ipvs::Address> vips;                   // ClusterIPs, externalIPs, LB IPs to bind on the dummy interface
   std::vector<ObjectError> errors;                // invalid objects (skipped)
+  Kept kept;                                      // what invalid Services may have in the kernel
   std::vector<std::string> notes;                 // e.g. zone weights given to a scheduler that ignores weights
   std::set<std::string> services;                 // "namespace/name" of every Service that produced at least one VS
 };

@@ -45,7 +45,8 @@ manifests (several documents; an input not starting with '{' or '[', unless
 named *.json), computes the desired table (kube-proxy IPVS-mode semantics),
 diffs it against the live kernel table and applies the smallest ordered set
 of changes. A file that does not parse changes nothing. An invalid Service is
-named and skipped; the rest is applied.
+named and skipped: what it has in the kernel is kept as it is; the rest is
+applied.
 
 reconcile flags:
   -f, --filename FILE          input (repeatable)

@@ -17,6 +17,13 @@ bool Ownership::owns(const ServiceKey& key) const {
   return nodeIps.count(key.address) && key.port >= nodePortMin && key.port <= nodePortMax;
 }
 
+bool Ownership::keeps(const ServiceKey& key) const {
+  if (key.isFwmark()) return false;
+  if (keepAll) return owns(key);  // what is not ours stays "left alone"
+  if (keptKeys.count(key) || keptAddresses.count(key.address)) return true;
+  return keptNodePorts.count(key.port) && nodeIps.count(key.address);
+}
+
 bool drainsGracefully(const ServiceKey& key) {
   return key.isFwmark() || key.protocol == ipvs::Protocol::kTcp;
 }
@@ -162,8 +169,12 @@ Plan walk(Desired& desired, const ipvs::Table& actual, const Ownership& own, con
       planned(planService(d->first, &d->second, nullptr, true));
       ++d;
     } else if (d == desired.services.end() || a->first < d->first) {
-      const bool owned = own.owns(a->first);
-      place(out, deletes, planService(a->first, nullptr, &a->second, owned), !owned);
+      if (own.keeps(a->first)) {
+        out.kept.push_back(a->first);
+      } else {
+        const bool owned = own.owns(a->first);
+        place(out, deletes, planService(a->first, nullptr, &a->second, owned), !owned);
+      }
       ++a;
     } else {
       fill(d->first, d->second);
@@ -200,6 +211,10 @@ Plan planKeys(const ipvs::Table& desired, const ipvs::Table& actual, const Owner
     const ServiceState* want = find(desired, key);
     const ServiceState* have = find(actual, key);
     if (!want && !have) continue;
+    if (!want && own.keeps(key)) {
+      out.kept.push_back(key);
+      continue;
+    }
     const bool owned = want || own.owns(key);
     place(out, deletes, planService(key, want, have, owned), !want && have && !owned);
   }

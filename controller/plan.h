@@ -23,8 +23,15 @@ struct Ownership {
   std::set<ipvs::Address> nodeIps;   // NodePort virtual servers live on these
   uint16_t nodePortMin = 30000, nodePortMax = 32767;
   std::set<ipvs::ServiceKey> recorded;  // kipvs made these where nothing above marks them (owned_record.h)
+  // Invalid Services' (Desired::kept): whatever of this the kernel has is
+  // left as it is, owned or not.
+  std::set<ipvs::Address> keptAddresses;
+  std::set<uint16_t> keptNodePorts;  // on nodeIps
+  std::set<ipvs::ServiceKey> keptKeys;
+  bool keepAll = false;  // every virtual server not wanted (a Service did not parse)
 
   bool owns(const ipvs::ServiceKey& key) const;
+  bool keeps(const ipvs::ServiceKey& key) const;
 };
 
 struct DestDrain {
@@ -45,6 +52,7 @@ struct ServicePlan {
 struct Plan {
   std::vector<ServicePlan> services;          // creates/updates first, deletions last; sorted by key within each
   std::vector<ipvs::ServiceKey> leftAlone;    // in the kernel, not desired, not ours: untouched
+  std::vector<ipvs::ServiceKey> kept;         // in the kernel, an invalid Service's (Ownership::keeps): untouched
   size_t opCount() const;
   size_t drainingCount() const;
   bool empty() const { return opCount() == 0; }

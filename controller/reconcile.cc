@@ -39,6 +39,7 @@ void dropInvalidServices(Desired& desired, KeyedErrors& errors) {
     if (Status s = ipvs::validateService(key, it->second.spec); !s.isOk()) {
       errors.push_back({key, {"Service", originOf(desired, key), s.message()}});
       desired.origins.erase(key);
+      desired.kept.keys.insert(key);
       it = desired.table.services.erase(it);
       continue;
     }
@@ -118,12 +119,20 @@ Status refuseEmptyInput(const Cluster& cluster, const ipvs::Table& actual, const
   const std::string hint =
       " (what a failed or partial `kubectl get services,endpointslices` gives); nothing was changed "
       "(--allow-empty applies it)";
+  // Objects that did not parse are not "none": say so (their errors are printed first).
+  auto unreadable = [&](const char* kind) {
+    const size_t n = std::count_if(cluster.errors.begin(), cluster.errors.end(),
+                                   [&](const ObjectError& e) { return e.kind == kind; });
+    return n == 0 ? std::string() : " (" + std::to_string(n) + " did not parse: see the errors)";
+  };
   if (cluster.services.empty() && services > 0) {
-    return Status::error(Code::kInvalid, "the input has no Service: it would delete all " +
+    return Status::error(Code::kInvalid, "the input has no valid Service" + unreadable("Service") +
+                                             ": it would delete all " +
                                              std::to_string(services) + " virtual servers kipvs owns" + hint);
   }
   if (!cluster.services.empty() && cluster.slices.empty() && dests > 0) {
-    return Status::error(Code::kInvalid, "the input has Services but no EndpointSlice: it would remove all " +
+    return Status::error(Code::kInvalid, "the input has Services but no valid EndpointSlice" +
+                                             unreadable("EndpointSlice") + ": it would remove all " +
                                              std::to_string(dests) + " real servers of the " +
                                              std::to_string(services) + " virtual servers kipvs owns" + hint);
   }
@@ -261,6 +270,10 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     }
     o.nodePortMin = node.nodePortMin;
     o.nodePortMax = node.nodePortMax;
+    o.keptAddresses = desired.kept.addresses;
+    o.keptNodePorts = desired.kept.nodePorts;
+    o.keptKeys = desired.kept.keys;
+    o.keepAll = desired.kept.everything;
     return o;
   };
 
@@ -269,6 +282,8 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   if (!opts.allowEmpty && (cluster.services.empty() || cluster.slices.empty())) {
     if (Status s = refuseEmptyInput(cluster, actual, ownership()); !s.isOk()) {
       if (!opts.dryRun) {
+        result.objectErrors = cluster.errors;
+        for (const auto& e : cluster.errors) err << "error: " << e.toString() << "\n";
         fail(s);
         return result;
       }
@@ -383,10 +398,17 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     if (mine.count(v) || (opts.vipMode == VipMode::kRoute && localIps.count(v))) continue;
     toBind.push_back(v);
   }
+  // An invalid Service's VIPs stay as they are, with its virtual servers.
   for (const auto& v : mine) {
-    if (!desired.vips.count(v)) toUnbind.push_back(v);
+    if (!desired.vips.count(v) && !desired.kept.everything && !desired.kept.addresses.count(v)) toUnbind.push_back(v);
   }
-  for (const auto& v : other) (desired.vips.count(v) ? toConvert : toUnbindOther).push_back(v);
+  for (const auto& v : other) {
+    if (desired.vips.count(v)) {
+      toConvert.push_back(v);
+    } else if (!desired.kept.everything && !desired.kept.addresses.count(v)) {
+      toUnbindOther.push_back(v);
+    }
+  }
 
   const VipMode otherMode = opts.vipMode == VipMode::kRoute ? VipMode::kAddress : VipMode::kRoute;
   // Plan lines ("+ local route 10.96.0.10 dev kipvs0", "- unbind 10.96.0.10

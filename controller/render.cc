@@ -627,6 +627,7 @@ void renderPlanText(const Plan& plan, const PlanContext& ctx, std::ostream& out)
     w.breakPoint();
   }
   for (const auto& k : plan.leftAlone) w << "  . left alone " << k << " (not owned by kipvs)\n";
+  for (const auto& k : plan.kept) w << "  . kept " << k << " as it is (its Service is invalid: see the errors)\n";
   if (ctx.desired) {
     for (const auto& n : ctx.desired->notes) w << "note: " << n << '\n';
   }
@@ -678,6 +679,8 @@ void renderPlanJson(const Plan& plan, const PlanContext& ctx, std::ostream& out)
   }
   w << "\n],\"leftAlone\":[";
   for (size_t i = 0; i < plan.leftAlone.size(); ++i) w << (i ? "," : "") << '"' << plan.leftAlone[i] << '"';
+  w << "],\"kept\":[";
+  for (size_t i = 0; i < plan.kept.size(); ++i) w << (i ? "," : "") << '"' << plan.kept[i] << '"';
   w << "],\"notes\":[";
   if (ctx.desired) {
     for (size_t i = 0; i < ctx.desired->notes.size(); ++i) w << (i ? "," : "") << Json{ctx.desired->notes[i]};

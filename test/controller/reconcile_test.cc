@@ -158,16 +158,28 @@ TEST_CASE("reconcile: an input with no Service, or no EndpointSlice, that would 
   // No Service at all (an empty List): refused, nothing written.
   ReconcileResult none = rig.run(cluster({}));
   CHECK(none.exitCode() == 2);
-  CHECK(none.fatal.message().find("the input has no Service: it would delete all 2 virtual servers") !=
+  CHECK(none.fatal.message().find("the input has no valid Service: it would delete all 2 virtual servers") !=
         std::string::npos);
   CHECK(rig.err.str().find("--allow-empty") != std::string::npos);
   // Services but no EndpointSlice (a dump that could not list them): refused too.
   ReconcileResult noSlices = rig.run(cluster({service("web", "10.96.0.10"), service("api", "10.96.0.20")}));
   CHECK(noSlices.exitCode() == 2);
-  CHECK(noSlices.fatal.message().find("no EndpointSlice: it would remove all 3 real servers of the 2") !=
+  CHECK(noSlices.fatal.message().find("no valid EndpointSlice: it would remove all 3 real servers of the 2") !=
         std::string::npos);
   CHECK(rig.kernel.writeCount() == writes);
   CHECK(rig.host.writeCount() == hostWrites);
+  CHECK(table() == before);
+  // Services that are there but do not parse: the refusal says so, and their errors come first.
+  auto stringPort = [](std::string svc) { return svc.replace(svc.find(R"("port":80)"), 9, R"("port":"80")"); };
+  ReconcileResult unread = rig.run(cluster({stringPort(service("web", "10.96.0.10")),
+                                            stringPort(service("api", "10.96.0.20")),
+                                            slice("web", {{"10.244.0.1", kReady}})}));
+  CHECK(unread.exitCode() == 2);
+  CHECK_MESSAGE(unread.fatal.message().find("no valid Service (2 did not parse: see the errors)") != std::string::npos,
+                unread.fatal.message());
+  CHECK_MESSAGE(rig.err.str().find("error: Service default/api") != std::string::npos, rig.err.str());
+  CHECK(rig.err.str().find("error: Service default/web") < rig.err.str().find("no valid Service"));
+  CHECK(unread.objectErrors.size() == 2);
   CHECK(table() == before);
 
   // With -o json, the refusal is one object on out all the same.
@@ -182,7 +194,7 @@ TEST_CASE("reconcile: an input with no Service, or no EndpointSlice, that would 
   REQUIRE_FALSE(doc.HasParseError());
   CHECK(doc["exitCode"].GetInt() == 2);
   CHECK_FALSE(doc["dryRun"].GetBool());
-  CHECK(std::string(doc["fatal"]["message"].GetString()).find("the input has no Service") != std::string::npos);
+  CHECK(std::string(doc["fatal"]["message"].GetString()).find("the input has no valid Service") != std::string::npos);
   CHECK(rig.kernel.writeCount() == writes);
 
   // A dry run plans it, and warns.
@@ -190,7 +202,7 @@ TEST_CASE("reconcile: an input with no Service, or no EndpointSlice, that would 
   ReconcileResult dry = rig.run(cluster({}));
   CHECK(dry.exitCode() == 0);
   CHECK(dry.plannedWrites == 2);
-  CHECK(rig.err.str().find("warning: a run without --dry-run would refuse this input: the input has no Service") !=
+  CHECK(rig.err.str().find("warning: a run without --dry-run would refuse this input: the input has no valid Service") !=
         std::string::npos);
   rig.opts.dryRun = false;
 
@@ -663,6 +675,87 @@ TEST_CASE("reconcile: one bad Service is named and skipped; the others are appli
   CHECK(rig.err.str().find("default/broken") != std::string::npos);
   auto t = *rig.kernel.dumpTable();
   CHECK(t.services.count(ServiceKey::tcp(A("10.96.0.10"), 80)) == 1);
+}
+
+TEST_CASE("reconcile: a Service that turns invalid keeps what it has in the kernel, VIP included, until fixed") {
+  Rig rig;
+  auto api = [&](const std::string& annotation) {
+    std::string s = service("api", "10.96.0.20");
+    s.replace(s.find(R"("name":"api"})"), std::string(R"("name":"api"})").size(),
+              R"("name":"api","annotations":{"kipvs.io/scheduler":")" + annotation + R"("}})");
+    return s;
+  };
+  const std::string good = api("lc");
+  Cluster c1 = cluster({service("web", "10.96.0.10"), good, slice("web", {{"10.244.0.1", kReady}}),
+                        slice("api", {{"10.244.0.2", kReady}, {"10.244.0.3", kReady}})});
+  REQUIRE(rig.run(c1).exitCode() == 0);
+  const ipvs::Table before = *rig.kernel.dumpTable();
+  const auto apiKey = ServiceKey::tcp(A("10.96.0.20"), 80);
+  REQUIRE(before.services.count(apiKey) == 1);
+
+  // A typo in the scheduler, and one endpoint fewer: the Service is invalid,
+  // so nothing of it changes, not even its real servers.
+  Cluster c2 = cluster({service("web", "10.96.0.10"), api("lcc"), slice("web", {{"10.244.0.1", kReady}}),
+                        slice("api", {{"10.244.0.2", kReady}})});
+  for (OutputFormat f : {OutputFormat::kText, OutputFormat::kJson}) {
+    rig.opts.output = f;
+    ReconcileResult r = rig.run(c2);
+    CHECK(r.exitCode() == 1);
+    CHECK(r.kernelWrites == 0);
+    CHECK(rig.err.str().find("default/api") != std::string::npos);
+    const ipvs::ServiceState now = rig.kernel.dumpTable()->services.at(apiKey);
+    CHECK(now.spec == before.services.at(apiKey).spec);
+    CHECK(now.dests.size() == 2);
+    CHECK(rig.host.routes("kipvs0") == std::set<Address>{A("10.96.0.10"), A("10.96.0.20")});
+    REQUIRE(r.plan.kept == std::vector<ServiceKey>{apiKey});
+    if (f == OutputFormat::kText) {
+      CHECK_MESSAGE(rig.out.str().find("kept TCP 10.96.0.20:80 as it is (its Service is invalid") != std::string::npos,
+                    rig.out.str());
+    } else {
+      CHECK_MESSAGE(rig.out.str().find(R"("kept":["TCP 10.96.0.20:80"])") != std::string::npos, rig.out.str());
+    }
+  }
+  rig.opts.output = OutputFormat::kText;
+
+  // A Service that does not even parse: which virtual servers are its is
+  // unknown, so nothing unwanted goes this run.
+  std::string unparsable = good;
+  unparsable.replace(unparsable.find(R"("port":80)"), 9, R"("port":"80")");
+  Cluster broken = cluster({service("web", "10.96.0.10"), unparsable, slice("web", {{"10.244.0.1", kReady}}),
+                            slice("api", {{"10.244.0.2", kReady}})});
+  REQUIRE(broken.errors.size() == 1);
+  ReconcileResult rb = rig.run(broken);
+  CHECK(rb.exitCode() == 1);
+  CHECK(rb.kernelWrites == 0);
+  CHECK(rb.plan.kept == std::vector<ServiceKey>{apiKey});
+  CHECK(rig.host.routes("kipvs0") == std::set<Address>{A("10.96.0.10"), A("10.96.0.20")});
+
+  // Fixed: planned again (one real server goes); removed: deleted, VIP too.
+  Cluster c3 = cluster({service("web", "10.96.0.10"), good, slice("web", {{"10.244.0.1", kReady}}),
+                        slice("api", {{"10.244.0.2", kReady}})});
+  CHECK(rig.run(c3).exitCode() == 0);
+  CHECK(rig.kernel.dumpTable()->services.at(apiKey).dests.size() == 1);
+  Cluster c4 = cluster({service("web", "10.96.0.10"), slice("web", {{"10.244.0.1", kReady}})});
+  CHECK(rig.run(c4).exitCode() == 0);
+  CHECK(rig.kernel.dumpTable()->services.count(apiKey) == 0);
+  CHECK(rig.host.routes("kipvs0") == std::set<Address>{A("10.96.0.10")});
+}
+
+TEST_CASE("reconcile: an invalid NodePort Service keeps its NodePort virtual servers") {
+  Rig rig;
+  auto svc = [](const std::string& sched) {
+    return R"({"apiVersion":"v1","kind":"Service","metadata":{"namespace":"default","name":"np","annotations":{"kipvs.io/scheduler":")" +
+           sched +
+           R"("}},"spec":{"type":"NodePort","clusterIP":"10.96.0.50","ports":[{"name":"http","protocol":"TCP","port":80,"targetPort":8080,"nodePort":30080}]}})";
+  };
+  REQUIRE(rig.run(cluster({svc("rr"), slice("np", {{"10.244.0.2", kReady}})})).exitCode() == 0);
+  const auto nodeKey = ServiceKey::tcp(A("192.168.1.10"), 30080);
+  REQUIRE(rig.kernel.dumpTable()->services.count(nodeKey) == 1);
+  ReconcileResult r = rig.run(cluster({svc("nope"), slice("np", {{"10.244.0.2", kReady}})}));
+  CHECK(r.exitCode() == 1);
+  CHECK(r.kernelWrites == 0);
+  CHECK(rig.kernel.dumpTable()->services.size() == 2);
+  CHECK(r.plan.kept == std::vector<ServiceKey>{ServiceKey::tcp(A("10.96.0.50"), 80), nodeKey});
 }
 
 TEST_CASE("reconcile: a kernel refusal fails only that virtual server") {

@@ -257,7 +257,7 @@ TEST_CASE("render: a record larger than the output buffer") {
   const Plan empty;
   const PlanContext ctx{&desired, nullptr};
   CHECK(capture([&](std::ostream& o) { renderPlanJson(empty, ctx, o); }) ==
-        "{\"writes\":0,\"draining\":0,\"services\":[\n],\"leftAlone\":[],\"notes\":[\"" + jsonEscape(note) +
+        "{\"writes\":0,\"draining\":0,\"services\":[\n],\"leftAlone\":[],\"kept\":[],\"notes\":[\"" + jsonEscape(note) +
             "\",\"after\"]}\n");
   CHECK(capture([&](std::ostream& o) { renderPlanText(empty, ctx, o); }) ==
         "Plan: 0 virtual servers to add, 0 to update, 0 to delete; 0 real-server changes; 0 kernel writes\nnote: " +
