@@ -144,7 +144,7 @@ ApplyReport applyBatches(const std::vector<Op>& svcOps, const NextDests& nextDes
     if (!blocked.empty()) {
       std::erase_if(chunk, [&](const Op& op) {
         if (!blocked.count(op.service)) return false;
-        report.skippedDests.insert(op.service);
+        ++report.skippedDests[op.service];
         return true;
       });
     }

@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -31,7 +32,8 @@ struct ApplyReport {
   size_t succeeded = 0;   // ops of the plan that took effect (or were already so)
   std::vector<OpFailure> failures;
   std::set<ipvs::ServiceKey> failedServices;
-  std::set<ipvs::ServiceKey> skippedDests;  // dest ops not sent because their service op failed
+  // Dest ops not sent because their service op failed: how many, per service.
+  std::map<ipvs::ServiceKey, size_t> skippedDests;
   // Not as the table read said: ESRCH on a dest op (the service vanished under
   // us), or a service add/update that met EEXIST/ESRCH. Re-dump and re-plan.
   std::set<ipvs::ServiceKey> stale;

@@ -405,18 +405,11 @@ int cmdReconcile(Args& a) {
   std::future<StatusOr<ipvs::Table>> dump;
   if (client.isOk()) {
     VLOG(1) << "reading the live table, parsing the input";
-    dump = std::async(std::launch::async, [&kernel = **client] {
-      auto t = kernel.dumpTable();
-      const auto& read = kernel.lastRead();
-      if (!read.procError.isOk()) {
-        std::cerr << "kipvs: warning: " << read.procError.toString()
-                  << "; reading every virtual server's real servers over netlink\n";
-      }
-      VLOG(1) << "live table read: the real servers of " << read.servicesFromProc << " virtual servers from "
-              << "/proc/net/ip_vs, of " << read.servicesOverNetlink << " over netlink (" << read.procReads
-              << " reads of the listing)";
-      return t;
-    });
+    try {
+      dump = std::async(std::launch::async, [&kernel = **client] { return kernel.dumpTable(); });
+    } catch (const std::system_error&) {
+      // No thread to be had (pids.max, RLIMIT_NPROC): reconcile reads it itself, after the parse.
+    }
   }
   struct sigaction bus = {}, defaultBus = {};
   bus.sa_handler = opts.output != OutputFormat::kJson ? onSigbus : opts.dryRun ? onSigbusJsonDryRun : onSigbusJson;
@@ -433,15 +426,39 @@ int cmdReconcile(Args& a) {
   auto hostNet = NetlinkHostNetwork::open(hostOptions);
   if (!hostNet.isOk()) return fatal(hostNet.status(), "");
   // The desired state is computed while the dump may still be running.
-  ReconcileResult r = reconcile(*cluster, opts, kernel, **hostNet, std::cout, std::cerr,
-                                sleepFor,
-                                [&dump, &kernel] {
-                                  // Rather than wait for the read, take a share of its dests dumps.
-                                  const size_t helped = kernel.helpRead();
-                                  VLOG(1) << "read the real servers of " << helped << " services beside the table reader";
-                                  return dump.get();
-                                },
-                                [&dump] { return dump.wait_for(std::chrono::seconds(0)) == std::future_status::ready; });
+  // The read's outcome is told here, on this thread: std::cerr is not the
+  // reader thread's to write while this one may.
+  auto readDone = [&kernel] {
+    const auto& read = kernel.lastRead();
+    if (!read.procError.isOk()) {
+      std::cerr << "kipvs: warning: " << read.procError.toString()
+                << "; reading every virtual server's real servers over netlink\n";
+    }
+    VLOG(1) << "live table read: the real servers of " << read.servicesFromProc << " virtual servers from "
+            << "/proc/net/ip_vs, of " << read.servicesOverNetlink << " over netlink (" << read.procReads
+            << " reads of the listing)";
+  };
+  TableSource firstRead;
+  TableReady firstReadReady;
+  if (dump.valid()) {
+    firstRead = [&dump, &kernel, &readDone] {
+      // Rather than wait for the read, take a share of its dests dumps.
+      const size_t helped = kernel.helpRead();
+      VLOG(1) << "read the real servers of " << helped << " services beside the table reader";
+      StatusOr<ipvs::Table> t = dump.get();
+      readDone();
+      return t;
+    };
+    firstReadReady = [&dump] { return dump.wait_for(std::chrono::seconds(0)) == std::future_status::ready; };
+  } else {
+    firstRead = [&kernel, &readDone] {
+      StatusOr<ipvs::Table> t = kernel.dumpTable();
+      readDone();
+      return t;
+    };
+  }
+  ReconcileResult r =
+      reconcile(*cluster, opts, kernel, **hostNet, std::cout, std::cerr, sleepFor, firstRead, firstReadReady);
   VLOG(1) << "done; kernel writes: " << (*client)->writeCount();
   exitNow(r.exitCode());
 }

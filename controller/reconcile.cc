@@ -78,18 +78,26 @@ void merge(ApplyReport& into, ApplyReport&& from) {
   into.succeeded += from.succeeded;
   for (auto& f : from.failures) into.failures.push_back(std::move(f));
   into.failedServices.merge(from.failedServices);
-  into.skippedDests.merge(from.skippedDests);
+  for (const auto& [k, n] : from.skippedDests) into.skippedDests[k] += n;
   into.stale.merge(from.stale);
 }
 
-// `from` is a later attempt at `keys`: it replaces what `into` says of them.
-void supersede(ApplyReport& into, const std::set<ServiceKey>& keys, ApplyReport&& from) {
-  std::erase_if(into.failures, [&](const OpFailure& f) { return keys.count(f.op.service) > 0; });
+// `from` is a later attempt at `keys` (planned anew: `replanned` writes): it
+// replaces what `into` says of them. The writes it replaces (those that
+// failed or were not sent) leave the planned count, so that once a retry has
+// converged every planned write is either succeeded or failed.
+void supersede(ApplyReport& into, size_t& planned, const std::set<ServiceKey>& keys, ApplyReport&& from,
+               size_t replanned) {
+  size_t replaced = std::erase_if(into.failures, [&](const OpFailure& f) { return keys.count(f.op.service) > 0; });
   for (const auto& k : keys) {
     into.stale.erase(k);
     into.failedServices.erase(k);
-    into.skippedDests.erase(k);
+    if (auto it = into.skippedDests.find(k); it != into.skippedDests.end()) {
+      replaced += it->second;
+      into.skippedDests.erase(it);
+    }
   }
+  planned = planned - std::min(planned, replaced) + replanned;
   merge(into, std::move(from));
 }
 
@@ -238,6 +246,9 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     return result;
   }
   ipvs::Table actual = std::move(*actualOr);
+  // The table as first read is the result's `observed`: kept apart before a
+  // retry or drain poll refreshes `actual` with what the kernel has since.
+  std::optional<ipvs::Table> firstSeen;
   VLOG(1) << "read the live table: " << actual.services.size() << " virtual servers";
 
   // What kipvs made where the kernel does not mark it as kipvs's
@@ -549,14 +560,14 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
       }
       if (retryKeys.empty()) break;
       sleep(std::chrono::milliseconds(100 << attempt));
+      if (!firstSeen) firstSeen = actual;
       if (Status s = refresh(client, retryKeys, actual); !s.isOk()) {
         result.hostErrors.push_back(s.withContext("re-reading services to retry"));
         break;
       }
       std::vector<ServiceKey> keys(retryKeys.begin(), retryKeys.end());
       Plan retry = planKeys(desired.table, actual, own, keys);
-      result.plannedWrites += retry.opCount();
-      supersede(result.report, retryKeys, apply(retry, client));
+      supersede(result.report, result.plannedWrites, retryKeys, apply(retry, client), retry.opCount());
     }
 
     // The record keeps what is still wanted, and what could not be deleted.
@@ -590,16 +601,16 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
       while (!draining.empty() && waited < opts.drainTimeout) {
         sleep(opts.drainPoll);
         waited += opts.drainPoll;
+        if (!firstSeen) firstSeen = actual;
         if (Status s = refresh(client, draining, actual); !s.isOk()) {
           result.hostErrors.push_back(s.withContext("re-reading draining services"));
           break;
         }
         std::vector<ServiceKey> keys(draining.begin(), draining.end());
         Plan p = planKeys(desired.table, actual, own, keys);
-        result.plannedWrites += p.opCount();
         // Each poll's outcome replaces the last one's: a refusal met on every
         // poll is one failure, one that cleared up is none.
-        supersede(result.report, draining, apply(p, client));
+        supersede(result.report, result.plannedWrites, draining, apply(p, client), p.opCount());
         draining = drainingKeys(p);
         result.stillDraining = p.drainingCount();
         if (opts.output == OutputFormat::kText && draining.empty()) {
@@ -615,8 +626,9 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   for (const auto& f : result.report.failures) {
     err << "error: " << f.op.toString() << ": " << f.status.toString() << "\n";
   }
-  for (const auto& s : result.report.skippedDests) {
-    err << "error: " << s.toString() << ": real-server changes skipped because the virtual server op failed\n";
+  for (const auto& [s, n] : result.report.skippedDests) {
+    err << "error: " << s.toString() << ": real-server changes skipped because the virtual server op failed (" << n
+        << ")\n";
   }
   for (const auto& h : result.hostErrors) err << "error: " << h.toString() << "\n";
 
@@ -647,7 +659,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     };
     for (const auto& e : result.objectErrors) errJson(e.kind, e.name, e.message, 0);
     for (const auto& f : result.report.failures) errJson("Op", f.op.toString(), f.status.toString(), f.status.errnum());
-    for (const auto& s : result.report.skippedDests) {
+    for (const auto& [s, n] : result.report.skippedDests) {
       errJson("Op", s.toString(), "real-server changes skipped because the virtual server op failed", 0);
     }
     for (const auto& h : result.hostErrors) errJson("Host", "", h.toString(), h.errnum());
@@ -675,7 +687,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     }
   }
   result.desired = std::move(desired);
-  result.observed = std::move(actual);
+  result.observed = firstSeen ? std::move(*firstSeen) : std::move(actual);
   return result;
 }
 

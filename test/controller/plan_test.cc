@@ -230,7 +230,7 @@ TEST_CASE("apply: a failed service op skips only its own dests; others go on; re
   REQUIRE(r.failures.size() == 1);
   CHECK(r.failures[0].status.errnum() == ENOENT);
   CHECK(r.failures[0].op.toString() == "add-service TCP 10.96.0.2:80 scheduler nosuch");
-  CHECK(r.skippedDests == std::set<ServiceKey>{svc("10.96.0.2", 80)});
+  CHECK(r.skippedDests == std::map<ServiceKey, size_t>{{svc("10.96.0.2", 80), 1}});
   CHECK(fake.writeCount() == 5);  // 3 service adds + 2 dest adds; the blocked dest never sent
   auto t = *fake.dumpTable();
   CHECK(t.services.size() == 2);

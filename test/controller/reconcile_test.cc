@@ -1046,3 +1046,24 @@ TEST_CASE("reconcile: while the first read is not ready, the pass works out real
     CHECK(rig.kernel.dumpTable()->destCount() == static_cast<size_t>(n) * 3 + (n + 2) / 3 * 3);
   }
 }
+
+TEST_CASE("reconcile: after a retry, `observed` is still the table as first read, and the summary adds up") {
+  // From review g: the add of web takes effect but its answer is lost
+  // (ENOBUFS); the pass re-reads web and finds nothing left to do.
+  Rig lost;
+  Cluster c = cluster({service("web", "10.96.0.10"), service("api", "10.96.0.20"),
+                       slice("web", {{"10.244.0.1", kReady}}), slice("api", {{"10.244.0.2", kReady}})});
+  auto web = ServiceKey::tcp(A("10.96.0.10"), 80);
+  lost.kernel.loseAnswerNext(web, ENOBUFS);
+  ReconcileResult r = lost.run(c);
+  CHECK(r.exitCode() == 0);
+  CHECK(lost.sleeps == 1);  // it did retry
+  CHECK(r.observed.services.empty());
+  CHECK(r.report.failures.empty());
+  CHECK(r.report.skippedDests.empty());
+  // Every planned write either succeeded or failed.
+  CHECK(r.report.succeeded + r.report.failures.size() == r.plannedWrites);
+  // 4 planned; web's add (answer lost) and its real server (not sent) were replaced by the
+  // retry's one write (the real server): 3, all applied; 4 requests went to the kernel.
+  CHECK(lost.out.str().find("Applied 3 of 3 planned writes (4 kernel write requests sent, 0 failed)") != std::string::npos);
+}
