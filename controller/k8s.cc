@@ -871,12 +871,15 @@ Status parseDocument(const Input& in, std::string_view source, Cluster& cluster)
     size_t at = static_cast<const char*>(nul) - text.data();
     return parseError(text, source, at, "NUL byte in input");
   }
+  // A UTF-8 byte order mark is not content: kubectl reads such a file (as
+  // YAML, which JSON is), so skip it; offsets stay the file's.
+  const size_t bom = text.substr(0, 3) == "\xEF\xBB\xBF" ? 3 : 0;
   rapidjson::Document doc;
-  rapidjson::StringStream ss(in.data());
+  rapidjson::StringStream ss(in.data() + bom);
   bool tooDeep = false;
   rapidjson::ParseResult r = parseValueInto<rapidjson::kParseDefaultFlags>(doc, ss, 0, tooDeep);
-  if (tooDeep) return parseError(text, source, r.Offset(), "nesting deeper than 10000 levels");
-  if (r.IsError()) return parseError(text, source, r.Offset(), GetParseError_En(r.Code()));
+  if (tooDeep) return parseError(text, source, bom + r.Offset(), "nesting deeper than 10000 levels");
+  if (r.IsError()) return parseError(text, source, bom + r.Offset(), GetParseError_En(r.Code()));
   return collectDocument(doc, source, cluster);
 }
 

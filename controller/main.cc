@@ -52,7 +52,8 @@ reconcile flags:
   -f, --filename FILE          input (repeatable)
   --dry-run                    print the plan, change nothing
   -o, --output text|json       plan and summary format (default text); json is one object
-                               on stdout, also when the run stops early ("fatal", exitCode 2)
+                               on stdout, also when the run stops early after the flags
+                               were read (parse, lock, kernel: "fatal", exitCode 2)
   --node-name NAME             this node (externalTrafficPolicy/internalTrafficPolicy Local,
                                topology hints); default: the host name, lowercased (as
                                kubelet names the node)
@@ -61,7 +62,10 @@ reconcile flags:
                                and IPv6 link-local ones (lo's /32 included)
   --nodeport-addresses CIDRS   only node IPs within these CIDRs (comma list) get NodePorts
                                (a family with no CIDR listed keeps all its node IPs)
-  --nodeport-range MIN-MAX     NodePort range kipvs owns (default 30000-32767)
+  --nodeport-range MIN-MAX     the cluster's --service-node-port-range (default
+                               30000-32767): NodePort virtual servers on node
+                               addresses in it are kipvs's; a nodePort outside it is
+                               an error and gets none
   --zone ZONE                  this node's zone (topology hints, kipvs.io/zone-weights)
   --scheduler NAME             default scheduler (default rr); per Service:
                                annotation kipvs.io/scheduler, kipvs.io/scheduler-flags
@@ -288,6 +292,10 @@ int cmdReconcile(Args& a) {
       opts.allowEmpty = true;
       ++a.i;
     } else if (takeValue(a, "filename", "-f", &value, &error)) {
+      // stdin reads once: a second "-" would read nothing and be blamed as an empty input.
+      if (error.empty() && value == "-" && std::count(files.begin(), files.end(), "-") > 0) {
+        return usageError("-f -: stdin given twice");
+      }
       files.push_back(value);
     } else if (takeValue(a, "output", "-o", &value, &error)) {
       if (value == "text") {

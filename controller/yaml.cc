@@ -482,6 +482,17 @@ Status forEachYamlDocument(std::string_view text, std::string_view source, const
       const yaml_parser_t& ps = p.parser();
       std::string what = ps.problem ? ps.problem : "malformed input";
       if (ps.context) what = std::string(ps.context) + ": " + what;
+      if (ps.error == YAML_READER_ERROR) {
+        // The reader (bytes that are not UTF-8, control characters) sets
+        // no mark, only the byte offset: the line and column come from it.
+        const size_t offset = std::min(ps.problem_offset, text.size());
+        const std::string_view before = text.substr(0, offset);
+        const size_t lineStart = before.rfind('\n') == std::string_view::npos ? 0 : before.rfind('\n') + 1;
+        yaml_mark_t mark{};
+        mark.line = static_cast<size_t>(std::count(before.begin(), before.end(), '\n'));
+        mark.column = offset - lineStart;
+        return yamlError(source, mark, what + " (byte " + std::to_string(offset) + ")");
+      }
       return yamlError(source, ps.problem_mark, what);
     }
     const yaml_event_t& e = p.event();

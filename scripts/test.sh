@@ -42,6 +42,7 @@ suite "unit tests" build/test/kipvs-unit-tests --no-intro=true
 suite "unit tests under ASan+UBSan" env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 build-asan/test/kipvs-unit-tests --no-intro=true
 suite "unit tests under TSan" env TSAN_OPTIONS=halt_on_error=1 build-tsan/test/kipvs-unit-tests --no-intro=true
+suite "command line (usage and input errors, no kernel needed)" bash test/cli.sh
 
 # One boot of the IPVS kernel runs every kernel suite (a boot costs ~10-15 s under TCG).
 suite "kernel tests (real IPVS kernel)" test/vm/with-ipvs.sh --timeout 2400 -- bash scripts/kernel-tests.sh

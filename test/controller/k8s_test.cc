@@ -347,6 +347,17 @@ TEST_CASE("parse: malformed JSON names the file, byte offset, line:column and th
   CHECK(trailing.status().message() ==
         "two.json: invalid JSON at byte 16 (line 2, column 1): The document root must not be followed by other values.");
 
+  // A UTF-8 byte order mark is skipped, as kubectl does; offsets stay the file's.
+  const std::string bom = "\xEF\xBB\xBF";
+  StatusOr<Cluster> withBom =
+      parseJson(bom + testing::list({testing::service("ns/a", R"("clusterIP":"10.96.0.1")")}), "bom.json");
+  REQUIRE_MESSAGE(withBom.isOk(), withBom.status().toString());
+  CHECK(withBom->services.size() == 1);
+  StatusOr<Cluster> badBom = parseJson(bom + "{\"kind\": \"List\", \"items\": [1, 2", "bom.json");
+  REQUIRE(!badBom.isOk());
+  CHECK(badBom.status().message() ==
+        "bom.json: invalid JSON at byte 34 (line 1, column 35): Missing a comma or ']' after an array element.");
+
   std::string withNul("{\"kind\":\"List\"}\0junk", 20);
   StatusOr<Cluster> nul = parseJson(withNul, "nul.json");
   REQUIRE(!nul.isOk());

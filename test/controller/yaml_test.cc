@@ -198,6 +198,11 @@ TEST_CASE("yaml: what is refused, with file, line and column") {
            {"", "no YAML documents"},
            {"# only a comment\n---\n", "no YAML documents"},
            {"just a string\n", "document 1 (line 1): top-level JSON value is string"},
+           // The reader's errors (bytes, not syntax) carry no mark: their place comes from the offset.
+           {"kind: Service\nmetadata:\n  name: a\nspec:\n  type: \"x\xffy\"\n",
+            "invalid YAML at line 5, column 11: invalid leading UTF-8 octet (byte 50)"},
+           {"---\nkind: Service\n---\nmetadata: {name: \"a\x01b\"}\n",
+            "invalid YAML at line 4, column 20: control characters are not allowed (byte 41)"},
        }) {
     CAPTURE(k.yaml);
     StatusOr<Cluster> c = parseYamlText(k.yaml);
