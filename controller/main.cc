@@ -429,7 +429,20 @@ int cmdReconcile(Args& a) {
     if (dump.valid()) dump.wait();
     return fatal(cluster.status(), "\nnothing was changed");
   }
-  if (!client.isOk()) return fatal(client.status(), "");
+  if (!client.isOk()) {
+    // Without IPVS there is no plan, but the input can still be checked: its
+    // objects' errors are named (e.g. on a workstation, before a rollout).
+    NodeFacts node = opts.node;
+    if (opts.nodeIpsFromHost) {
+      if (auto host = NetlinkHostNetwork::open(hostOptions); host.isOk()) {
+        if (auto ips = (*host)->nodeAddresses(opts.dummyInterface); ips.isOk()) node.nodeIps = *ips;
+      }
+    }
+    const Desired d = computeDesired(*cluster, node);
+    for (const auto& e : d.errors) std::cerr << "error: " << e.toString() << "\n";
+    if (!d.errors.empty()) std::cerr << d.errors.size() << " objects with errors (checked without a kernel)\n";
+    return fatal(client.status(), "");
+  }
   ipvs::NetlinkIpvsClient& kernel = **client;
   auto hostNet = NetlinkHostNetwork::open(hostOptions);
   if (!hostNet.isOk()) return fatal(hostNet.status(), "");

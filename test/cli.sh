@@ -47,5 +47,10 @@ run reconcile -f "$tmp/bad.yaml" --dry-run
 check "YAML with a byte that is not UTF-8: its line and column" has err "bad.yaml: invalid YAML at line 6, column 11"
 check "... and nothing was changed" has err "nothing was changed"
 
+# An invalid object is named whether or not this host has IPVS (without it: checked before the kernel error).
+printf '%s' '{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Service","metadata":{"name":"a","namespace":"b","annotations":{"kipvs.io/scheduler":"wlcc"}},"spec":{"clusterIP":"10.0.0.1","ports":[{"port":80}]}}]}' >"$tmp/invalid.json"
+run reconcile -f "$tmp/invalid.json" --dry-run --node-ip 192.0.2.1
+check "an invalid Service is named (a dry run, kernel or not)" has err 'Service b/a: unknown IPVS scheduler "wlcc"'
+
 echo "cli: $PASS passed, $FAIL failed"
 [ "$FAIL" = 0 ]
