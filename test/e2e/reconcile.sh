@@ -368,6 +368,41 @@ check "the unknown scheduler is named" grep -q 'default/nosched' "$KT_DIR/bad.er
 check "the good new Service is applied" has_rule '-A -t 10.96.0.88:80 -s rr'
 check "the foreign service is still there" has_rule '-A -t 172.16.0.1:80 -s wlc'
 
+step "a Service that turns invalid keeps what it has: its virtual servers, real servers and VIP stay, and it answers"
+python3 - "$KT_DIR/bad.json" > "$KT_DIR/kept.json" <<'EOF'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+items = []
+for i in doc["items"]:
+    meta = i.get("metadata", {})
+    if i["kind"] == "EndpointSlice" and meta.get("labels", {}).get("kubernetes.io/service-name") == "web":
+        continue  # its endpoints gone too: nothing of web may change while it is invalid
+    if i["kind"] == "Service" and meta.get("name") == "web":
+        meta.setdefault("annotations", {})["kipvs.io/scheduler"] = "rrr"  # a typo
+    items.append(i)
+doc["items"] = items
+json.dump(doc, sys.stdout)
+EOF
+web_rules() { kt_ipvsadm -Sn | grep -E -- ' (10\.96\.0\.10:80|10\.0\.2\.254:30080)( |$)' | sort; }
+web_before=$(web_rules)
+web_there() { [ "$(grep -c -- '^-A -t ' <<<"$web_before")" = 2 ] && [ "$(grep -c -- '^-a -t ' <<<"$web_before")" -ge 2 ]; }
+check "web's rules are there to compare: ClusterIP and NodePort, with real servers" web_there
+set +e
+kipvs -f "$KT_DIR/kept.json" >"$KT_DIR/kept.out" 2>"$KT_DIR/kept.err"; rc=$?
+set -e
+check "exit 1: the typo is an error" [ "$rc" = 1 ]
+check "it names the Service and the scheduler" grep -q 'Service default/web: unknown IPVS scheduler "rrr"' "$KT_DIR/kept.err"
+check "the plan says its virtual servers are kept as they are" \
+    grep -q 'kept TCP 10.96.0.10:80 as it is (its Service is invalid' "$KT_DIR/kept.out"
+check "ClusterIP and NodePort virtual servers and their real servers unchanged" [ "$web_before" = "$(web_rules)" ]
+check "its VIP stays local" grep -q 'local 10.96.0.10 ' <<<"$(vips)"
+a=$(kt_http_get cli 10.96.0.10 80 || true)
+check "10.96.0.10:80 still answers ($a)" grep -qE '^pod-[123]$' <<<"$a"
+set +e
+kipvs -f "$KT_DIR/bad.json" >"$KT_DIR/kept2.out" 2>&1
+set -e
+check "fixed again: nothing of it to write" [ "$web_before" = "$(web_rules)" ]
+
 step "one writer per table: a reconcile waits for the lock another kipvs holds, or gives up changing nothing"
 python3 - "$KT_DIR/bad.json" > "$KT_DIR/locked.json" <<'EOF'
 import json, sys
@@ -481,9 +516,9 @@ kipvs -f "$KT_DIR/empty.json" --dry-run >"$KT_DIR/emptydry.out" 2>"$KT_DIR/empty
 set -e
 cat "$KT_DIR/empty.err" "$KT_DIR/noslices.err"
 check "an empty List is refused (exit 2)" [ "$rc_empty" = 2 ]
-check "it says why and how to apply it anyway" grep -q 'the input has no Service: it would delete all .*(--allow-empty applies it)' "$KT_DIR/empty.err"
+check "it says why and how to apply it anyway" grep -q 'the input has no valid Service: it would delete all .*(--allow-empty applies it)' "$KT_DIR/empty.err"
 check "Services without EndpointSlices are refused (exit 2)" [ "$rc_noslices" = 2 ]
-check "it says how many real servers would go" grep -qE 'no EndpointSlice: it would remove all [0-9]+ real servers' "$KT_DIR/noslices.err"
+check "it says how many real servers would go" grep -qE 'no valid EndpointSlice: it would remove all [0-9]+ real servers' "$KT_DIR/noslices.err"
 check "and the table is unchanged" [ "$before" = "$(table)" ]
 set +e
 kipvs -f "$KT_DIR/empty.json" -o json >"$KT_DIR/emptyjson.out" 2>/dev/null; rc=$?
@@ -491,7 +526,7 @@ set -e
 check "with -o json: exit 2, and stdout is one JSON object saying why" python3 -c '
 import json, sys
 d = json.load(open(sys.argv[1]))
-assert d["exitCode"] == 2 and d["fatal"]["message"].startswith("the input has no Service"), d
+assert d["exitCode"] == 2 and d["fatal"]["message"].startswith("the input has no valid Service"), d
 ' "$KT_DIR/emptyjson.out"
 check "a dry run plans the deletions (exit 0)" [ "$rc_dry" = 0 ]
 check "and warns that a real run would refuse" grep -q 'warning: a run without --dry-run would refuse' "$KT_DIR/emptydry.err"
