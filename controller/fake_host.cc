@@ -34,6 +34,8 @@ void FakeHostNetwork::addLink(const std::string& ifname, const std::string& type
   if (!links_.count(ifname)) linkOrder_.push_back(ifname);
   Link& link = links_[ifname];
   link.type = type;
+  // Set down, the kernel drops the link's IPv6 routes (IPv4 ones stay).
+  if (link.up && !up) std::erase_if(link.routes, [](const ipvs::Address& a) { return !a.isV4(); });
   link.up = up;
 }
 

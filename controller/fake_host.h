@@ -49,7 +49,8 @@ class FakeHostNetwork : public HostNetwork {
   Status storeOwnedRecord(const std::set<ipvs::ServiceKey>& keys) override;
 
   // --- test controls ---
-  // A link of any type ("dummy", "veth", "loopback"...), with addresses.
+  // A link of any type ("dummy", "veth", "loopback"...), with addresses. On
+  // a link there already, up=false sets it down, which drops its IPv6 routes.
   void addLink(const std::string& ifname, const std::string& type, bool up = true);
   void addLinkAddress(const std::string& ifname, const ipvs::Address& addr);  // creates a "veth" if missing
   // A route for addr in table local that is not kipvs's (another protocol or

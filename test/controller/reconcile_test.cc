@@ -1067,3 +1067,18 @@ TEST_CASE("reconcile: after a retry, `observed` is still the table as first read
   // retry's one write (the real server): 3, all applied; 4 requests went to the kernel.
   CHECK(lost.out.str().find("Applied 3 of 3 planned writes (4 kernel write requests sent, 0 failed)") != std::string::npos);
 }
+
+TEST_CASE("reconcile: kipvs0 set down (the kernel drops its IPv6 routes): the next run brings it up and adds them again") {
+  Rig rig;
+  Cluster c = cluster({service("web", "10.96.0.10"), service("web6", "fd00:96::10"),
+                       slice("web", {{"10.244.0.1", kReady}})});
+  REQUIRE(rig.run(c).exitCode() == 0);
+  REQUIRE(rig.host.routes("kipvs0") == std::set<Address>{A("10.96.0.10"), A("fd00:96::10")});
+  rig.host.addLink("kipvs0", "dummy", /*up=*/false);
+  CHECK(rig.host.routes("kipvs0") == std::set<Address>{A("10.96.0.10")});
+  ReconcileResult r = rig.run(c);
+  CHECK(r.exitCode() == 0);
+  CHECK(rig.host.isUp("kipvs0"));
+  CHECK(rig.host.routes("kipvs0") == std::set<Address>{A("10.96.0.10"), A("fd00:96::10")});
+  CHECK(r.kernelWrites == 0);  // the IPVS table was never touched
+}
