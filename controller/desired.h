@@ -67,7 +67,6 @@ struct Kept {
   // A Service did not even parse: which virtual servers are its is unknown,
   // so none that is not wanted goes this run.
   bool everything = false;
-  bool empty() const { return addresses.empty() && nodePorts.empty() && keys.empty() && !everything; }
 };
 
 struct Desired {
