@@ -607,7 +607,14 @@ class DesiredBuilder::Impl {
   Desired servers() {
     Desired d;
     d.errors = cluster_.errors;
-    d.kept.everything = std::any_of(d.errors.begin(), d.errors.end(), [](const ObjectError& e) { return e.kind == "Service"; });
+    for (const ObjectError& e : d.errors) {
+      if (e.kind == "Service") d.kept.everything = true;
+      if (e.kind == "EndpointSlice") d.kept.realServersIn.insert(e.name.substr(0, e.name.find('/')));
+    }
+    for (const std::string& ns : d.kept.realServersIn) {
+      d.notes.push_back("namespace " + ns + ": an EndpointSlice did not parse, so its Services' real servers are "
+                        "not removed this run");
+    }
     std::vector<const Service*> order;
     order.reserve(cluster_.services.size());
     for (const Service& s : cluster_.services) order.push_back(&s);

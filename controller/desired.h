@@ -67,6 +67,10 @@ struct Kept {
   // A Service did not even parse: which virtual servers are its is unknown,
   // so none that is not wanted goes this run.
   bool everything = false;
+  // Namespaces where an EndpointSlice did not parse: its Service is unknown,
+  // so the real servers of every Service there may come and change but do
+  // not go this run.
+  std::set<std::string> realServersIn;
 };
 
 struct Desired {

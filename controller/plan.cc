@@ -47,7 +47,7 @@ namespace {
 // real servers take traffic before old ones stop. One merge walk over the two
 // sorted maps (no lookups): a converged table costs one pass of compares.
 void planDests(const ServiceKey& key, const std::map<DestKey, DestState>& desired,
-               const std::map<DestKey, DestState>* actual, ServicePlan& out) {
+               const std::map<DestKey, DestState>* actual, bool keepGone, ServicePlan& out) {
   static const std::map<DestKey, DestState> kNone;
   const auto& have = actual ? *actual : kNone;
   // Adds go straight into out.ops (they come first); the rarer updates,
@@ -65,7 +65,9 @@ void planDests(const ServiceKey& key, const std::map<DestKey, DestState>& desire
       ++d;
     } else if (d == desired.end() || h->first < d->first) {
       const auto& c = h->second.counters;
-      if (graceful && c.activeConns + c.inactiveConns > 0) {
+      if (keepGone) {
+        // left as it is
+      } else if (graceful && c.activeConns + c.inactiveConns > 0) {
         out.draining.push_back({h->first, c.activeConns, c.inactiveConns});
         if (h->second.spec.weight != 0) {
           ipvs::DestSpec quiesced = h->second.spec;
@@ -96,7 +98,7 @@ std::optional<Op> serviceOp(const ServiceKey& key, const ServiceState& desired, 
 }
 
 ServicePlan planService(const ServiceKey& key, const ServiceState* desired, const ServiceState* actual,
-                        bool owned) {
+                        bool owned, bool keepGone) {
   ServicePlan p;
   p.key = key;
   if (!desired) {
@@ -111,7 +113,7 @@ ServicePlan planService(const ServiceKey& key, const ServiceState* desired, cons
     if (!actual) p.ops.reserve(1 + desired->dests.size());  // the add, then one add per dest
     p.ops.push_back(std::move(*op));
   }
-  planDests(key, desired->dests, actual ? &actual->dests : nullptr, p);
+  planDests(key, desired->dests, actual ? &actual->dests : nullptr, keepGone, p);
   return p;
 }
 
@@ -178,7 +180,7 @@ Plan walk(Desired& desired, const ipvs::Table& actual, const Ownership& own, con
       ++a;
     } else {
       fill(d->first, d->second);
-      planned(planService(d->first, &d->second, &a->second, true));
+      planned(planService(d->first, &d->second, &a->second, true, own.keptRealServers.count(d->first) > 0));
       ++d;
       ++a;
     }
@@ -216,7 +218,8 @@ Plan planKeys(const ipvs::Table& desired, const ipvs::Table& actual, const Owner
       continue;
     }
     const bool owned = want || own.owns(key);
-    place(out, deletes, planService(key, want, have, owned), !want && have && !owned);
+    place(out, deletes, planService(key, want, have, owned, want && own.keptRealServers.count(key) > 0),
+          !want && have && !owned);
   }
   for (auto& sp : deletes) out.services.push_back(std::move(sp));
   return out;

@@ -29,6 +29,9 @@ struct Ownership {
   std::set<uint16_t> keptNodePorts;  // on nodeIps
   std::set<ipvs::ServiceKey> keptKeys;
   bool keepAll = false;  // every virtual server not wanted (a Service did not parse)
+  // Wanted virtual servers whose real servers only come and change, never go
+  // (an EndpointSlice of their Service may be among those that did not parse).
+  std::set<ipvs::ServiceKey> keptRealServers;
 
   bool owns(const ipvs::ServiceKey& key) const;
   bool keeps(const ipvs::ServiceKey& key) const;
@@ -59,9 +62,10 @@ struct Plan {
 };
 
 // One service. desired/actual may be null (absent). `owned` only matters when
-// desired is null: an unowned, undesired service is left alone.
+// desired is null: an unowned, undesired service is left alone. With
+// keepGone, real servers the kernel has and desired lacks stay as they are.
 ServicePlan planService(const ipvs::ServiceKey& key, const ipvs::ServiceState* desired,
-                        const ipvs::ServiceState* actual, bool owned);
+                        const ipvs::ServiceState* actual, bool owned, bool keepGone = false);
 
 // The service op planService() puts first for a desired service: an add when
 // the kernel lacks it, an update when its spec differs, else none. A reconcile

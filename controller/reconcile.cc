@@ -285,6 +285,13 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     o.keptNodePorts = desired.kept.nodePorts;
     o.keptKeys = desired.kept.keys;
     o.keepAll = desired.kept.everything;
+    if (!desired.kept.realServersIn.empty()) {
+      for (const auto& [key, origin] : desired.origins) {
+        if (desired.kept.realServersIn.count(origin.service.substr(0, origin.service.find('/')))) {
+          o.keptRealServers.insert(key);
+        }
+      }
+    }
     return o;
   };
 

@@ -1082,3 +1082,38 @@ TEST_CASE("reconcile: kipvs0 set down (the kernel drops its IPv6 routes): the ne
   CHECK(rig.host.routes("kipvs0") == std::set<Address>{A("10.96.0.10"), A("fd00:96::10")});
   CHECK(r.kernelWrites == 0);  // the IPVS table was never touched
 }
+
+TEST_CASE("reconcile: while an EndpointSlice does not parse, the real servers of its namespace's Services do not go") {
+  Rig rig;
+  Cluster c1 = cluster({service("web", "10.96.0.10"), service("api", "10.96.0.20"),
+                        slice("web", {{"10.244.0.1", kReady}, {"10.244.0.2", kReady}}),
+                        slice("api", {{"10.244.0.5", kReady}, {"10.244.0.6", kReady}})});
+  REQUIRE(rig.run(c1).exitCode() == 0);
+  const auto web = ServiceKey::tcp(A("10.96.0.10"), 80), api = ServiceKey::tcp(A("10.96.0.20"), 80);
+
+  // web's slice does not parse (which Service it was for is not known), and
+  // api loses one endpoint and gains another: api's new one comes, its old
+  // one stays; web keeps both.
+  std::string broken = slice("web", {{"10.244.0.1", kReady}});
+  broken.replace(broken.find(R"("port":8080)"), 11, R"("port":"8080")");
+  Cluster c2 = cluster({service("web", "10.96.0.10"), service("api", "10.96.0.20"), broken,
+                        slice("api", {{"10.244.0.6", kReady}, {"10.244.0.7", kReady}})});
+  REQUIRE(c2.errors.size() == 1);
+  ReconcileResult r = rig.run(c2);
+  CHECK(r.exitCode() == 1);
+  auto t = *rig.kernel.dumpTable();
+  CHECK(t.services.at(web).dests.size() == 2);
+  CHECK(t.services.at(api).dests.size() == 3);  // .5 stays, .6, .7 added
+  CHECK(r.plannedWrites == 1);
+  CHECK_MESSAGE(rig.out.str().find("namespace default: an EndpointSlice did not parse") != std::string::npos,
+                rig.out.str());
+
+  // Parsed again: what is gone goes.
+  Cluster c3 = cluster({service("web", "10.96.0.10"), service("api", "10.96.0.20"),
+                        slice("web", {{"10.244.0.1", kReady}}),
+                        slice("api", {{"10.244.0.6", kReady}, {"10.244.0.7", kReady}})});
+  CHECK(rig.run(c3).exitCode() == 0);
+  t = *rig.kernel.dumpTable();
+  CHECK(t.services.at(web).dests.size() == 1);
+  CHECK(t.services.at(api).dests.size() == 2);
+}
