@@ -66,8 +66,7 @@ bool startsWithMappedPrefix(std::string_view s) {
 StatusOr<Address> parseKubernetesIp(std::string_view text) {
   StatusOr<Address> a = Address::parse(text);  // the canonical forms, nearly every address
   if (a) {
-    if (!a->isV4() && std::all_of(a->bytes.begin(), a->bytes.begin() + 10, [](uint8_t b) { return b == 0; }) &&
-        a->bytes[10] == 0xff && a->bytes[11] == 0xff) {
+    if (a->isV4Mapped()) {
       Address v4;
       v4.family = Family::kV4;
       std::copy(a->bytes.begin() + 12, a->bytes.end(), v4.bytes.begin());

@@ -425,11 +425,6 @@ StatusOr<std::vector<RouteInfo>> dumpRoutes(RtnlSocket& rtnl, const std::string&
 // has. A kernel that cannot filter (before 4.20) sends every route and the
 // caller's own filter does the work; one that refuses the filtered request
 // gets the plain dump.
-std::string errnoText(int errnum) {
-  const char* name = errnoName(errnum);
-  return name ? name : std::to_string(errnum);
-}
-
 // As `ip route` names the types.
 std::string routeTypeName(uint8_t type) {
   switch (type) {
@@ -686,7 +681,7 @@ std::vector<Status> NetlinkHostNetwork::changeRoutes(bool add, const std::string
                                               "routes it as " + routeTypeName(*type) + ", not as local");
     } else if (type.status().code() == Code::kKernel) {
       out[i] = Status::kernel(EEXIST, desc + ": table local has a route for it already, not kipvs's, and the kernel "
-                                              "does not route it as local (lookup: " + errnoText(type.status().errnum()) +
+                                              "does not route it as local (lookup: " + errnoLabel(type.status().errnum()) +
                                               ", as for a blackhole, unreachable or prohibit route)");
     } else {
       out[i] = Status::kernel(EEXIST, desc + ": table local has a route for it already, not kipvs's (" +

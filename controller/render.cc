@@ -234,11 +234,6 @@ void renderFatalJson(const Status& fatal, bool dryRun, std::ostream& out) {
   out << "},\"exitCode\":2}\n";
 }
 
-std::string errnoLabel(int errnum) {
-  const char* name = errnoName(errnum);
-  return name ? name : std::to_string(errnum);
-}
-
 std::string jsonEscape(const std::string& s) {
   std::string out;
   out.reserve(s.size() + 2);

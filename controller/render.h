@@ -34,8 +34,6 @@ void renderPlanJson(const Plan& plan, const PlanContext& ctx, std::ostream& out)
 
 // JSON string escaping, shared by the JSON renderers.
 std::string jsonEscape(const std::string& s);
-// An "errno" field's value: its name ("EBUSY"), or the number when it has none.
-std::string errnoLabel(int errnum);
 
 // reconcile -o json when it stops before any write (a file that does not
 // parse, the lock, the kernel unreachable, a refused input): one object on

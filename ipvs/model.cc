@@ -111,6 +111,11 @@ std::string Address::toString() const {
 
 std::string Address::toBracketed() const { return isV4() ? toString() : "[" + toString() + "]"; }
 
+bool Address::isV4Mapped() const {
+  return !isV4() && std::all_of(bytes.begin(), bytes.begin() + 10, [](uint8_t x) { return x == 0; }) &&
+         bytes[10] == 0xff && bytes[11] == 0xff;
+}
+
 bool Address::isUnspecified() const {
   for (size_t i = 0; i < size(); ++i) {
     if (bytes[i] != 0) return false;
@@ -321,10 +326,7 @@ bool isUnicastDestAddress(const Address& a) {
   }
   if (a.isUnspecified()) return false;
   if (b[0] == 0xff) return false;                           // multicast
-  // ::ffff:0:0/96, IPv4-mapped: ipv6_addr_type() gives it no IPV6_ADDR_UNICAST.
-  if (std::all_of(b.begin(), b.begin() + 10, [](uint8_t x) { return x == 0; }) && b[10] == 0xff && b[11] == 0xff) {
-    return false;
-  }
+  if (a.isV4Mapped()) return false;  // ::ffff:0:0/96: ipv6_addr_type() gives it no IPV6_ADDR_UNICAST
   if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return false;  // fe80::/10
   return true;
 }

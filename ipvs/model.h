@@ -36,6 +36,7 @@ struct Address {
   size_t size() const { return family == Family::kV4 ? 4 : 16; }
   bool isV4() const { return family == Family::kV4; }
   bool isUnspecified() const;          // 0.0.0.0 / ::
+  bool isV4Mapped() const;             // ::ffff:a.b.c.d (IPv6)
   // Family, then the bytes in order (what the defaulted operators did), as two
   // 64-bit loads instead of a memcmp call: every map of services and dests
   // compares addresses, and a call per compare showed in profiles.

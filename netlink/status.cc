@@ -45,6 +45,11 @@ const char* errnoName(int errnum) {
   }
 }
 
+std::string errnoLabel(int errnum) {
+  const char* name = errnoName(errnum);
+  return name ? name : std::to_string(errnum);
+}
+
 std::string Status::toString() const {
   if (isOk()) return "OK";
   std::string out = message_;

@@ -66,6 +66,8 @@ class Status {
 
 // Symbolic errno name ("ESRCH"), or nullptr for one not listed.
 const char* errnoName(int errnum);
+// errnoName, or the number for one not listed.
+std::string errnoLabel(int errnum);
 
 template <typename T>
 class StatusOr {
