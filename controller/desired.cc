@@ -651,6 +651,13 @@ class DesiredBuilder::Impl {
       d.kept.nodePorts.merge(part.kept.nodePorts);
     }
     resolve(d);
+    if (!d.kept.realServersIn.empty()) {
+      for (const auto& [key, origin] : d.origins) {
+        if (d.kept.realServersIn.count(origin.service.substr(0, origin.service.find('/')))) {
+          d.kept.realServers.insert(key);
+        }
+      }
+    }
     claims_.clear();
     std::sort(d.errors.begin(), d.errors.end());
     std::sort(d.notes.begin(), d.notes.end());

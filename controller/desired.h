@@ -69,8 +69,9 @@ struct Kept {
   bool everything = false;
   // Namespaces where an EndpointSlice did not parse: its Service is unknown,
   // so the real servers of every Service there may come and change but do
-  // not go this run.
+  // not go this run; realServers: those Services' virtual servers.
   std::set<std::string> realServersIn;
+  std::set<ipvs::ServiceKey> realServers;
 };
 
 struct Desired {

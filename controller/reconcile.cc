@@ -285,13 +285,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     o.keptNodePorts = desired.kept.nodePorts;
     o.keptKeys = desired.kept.keys;
     o.keepAll = desired.kept.everything;
-    if (!desired.kept.realServersIn.empty()) {
-      for (const auto& [key, origin] : desired.origins) {
-        if (desired.kept.realServersIn.count(origin.service.substr(0, origin.service.find('/')))) {
-          o.keptRealServers.insert(key);
-        }
-      }
-    }
+    o.keptRealServers = desired.kept.realServers;
     return o;
   };
 
@@ -417,13 +411,14 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     toBind.push_back(v);
   }
   // An invalid Service's VIPs stay as they are, with its virtual servers.
+  auto kept = [&](const ipvs::Address& v) { return desired.kept.everything || desired.kept.addresses.count(v) > 0; };
   for (const auto& v : mine) {
-    if (!desired.vips.count(v) && !desired.kept.everything && !desired.kept.addresses.count(v)) toUnbind.push_back(v);
+    if (!desired.vips.count(v) && !kept(v)) toUnbind.push_back(v);
   }
   for (const auto& v : other) {
     if (desired.vips.count(v)) {
       toConvert.push_back(v);
-    } else if (!desired.kept.everything && !desired.kept.addresses.count(v)) {
+    } else if (!kept(v)) {
       toUnbindOther.push_back(v);
     }
   }
