@@ -27,6 +27,9 @@ namespace {
 // A kernel answer that means the op's intent already holds, or a sibling op
 // achieves it; nullopt if the answer is a real failure.
 std::optional<Op> convergeRetry(const Op& op, const Status& s) {
+  // Only the kernel's own answer: a socket or family failure carrying an
+  // errno (ENOENT: family not found) says nothing about the table.
+  if (s.code() != Code::kKernel) return std::nullopt;
   if (op.kind == Kind::kAddService && s.errnum() == EEXIST) return Op::updateService(op.service, op.serviceSpec);
   if (op.kind == Kind::kUpdateService && s.errnum() == ESRCH) return Op::addService(op.service, op.serviceSpec);
   if (op.kind == Kind::kAddDest && s.errnum() == EEXIST) return Op::updateDest(op.service, op.dest, op.destSpec);
@@ -35,6 +38,7 @@ std::optional<Op> convergeRetry(const Op& op, const Status& s) {
 }
 
 bool alreadyDone(const Op& op, const Status& s) {
+  if (s.code() != Code::kKernel) return false;
   if (op.kind == Kind::kDeleteDest) return s.errnum() == ENOENT || s.errnum() == ESRCH;
   if (op.kind == Kind::kDeleteService) return s.errnum() == ESRCH || s.errnum() == ENOENT;
   // A departing dest someone removed already: what draining was for.

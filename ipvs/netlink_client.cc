@@ -453,8 +453,34 @@ StatusOr<std::optional<ServiceState>> NetlinkIpvsClient::dumpService(const Servi
   return std::optional<ServiceState>(std::move(one.services.begin()->second));
 }
 
+void NetlinkIpvsClient::checkFamily(std::span<const Op> ops, const std::vector<size_t>& indexOf, uint16_t family,
+                                    std::vector<Status>& results) {
+  // The kernel answers a request for a family id it does not know with
+  // ENOENT, as IPVS answers one for a destination it does not have. After
+  // ip_vs is reloaded (a new id) every request of the batch gets it, and a
+  // delete would pass for done. One ENOENT costs one family lookup.
+  bool enoent = false;
+  for (size_t idx : indexOf) {
+    enoent |= results[idx].code() == Code::kKernel && results[idx].errnum() == ENOENT;
+  }
+  if (!enoent) return;
+  StatusOr<bool> changed = socket_->refreshFamily();
+  if (changed.isOk() && !*changed) return;
+  const Status why = changed.isOk() ? Status::error(Code::kIo,
+                                                    "not applied: IPVS's generic netlink family was registered "
+                                                    "again (ip_vs reloaded), id " + std::to_string(family) +
+                                                        " is now " + std::to_string(socket_->familyId()),
+                                                    ESTALE)
+                                    : changed.status();
+  for (size_t idx : indexOf) {
+    if (results[idx].code() == Code::kKernel && results[idx].errnum() == ENOENT) {
+      results[idx] = why.withContext(ops[idx].toString());
+    }
+  }
+}
+
 void NetlinkIpvsClient::runBatch(std::span<const Op> ops, const std::vector<size_t>& indexOf, uint32_t firstSeq,
-                                 std::vector<Status>& results) {
+                                 uint16_t family, std::vector<Status>& results) {
   const size_t count = indexOf.size();
   // Only the last request is acked: its ack proves every earlier one was
   // processed, and the earlier ones answer only when they fail.
@@ -480,7 +506,10 @@ void NetlinkIpvsClient::runBatch(std::span<const Op> ops, const std::vector<size
     }
     return k + 1 == count ? Next::kDone : Next::kMore;
   });
-  if (r.isOk()) return;
+  if (r.isOk()) {
+    checkFamily(ops, indexOf, family, results);
+    return;
+  }
   // Replies were lost (ENOBUFS) or never came (timeout): an op without an
   // answer may have succeeded or failed. The caller re-dumps.
   for (size_t k = 0; k < count; ++k) {
@@ -517,7 +546,7 @@ std::vector<Status> NetlinkIpvsClient::apply(std::span<const Op> ops) {
       }
       indexOf.push_back(i);
     }
-    if (!indexOf.empty()) runBatch(ops, indexOf, firstSeq, results);
+    if (!indexOf.empty()) runBatch(ops, indexOf, firstSeq, family, results);
   }
   return results;
 }

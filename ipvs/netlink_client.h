@@ -137,9 +137,13 @@ class NetlinkIpvsClient : public IpvsClient {
   StatusOr<std::vector<ServiceRef>> readDestsFromProc(Table& table);
   // The services whose dests a full read still has to dump, shared by its readers.
   struct DestsWork;
-  // One batch: ops[begin, end) already encoded in writer_ with seqs from firstSeq.
-  void runBatch(std::span<const Op> ops, const std::vector<size_t>& indexOf, uint32_t firstSeq,
+  // One batch: ops[begin, end) already encoded in writer_ for `family` with seqs from firstSeq.
+  void runBatch(std::span<const Op> ops, const std::vector<size_t>& indexOf, uint32_t firstSeq, uint16_t family,
                 std::vector<Status>& results);
+  // After a batch some of whose ops met ENOENT: were they sent to a family id
+  // that is gone? Then they were not applied, whatever the errno says.
+  void checkFamily(std::span<const Op> ops, const std::vector<size_t>& indexOf, uint16_t family,
+                   std::vector<Status>& results);
 
   // The socket for per-service reads (dests dumps, dumpService), opened on
   // first use. The kernel sizes each dump pass's buffer by the largest

@@ -164,6 +164,21 @@ Status GenlSocket::fail(Status s) {
 
 Status GenlSocket::send(Bytes messages) {
   KIPVS_RETURN_IF_ERROR(ensureOpen());
+  // Messages encoded before a reopen carry the family id of then. A family
+  // registered again (its module reloaded) gets a new id, and the kernel
+  // answers the old one with ENOENT, which IPVS also uses for "no such
+  // destination": a delete would read as done. Refuse them unsent.
+  uint64_t count = 0;
+  MessageIter it(messages);
+  while (std::optional<Message> m = it.next()) {
+    ++count;
+    if (m->type != familyId_ && m->type != GENL_ID_CTRL) {
+      return Status::error(Code::kIo,
+                           "not sent: encoded for generic netlink family id " + std::to_string(m->type) + ", but " +
+                               family_ + " is id " + std::to_string(familyId_) + " now (its module was reloaded)",
+                           ESTALE);
+    }
+  }
   sockaddr_nl dst{};
   dst.nl_family = AF_NETLINK;  // pid 0: the kernel
   iovec iov{const_cast<uint8_t*>(messages.data()), messages.size()};
@@ -179,9 +194,22 @@ Status GenlSocket::send(Bytes messages) {
     return Status::kernel(errno, "netlink sendmsg of " + std::to_string(messages.size()) + " bytes");
   }
   ++counters_.sends;
-  MessageIter it(messages);
-  while (it.next()) ++counters_.messagesSent;
+  counters_.messagesSent += count;
   return Status::ok();
+}
+
+StatusOr<bool> GenlSocket::refreshFamily() {
+  const uint16_t before = familyId_;
+  Status s;
+  if (fd_ < 0) {
+    s = reopen();
+  } else {
+    reopening_ = true;  // a failure here is the caller's to see, not a reason to reopen
+    s = resolveFamily();
+    reopening_ = false;
+  }
+  if (!s.isOk()) return s;
+  return familyId_ != before;
 }
 
 Status GenlSocket::receive(const Handler& handler) {

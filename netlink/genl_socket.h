@@ -90,6 +90,10 @@ class GenlSocket {
   // Closes and recreates the socket, re-resolving the family.
   Status reopen();
 
+  // Asks the kernel for the family's id again; true if it changed (the
+  // family was registered again, e.g. its module reloaded).
+  StatusOr<bool> refreshFamily();
+
  private:
   GenlSocket(std::string family, const SocketOptions& options);
   Status openFd();

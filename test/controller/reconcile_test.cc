@@ -926,6 +926,55 @@ TEST_CASE("apply: a plan streamed in chunks makes apply()'s writes in apply()'s 
   CHECK(r2.succeeded == r1.succeeded);
 }
 
+// Answers every op with one Status, as a client whose socket or family failed.
+class FailingClient : public RecordingClient {
+ public:
+  FailingClient(FakeIpvsClient& inner, Status answer) : RecordingClient(inner), answer_(std::move(answer)) {}
+  std::vector<Status> apply(std::span<const Op> ops) override {
+    RecordingClient::apply({});
+    return std::vector<Status>(ops.size(), answer_);
+  }
+
+ private:
+  Status answer_;
+};
+
+TEST_CASE("apply: only the kernel's own ENOENT/ESRCH make a delete done; the same errno from the socket does not") {
+  ServiceSpec rr;
+  rr.scheduler = "rr";
+  rr.netmask = 0xffffffff;
+  DestSpec w1;
+  w1.weight = 1;
+  const auto a = ServiceKey::tcp(A("10.96.0.1"), 80), b = ServiceKey::tcp(A("10.96.0.2"), 80);
+  const DestKey da{A("10.244.0.1"), 8080};
+  Table desired, read;
+  desired.services[a].spec = rr;
+  read.services[a].spec = rr;
+  read.services[a].dests[da].spec = w1;  // unwanted: delete-dest
+  read.services[b].spec = rr;            // unwanted: delete-service
+  Ownership own;
+  own.vips.insert(A("10.96.0.2"));
+  const Plan p = plan(desired, read, own);
+  REQUIRE(p.opCount() == 2);
+  FakeIpvsClient k;
+  for (int err : {ENOENT, ESRCH}) {
+    CAPTURE(err);
+    // As the family lookup fails when ip_vs is gone (kUnsupported, ENOENT),
+    // or as a batch sent to a family id gone stale is reported (kIo).
+    for (Code code : {Code::kUnsupported, Code::kIo}) {
+      FailingClient c(k, Status::error(code, "generic netlink family IPVS not found", err));
+      const ApplyReport r = apply(p, c);
+      CHECK_FALSE(r.ok());
+      CHECK(r.succeeded == 0);
+      CHECK(r.failures.size() == 2);
+    }
+    FailingClient kernel(k, Status::kernel(err, "no such destination / service"));
+    const ApplyReport r = apply(p, kernel);
+    CHECK(r.ok());
+    CHECK(r.succeeded == 2);
+  }
+}
+
 TEST_CASE("reconcile: real servers are planned beside the writes; the kernel gets apply()'s writes of the whole plan") {
   Rig rig;
   // Before: 1,000 Services with other endpoints, and one more that goes.

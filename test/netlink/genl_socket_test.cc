@@ -188,3 +188,48 @@ TEST_CASE("NetlinkIpvsClient::create names the missing module when IPVS is absen
   }
   CHECK_FALSE(ipvs::NetlinkIpvsClient::create(absent).isOk());
 }
+
+TEST_CASE("GenlSocket: messages encoded for another family id are refused unsent; refreshFamily sees no change") {
+  NEED_NETLINK();
+  auto s = GenlSocket::open("nlctrl", {});
+  REQUIRE(s.isOk());
+  GenlSocket& sock = **s;
+  // As a batch encoded before a reopen found the family under a new id (its
+  // module reloaded): the kernel would answer ENOENT, as IPVS does for "no
+  // such destination".
+  const uint16_t stale = GENL_ID_CTRL + 7;
+  MessageWriter w;
+  putGetFamily(w, NLM_F_REQUEST, sock.seqBase(), "nlctrl");
+  w.beginGenl(stale, NLM_F_REQUEST | NLM_F_ACK, sock.seqBase() + 1, CTRL_CMD_GETFAMILY, 2);
+  w.endMessage();
+  const auto io0 = sock.counters();
+  Status sent = sock.send(w.bytes());
+  CHECK(sent.code() == Code::kIo);
+  CHECK(sent.errnum() == ESTALE);
+  CHECK(sent.message().find("id " + std::to_string(stale)) != std::string::npos);
+  CHECK(sock.counters().sends == io0.sends);
+  CHECK(sock.counters().messagesSent == io0.messagesSent);
+
+  StatusOr<bool> changed = sock.refreshFamily();
+  REQUIRE_MESSAGE(changed.isOk(), changed.status().toString());
+  CHECK_FALSE(*changed);
+  CHECK(sock.familyId() == GENL_ID_CTRL);
+  // The socket still works: a request for the right id is sent and answered.
+  w.clear();
+  const uint32_t seq = sock.seqBase();
+  putGetFamily(w, NLM_F_REQUEST | NLM_F_ACK, seq, "nlctrl");
+  sock.advanceSeq(1);
+  const auto io1 = sock.counters();
+  REQUIRE(sock.send(w.bytes()).isOk());
+  CHECK(sock.counters().sends == io1.sends + 1);
+  bool acked = false;
+  Status r = sock.receive([&](const Message& m) -> StatusOr<Next> {
+    if (m.seq != seq || m.type != NLMSG_ERROR) return Next::kMore;
+    auto ack = parseAck(m);
+    if (!ack) return ack.status();
+    acked = ack->error == 0;
+    return Next::kDone;
+  });
+  CHECK(r.isOk());
+  CHECK(acked);
+}
