@@ -672,21 +672,21 @@ std::vector<Status> NetlinkHostNetwork::changeRoutes(bool add, const std::string
   // the packets, and "added" would hide it on every run.
   for (size_t i = 0; i < addrs.size(); ++i) {
     if (!(out[i].code() == Code::kKernel && out[i].errnum() == EEXIST)) continue;
-    const std::string desc = what(addrs[i]);
     StatusOr<uint8_t> type = lookupRouteType(*rtnl_, addrs[i], "route lookup for " + addrs[i].toString());
     if (type.isOk() && *type == RTN_LOCAL) {
       out[i] = Status::ok();
-    } else if (type.isOk()) {
-      out[i] = Status::kernel(EEXIST, desc + ": table local has a route for it already, not kipvs's, and the kernel "
-                                              "routes it as " + routeTypeName(*type) + ", not as local");
-    } else if (type.status().code() == Code::kKernel) {
-      out[i] = Status::kernel(EEXIST, desc + ": table local has a route for it already, not kipvs's, and the kernel "
-                                              "does not route it as local (lookup: " + errnoLabel(type.status().errnum()) +
-                                              ", as for a blackhole, unreachable or prohibit route)");
-    } else {
-      out[i] = Status::kernel(EEXIST, desc + ": table local has a route for it already, not kipvs's (" +
-                                              type.status().toString() + ")");
+      continue;
     }
+    std::string why;
+    if (type.isOk()) {
+      why = ", and the kernel routes it as " + routeTypeName(*type) + ", not as local";
+    } else if (type.status().code() == Code::kKernel) {
+      why = ", and the kernel does not route it as local (lookup: " + errnoLabel(type.status().errnum()) +
+            ", as for a blackhole, unreachable or prohibit route)";
+    } else {
+      why = " (" + type.status().toString() + ")";
+    }
+    out[i] = Status::kernel(EEXIST, what(addrs[i]) + ": table local has a route for it already, not kipvs's" + why);
   }
   return out;
 }
