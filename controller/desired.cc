@@ -866,15 +866,23 @@ class DesiredBuilder::Impl {
       }
     }
     if (!produced) return;
+    if (weightIsNotAShare(v.spec.scheduler)) {
+      // With or without zone weights: ovf at kipvs's weight 1 admits about
+      // one active connection per endpoint and drops the rest
+      // (ip_vs_ovf.c), and fo sends everything to one endpoint.
+      const std::string with = v.zoneWeights ? std::string(kAnnZoneWeights) + " with scheduler " : "scheduler ";
+      part.notes.push_back("Service " + key + ": " + with + v.spec.scheduler +
+                           (v.spec.scheduler == "fo"
+                                ? ": all traffic goes to the heaviest endpoint"
+                                : v.zoneWeights ? ": weights act as per-endpoint connection limits"
+                                                : ": weights act as per-endpoint connection limits, and every "
+                                                  "endpoint has weight 1: about one active connection each, "
+                                                  "new ones beyond are dropped"));
+    }
     if (v.zoneWeights) {
       if (ignoresWeights(v.spec.scheduler)) {
         part.notes.push_back("Service " + key + ": " + std::string(kAnnZoneWeights) + " has no effect: scheduler " +
                            v.spec.scheduler + " ignores weights (use wrr, wlc, sh or mh)");
-      } else if (weightIsNotAShare(v.spec.scheduler)) {
-        part.notes.push_back("Service " + key + ": " + std::string(kAnnZoneWeights) + " with scheduler " +
-                           v.spec.scheduler +
-                           (v.spec.scheduler == "fo" ? ": all traffic goes to the heaviest endpoint"
-                                                     : ": weights act as per-endpoint connection limits"));
       }
       if (node_.zone.empty()) {
         part.notes.push_back("Service " + key + ": " + std::string(kAnnZoneWeights) +
@@ -941,6 +949,13 @@ class DesiredBuilder::Impl {
         ds.spec.weight = same ? zoneWeights->same : zoneWeights->other;
       }
       out.emplace_hint(out.end(), c->key, ds);  // chosen is sorted by key
+    }
+    // "other=0" (or "same=0") with no endpoint on the weighted side would
+    // leave every real server at 0, which every weight-aware scheduler
+    // reads as "take no new connection": the Service would be down with
+    // endpoints ready. Zone weights prefer, they never cut off: equal shares.
+    if (zoneWeights && std::all_of(out.begin(), out.end(), [](const auto& d) { return d.second.spec.weight == 0; })) {
+      for (auto& [key, ds] : out) ds.spec.weight = 1;
     }
     return out;
   }

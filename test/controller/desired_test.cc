@@ -581,6 +581,8 @@ TEST_CASE("desired: zone weights") {
   };
   NodeFacts noZone = nodeA();
   noZone.zone.clear();
+  NodeFacts zoneC = nodeA();
+  zoneC.zone = "zone-c";  // no endpoint there
   struct Case {
     const char* name;
     std::string annotations;
@@ -601,6 +603,23 @@ TEST_CASE("desired: zone weights") {
       {"fo gives weight another meaning: a note", R"("kipvs.io/zone-weights":"same=2","kipvs.io/scheduler":"fo")",
        nodeA(), "TCP 10.96.0.10:80 fo -> 10.244.1.1:8080 w2, 10.244.2.2:8080 w1, 10.244.3.3:8080 w1",
        {"Service default/web: kipvs.io/zone-weights with scheduler fo: all traffic goes to the heaviest endpoint"}},
+      {"other=0 and no endpoint in this zone: equal weights, never all 0",
+       R"("kipvs.io/zone-weights":"other=0","kipvs.io/scheduler":"wrr")", zoneC,
+       "TCP 10.96.0.10:80 wrr -> 10.244.1.1:8080 w1, 10.244.2.2:8080 w1, 10.244.3.3:8080 w1", {}},
+      {"same=0, other=0: equal weights", R"("kipvs.io/zone-weights":"same=0,other=0","kipvs.io/scheduler":"wrr")",
+       nodeA(), "TCP 10.96.0.10:80 wrr -> 10.244.1.1:8080 w1, 10.244.2.2:8080 w1, 10.244.3.3:8080 w1", {}},
+      {"other=0 on a node without a zone: equal weights",
+       R"("kipvs.io/zone-weights":"same=4,other=0","kipvs.io/scheduler":"wrr")", noZone,
+       "TCP 10.96.0.10:80 wrr -> 10.244.1.1:8080 w1, 10.244.2.2:8080 w1, 10.244.3.3:8080 w1",
+       {"Service default/web: kipvs.io/zone-weights: this node has no zone, every endpoint gets the \"other\" "
+        "weight"}},
+      {"ovf without zone weights: a note on its per-endpoint limit", R"("kipvs.io/scheduler":"ovf")", nodeA(),
+       "TCP 10.96.0.10:80 ovf -> 10.244.1.1:8080 w1, 10.244.2.2:8080 w1, 10.244.3.3:8080 w1",
+       {"Service default/web: scheduler ovf: weights act as per-endpoint connection limits, and every endpoint has "
+        "weight 1: about one active connection each, new ones beyond are dropped"}},
+      {"fo without zone weights: a note", R"("kipvs.io/scheduler":"fo")", nodeA(),
+       "TCP 10.96.0.10:80 fo -> 10.244.1.1:8080 w1, 10.244.2.2:8080 w1, 10.244.3.3:8080 w1",
+       {"Service default/web: scheduler fo: all traffic goes to the heaviest endpoint"}},
       {"node without a zone: all get other", R"("kipvs.io/zone-weights":"same=4,other=2","kipvs.io/scheduler":"wrr")",
        noZone, "TCP 10.96.0.10:80 wrr -> 10.244.1.1:8080 w2, 10.244.2.2:8080 w2, 10.244.3.3:8080 w2",
        {"Service default/web: kipvs.io/zone-weights: this node has no zone, every endpoint gets the \"other\" "
