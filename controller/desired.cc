@@ -452,6 +452,10 @@ struct DestSlot {
 struct Claim {
   ServiceKey key;
   VsKind kind = VsKind::kClusterIP;
+  // An invalid Service's: what it may have in the kernel. It takes part in
+  // settling conflicts (an externalIP must not take an invalid Service's
+  // ClusterIP over), and where it wins the virtual server is kept as it is.
+  bool shadow = false;
   const Service* svc = nullptr;
   size_t seq = 0;  // global order of production: Services sorted, then ports, then addresses
   ipvs::ServiceSpec spec;
@@ -465,6 +469,9 @@ struct Claim {
 
 bool beats(const Claim& a, const Claim& b) {
   if (a.kind != b.kind) return a.kind < b.kind;
+  // Of one rank, a valid Service's claim wins: an LB IP moved from an invalid
+  // Service to another is the other's.
+  if (a.shadow != b.shadow) return !a.shadow;
   return a.seq < b.seq;  // seq follows namespace/name order
 }
 
@@ -607,12 +614,27 @@ class DesiredBuilder::Impl {
     Desired d;
     d.errors = cluster_.errors;
     for (const ObjectError& e : d.errors) {
-      if (e.kind == "Service") d.kept.everything = true;
-      if (e.kind == "EndpointSlice") d.kept.realServersIn.insert(e.name.substr(0, e.name.find('/')));
+      const std::string ns = e.name.substr(0, e.name.find('/'));
+      if (e.kind == "Service") {
+        d.kept.everything = true;
+      } else if (e.kind == "EndpointSlice" && ns != kUnknownNamespace) {
+        d.kept.realServersIn.insert(ns);
+      } else {
+        // A slice whose namespace is unknown, or an item whose kind is (its
+        // kind given twice, not a string, not an object; a List inside the
+        // List that did not parse): it may be any Service or EndpointSlice.
+        if (e.kind != "EndpointSlice") d.kept.everything = true;
+        d.kept.realServersEverywhere = true;
+      }
     }
-    for (const std::string& ns : d.kept.realServersIn) {
-      d.notes.push_back("namespace " + ns + ": an EndpointSlice did not parse, so its Services' real servers are "
-                        "not removed this run");
+    if (d.kept.realServersEverywhere) {
+      d.notes.push_back("an object that did not parse may be any namespace's EndpointSlice, so no Service's real "
+                        "servers are removed this run");
+    } else {
+      for (const std::string& ns : d.kept.realServersIn) {
+        d.notes.push_back("namespace " + ns + ": an EndpointSlice did not parse, so its Services' real servers are "
+                          "not removed this run");
+      }
     }
     std::vector<const Service*> order;
     order.reserve(cluster_.services.size());
@@ -647,13 +669,14 @@ class DesiredBuilder::Impl {
                       std::make_move_iterator(part.errors.end()));
       d.notes.insert(d.notes.end(), std::make_move_iterator(part.notes.begin()),
                      std::make_move_iterator(part.notes.end()));
+      d.kept.vips.merge(part.kept.vips);
       d.kept.addresses.merge(part.kept.addresses);
-      d.kept.nodePorts.merge(part.kept.nodePorts);
     }
     resolve(d);
-    if (!d.kept.realServersIn.empty()) {
+    if (!d.kept.realServersIn.empty() || d.kept.realServersEverywhere) {
       for (const auto& [key, origin] : d.origins) {
-        if (d.kept.realServersIn.count(origin.service.substr(0, origin.service.find('/')))) {
+        if (d.kept.realServersEverywhere ||
+            d.kept.realServersIn.count(origin.service.substr(0, origin.service.find('/')))) {
           d.kept.realServers.insert(key);
         }
       }
@@ -756,17 +779,51 @@ class DesiredBuilder::Impl {
     return errors;
   }
 
-  // An invalid Service's addresses and nodePorts, as far as they parse.
-  static void keep(const Service& svc, Kept& kept) {
-    auto add = [&](const std::string& text) {
-      if (StatusOr<Address> a = parseKubernetesIp(text); a && !a->isUnspecified()) kept.addresses.insert(*a);
+  // An invalid Service's virtual servers, as far as its addresses and ports
+  // parse, as shadow claims (Claim::shadow); its addresses stay local.
+  void keep(const Service& svc, Part& part) const {
+    std::vector<std::pair<VsKind, Address>> addrs;
+    auto add = [&](VsKind kind, const std::string& text) {
+      if (StatusOr<Address> a = parseKubernetesIp(text); a && !a->isUnspecified()) {
+        addrs.emplace_back(kind, *a);
+        part.kept.vips.insert(*a);
+      }
     };
-    add(svc.clusterIP);
-    for (const auto& t : svc.clusterIPs) add(t);
-    for (const auto& t : svc.externalIPs) add(t);
-    for (const LoadBalancerIngress& in : svc.lbIngress) add(in.ip);
+    add(VsKind::kClusterIP, svc.clusterIP);
+    for (const auto& t : svc.clusterIPs) add(VsKind::kClusterIP, t);
+    for (const auto& t : svc.externalIPs) add(VsKind::kExternalIP, t);
+    for (const LoadBalancerIngress& in : svc.lbIngress) add(VsKind::kLoadBalancer, in.ip);
+    auto shadow = [&](VsKind kind, Protocol proto, const Address& a, int64_t port) {
+      Claim c;
+      c.key = ServiceKey::make(proto, a, static_cast<uint16_t>(port));
+      c.kind = kind;
+      c.shadow = true;
+      c.svc = &svc;
+      c.seq = part.claims.size();
+      part.claims.push_back(std::move(c));
+    };
     for (const ServicePort& p : svc.ports) {
-      if (p.nodePort > 0 && p.nodePort <= 65535) kept.nodePorts.insert(static_cast<uint16_t>(p.nodePort));
+      // A protocol that does not parse: whichever it was programmed as.
+      std::vector<Protocol> protos;
+      if (std::optional<Protocol> proto = k8sProtocol(p.protocol)) {
+        protos.push_back(*proto);
+      } else {
+        protos = {Protocol::kTcp, Protocol::kUdp, Protocol::kSctp};
+      }
+      for (Protocol proto : protos) {
+        if (p.port >= 1 && p.port <= 65535) {
+          for (const auto& [kind, a] : addrs) shadow(kind, proto, a, p.port);
+        }
+        if (p.nodePort >= node_.nodePortMin && p.nodePort <= node_.nodePortMax) {
+          for (const Address& a : node_.nodeIps) {
+            if (!a.isUnspecified()) shadow(VsKind::kNodePort, proto, a, p.nodePort);
+          }
+        }
+      }
+      // A port number that does not parse: every virtual server on its addresses.
+      if (p.port < 1 || p.port > 65535) {
+        for (const auto& [kind, a] : addrs) part.kept.addresses.insert(a);
+      }
     }
   }
 
@@ -775,7 +832,7 @@ class DesiredBuilder::Impl {
     Validated v;
     if (Status st = validateService(svc, node_, v); !st.isOk()) {
       part.errors.push_back({"Service", svc.meta.key(), st.message()});
-      keep(svc, part.kept);
+      keep(svc, part);
       return;
     }
     const std::string key = svc.meta.key();
@@ -1004,6 +1061,14 @@ class DesiredBuilder::Impl {
       for (; end < byKey.size() && claims_[byKey[end]]->key == w.key; ++end) {
         const Claim& c = *claims_[byKey[end]];
         if (w.svc == c.svc && w.kind == c.kind) continue;  // an address listed twice: same outcome, nothing to say
+        if (c.shadow) continue;  // an invalid Service's: its error says enough
+        if (w.shadow) {
+          d.errors.push_back({"Service", c.svc->meta.key(),
+                              std::string(vsKindName(c.kind)) + " virtual server " + c.key.toString() +
+                                  " conflicts with Service " + w.svc->meta.key() + " (" + vsKindName(w.kind) +
+                                  "), which is invalid: its virtual server is kept as it is; not programmed"});
+          continue;
+        }
         if (w.svc == c.svc && w.slot == c.slot) {
           // Its LB IP also an externalIP, say: the same spec and real servers,
           // so one virtual server serves both, as in kube-proxy.
@@ -1017,8 +1082,12 @@ class DesiredBuilder::Impl {
                             std::string(vsKindName(c.kind)) + " virtual server " + c.key.toString() +
                                 " conflicts with " + winner + "; not programmed"});
       }
-      won[byKey[g]] = true;
-      winners.push_back(byKey[g]);
+      if (w.shadow) {
+        d.kept.keys.insert(w.key);
+      } else {
+        won[byKey[g]] = true;
+        winners.push_back(byKey[g]);
+      }
       g = end;
     }
     // Each task touches its own fields of the winning claims.

@@ -61,9 +61,12 @@ struct VsOrigin {
 // stay local, until the Service is fixed or gone: a typo in one annotation
 // must not take a working Service down.
 struct Kept {
-  std::set<ipvs::Address> addresses;  // the clusterIPs, externalIPs and LB IPs that still parse
-  std::set<uint16_t> nodePorts;
-  std::set<ipvs::ServiceKey> keys;    // virtual servers the kernel would refuse (reconcile's check)
+  std::set<ipvs::Address> vips;       // the clusterIPs, externalIPs and LB IPs that still parse: they stay local
+  // Each of those with each port that parses, and the nodePorts on the node
+  // addresses, unless a valid Service's claim of higher rank takes one over;
+  // and virtual servers the kernel would refuse (reconcile's check).
+  std::set<ipvs::ServiceKey> keys;
+  std::set<ipvs::Address> addresses;  // every virtual server on these (a port number does not parse)
   // A Service did not even parse: which virtual servers are its is unknown,
   // so none that is not wanted goes this run.
   bool everything = false;
@@ -71,6 +74,7 @@ struct Kept {
   // so the real servers of every Service there may come and change but do
   // not go this run; realServers: those Services' virtual servers.
   std::set<std::string> realServersIn;
+  bool realServersEverywhere = false;  // ... in every namespace (which one is unknown)
   std::set<ipvs::ServiceKey> realServers;
 };
 

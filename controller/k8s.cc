@@ -11,6 +11,7 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -287,11 +288,20 @@ class Reader {
 // error message.
 // An item's (namespace, name) for error messages; name "" when it has none
 // (the caller names it by its position).
+// A namespace that is there but not a string is kUnknownNamespace: the
+// object may be in any namespace, not in "default".
 std::pair<std::string, std::string> objectName(const Value& obj) {
   std::string ns = "default", name;
   if (const Value* md = Reader::get(obj, "metadata"); md && md->IsObject()) {
     if (const Value* n = Reader::get(*md, "name"); n && n->IsString()) name = str(*n);
-    if (const Value* n = Reader::get(*md, "namespace"); n && n->IsString() && n->GetStringLength()) ns = str(*n);
+    bool twice = false;
+    if (const Value* n = Reader::get(*md, "namespace", &twice); twice || (n && !n->IsNull() && !n->IsString())) {
+      ns = std::string(kUnknownNamespace);
+    } else if (n && n->IsString() && n->GetStringLength()) {
+      ns = str(*n);
+    }
+  } else if (Reader::get(obj, "metadata")) {
+    ns = std::string(kUnknownNamespace);
   }
   return {ns, name};
 }
@@ -1387,13 +1397,56 @@ Cluster Cluster::merged(std::vector<Cluster>&& parts) {
   // tens of milliseconds under qemu, the other CPU idle.)
   if (parts.size() == 1) return all;
   Collector out(all);
+  // An object that did not parse overrides an earlier copy of it as a valid
+  // one would: the earlier copy is not applied (the object is unknown, and
+  // what it may have in the kernel is kept). A later valid copy overrides
+  // an earlier one's error. (Kind, namespace/name) of errors naming one:
+  using Name = std::pair<std::string, std::string>;
+  auto nameOf = [](const ObjectError& e) -> std::optional<Name> {
+    if ((e.kind != "Service" && e.kind != "EndpointSlice") || e.name.find("/<") != std::string::npos) return {};
+    return Name{e.kind, e.name};
+  };
+  std::set<Name> errorNames, brokenLater;
+  for (const ObjectError& e : all.errors) {
+    if (auto n = nameOf(e)) errorNames.insert(*n);
+  }
   for (size_t i = 1; i < parts.size(); ++i) {
     Cluster& other = parts[i];
+    std::set<Name> partErrors;  // within one part, an object and an error of one name both stand, as parsed
+    for (const ObjectError& e : other.errors) {
+      if (auto n = nameOf(e)) partErrors.insert(*n);
+    }
+    // This part's objects that override an error of their name.
+    std::set<Name> fresh;
+    auto note = [&](Name&& n) {
+      if (errorNames.count(n) || partErrors.count(n)) fresh.insert(std::move(n));
+    };
+    for (const Service& s : other.services) note(Name{"Service", s.meta.key()});
+    for (const EndpointSlice& s : other.slices) note(Name{"EndpointSlice", s.meta.key()});
+    if (!fresh.empty()) {
+      std::erase_if(all.errors, [&](const ObjectError& e) {
+        auto n = nameOf(e);
+        return n && fresh.count(*n);
+      });
+      for (const Name& n : fresh) {
+        errorNames.erase(n);
+        brokenLater.erase(n);
+      }
+    }
     for (auto& s : other.services) out.add(std::move(s));
     for (auto& s : other.slices) out.add(std::move(s));
+    for (const Name& n : partErrors) {
+      errorNames.insert(n);
+      if (!fresh.count(n)) brokenLater.insert(n);
+    }
     all.errors.insert(all.errors.end(), std::make_move_iterator(other.errors.begin()),
                       std::make_move_iterator(other.errors.end()));
     other = Cluster();
+  }
+  if (!brokenLater.empty()) {
+    std::erase_if(all.services, [&](const Service& s) { return brokenLater.count({"Service", s.meta.key()}) > 0; });
+    std::erase_if(all.slices,
+                  [&](const EndpointSlice& s) { return brokenLater.count({"EndpointSlice", s.meta.key()}) > 0; });
   }
   return all;
 }

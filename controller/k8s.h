@@ -234,6 +234,9 @@ struct EndpointSlice {
 };
 
 inline constexpr std::string_view kLabelServiceName = "kubernetes.io/service-name";
+// The namespace an object error names when the object's namespace does not
+// parse (no namespace can be spelled so: it is a DNS label).
+inline constexpr std::string_view kUnknownNamespace = "?";
 
 // --- Cluster -----------------------------------------------------------------
 

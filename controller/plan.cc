@@ -18,10 +18,9 @@ bool Ownership::owns(const ServiceKey& key) const {
 }
 
 bool Ownership::keeps(const ServiceKey& key) const {
-  if (key.isFwmark()) return false;
-  if (keepAll) return owns(key);  // what is not ours stays "left alone"
-  if (keptKeys.count(key) || keptAddresses.count(key.address)) return true;
-  return keptNodePorts.count(key.port) && nodeIps.count(key.address);
+  if (!owns(key)) return false;  // what is not ours stays "left alone"
+  if (keepAll) return true;
+  return keptKeys.count(key) || keptAddresses.count(key.address);
 }
 
 bool drainsGracefully(const ServiceKey& key) {

@@ -25,9 +25,8 @@ struct Ownership {
   std::set<ipvs::ServiceKey> recorded;  // kipvs made these where nothing above marks them (owned_record.h)
   // Invalid Services' (Desired::kept): whatever of this the kernel has is
   // left as it is, owned or not.
-  std::set<ipvs::Address> keptAddresses;
-  std::set<uint16_t> keptNodePorts;  // on nodeIps
   std::set<ipvs::ServiceKey> keptKeys;
+  std::set<ipvs::Address> keptAddresses;  // every virtual server on these
   bool keepAll = false;  // every virtual server not wanted (a Service did not parse)
   // Wanted virtual servers whose real servers only come and change, never go
   // (an EndpointSlice of their Service may be among those that did not parse).

@@ -118,24 +118,25 @@ Status refresh(ipvs::IpvsClient& client, const std::set<ServiceKey>& keys, ipvs:
 // ReconcileOptions::allowEmpty: an input with no Service, or no EndpointSlice,
 // that would empty what kipvs owns in the table.
 Status refuseEmptyInput(const Cluster& cluster, const ipvs::Table& actual, const Ownership& own) {
+  // What would go: what kipvs owns, less what invalid Services keep.
   size_t services = 0, dests = 0;
   for (const auto& [key, state] : actual.services) {
-    if (!own.owns(key)) continue;
+    if (!own.owns(key) || own.keeps(key)) continue;
     ++services;
-    dests += state.dests.size();
+    if (!own.keptRealServers.count(key)) dests += state.dests.size();
   }
   const std::string hint =
       " (what a failed or partial `kubectl get services,endpointslices` gives); nothing was changed "
       "(--allow-empty applies it)";
   // Objects that did not parse are not "none": say so (their errors are printed first).
-  auto unreadable = [&](const char* kind) {
+  auto unreadable = [&](std::string_view kind) {
     const size_t n = std::count_if(cluster.errors.begin(), cluster.errors.end(),
                                    [&](const ObjectError& e) { return e.kind == kind; });
     return n == 0 ? std::string() : " (" + std::to_string(n) + " did not parse: see the errors)";
   };
+  // (A Service that did not parse keeps every virtual server: none would go.)
   if (cluster.services.empty() && services > 0) {
-    return Status::error(Code::kInvalid, "the input has no valid Service" + unreadable("Service") +
-                                             ": it would delete all " +
+    return Status::error(Code::kInvalid, "the input has no valid Service: it would delete all " +
                                              std::to_string(services) + " virtual servers kipvs owns" + hint);
   }
   if (!cluster.services.empty() && cluster.slices.empty() && dests > 0) {
@@ -282,7 +283,6 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     o.nodePortMin = node.nodePortMin;
     o.nodePortMax = node.nodePortMax;
     o.keptAddresses = desired.kept.addresses;
-    o.keptNodePorts = desired.kept.nodePorts;
     o.keptKeys = desired.kept.keys;
     o.keepAll = desired.kept.everything;
     o.keptRealServers = desired.kept.realServers;
@@ -411,7 +411,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     toBind.push_back(v);
   }
   // An invalid Service's VIPs stay as they are, with its virtual servers.
-  auto kept = [&](const ipvs::Address& v) { return desired.kept.everything || desired.kept.addresses.count(v) > 0; };
+  auto kept = [&](const ipvs::Address& v) { return desired.kept.everything || desired.kept.vips.count(v) > 0; };
   for (const auto& v : mine) {
     if (!desired.vips.count(v) && !kept(v)) toUnbind.push_back(v);
   }
@@ -572,11 +572,14 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
       supersede(result.report, result.plannedWrites, retryKeys, apply(retry, client), retry.opCount());
     }
 
-    // The record keeps what is still wanted, and what could not be deleted.
+    // The record keeps what is still wanted, what could not be deleted, and
+    // what an invalid Service keeps: nothing else marks those as kipvs's.
     {
       std::set<ServiceKey> kept = unmarked;
       for (const auto& k : recorded) {
-        if (!desired.table.services.count(k) && result.report.failedServices.count(k)) kept.insert(k);
+        if (!desired.table.services.count(k) && (result.report.failedServices.count(k) || own.keeps(k))) {
+          kept.insert(k);
+        }
       }
       storeRecord(std::move(kept));
     }

@@ -921,3 +921,47 @@ TEST_CASE("desired: examples/cluster.json on node-a") {
 
 }  // namespace
 }  // namespace kipvs::controller
+
+namespace kipvs::controller {
+namespace {
+
+using ipvs::Address;
+using ipvs::Protocol;
+using ipvs::ServiceKey;
+Address A(const char* s) { return *Address::parse(s); }
+
+TEST_CASE("desired: an invalid Service's virtual servers take part in conflicts; a valid claim of its rank wins") {
+  const std::string bad = R"("annotations":{"kipvs.io/scheduler":"lcc"})";
+  const std::string lb = R"("loadBalancer":{"ingress":[{"ip":"192.0.2.10"}]})";
+  auto lbSpec = [](const std::string& clusterIP) {
+    return R"("type":"LoadBalancer","clusterIP":")" + clusterIP + R"(","ports":[{"name":"http","port":80,"nodePort":30080}])";
+  };
+  // a/old (invalid) and b/new (valid) both have 192.0.2.10 (the LB IP moved):
+  // new's, though old sorts first. old's ClusterIP and NodePort are kept.
+  Desired d = compute({service("a/old", lbSpec("10.96.0.10"), bad, lb),
+                       service("b/new", R"("type":"LoadBalancer","clusterIP":"10.96.0.20","ports":[{"name":"http","port":80}])", "", lb),
+                       slice("b/new-1", "new", "IPv4", kHttpPort, arr({ep("10.244.1.1")}))});
+  CHECK(render(d) == Lines{"TCP 10.96.0.20:80 rr -> 10.244.1.1:8080 w1", "TCP 192.0.2.10:80 rr -> 10.244.1.1:8080 w1"});
+  CHECK(d.kept.keys == std::set<ServiceKey>{ServiceKey::tcp(A("10.96.0.10"), 80),
+                                            ServiceKey::tcp(A("198.51.100.10"), 30080)});
+  CHECK(d.kept.vips == std::set<Address>{A("10.96.0.10"), A("192.0.2.10")});
+  REQUIRE(d.errors.size() == 1);
+  CHECK(d.errors[0].name == "a/old");
+  // Of two invalid Services, one keeps the key and neither is told of a conflict.
+  Desired two = compute({service("a/one", kWebSpec, bad), service("b/two", kWebSpec, bad)});
+  CHECK(render(two).empty());
+  CHECK(two.kept.keys == std::set<ServiceKey>{ServiceKey::tcp(A("10.96.0.10"), 80)});
+  CHECK(two.errors.size() == 2);
+  // A protocol that does not parse keeps the port under every protocol; a
+  // port number that does not parse, every port of the address.
+  Desired proto = compute({service("a/p", R"("clusterIP":"10.96.0.30","ports":[{"name":"x","port":53,"protocol":"udp"}])")});
+  CHECK(proto.kept.keys == std::set<ServiceKey>{ServiceKey::make(Protocol::kTcp, A("10.96.0.30"), 53),
+                                                ServiceKey::make(Protocol::kUdp, A("10.96.0.30"), 53),
+                                                ServiceKey::make(Protocol::kSctp, A("10.96.0.30"), 53)});
+  Desired port = compute({service("a/p", R"("clusterIP":"10.96.0.30","ports":[{"name":"x","port":0}])")});
+  CHECK(port.kept.keys.empty());
+  CHECK(port.kept.addresses == std::set<Address>{A("10.96.0.30")});
+}
+
+}  // namespace
+}  // namespace kipvs::controller
