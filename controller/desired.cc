@@ -303,6 +303,11 @@ SliceInfo indexSlice(const EndpointSlice& s, const NodeFacts& node, std::vector<
     }
     info.ports.push_back({*p.name, *proto, static_cast<uint16_t>(*p.port)});
   }
+  // By name and protocol: each Service port finds its slice ports by a
+  // binary search (a Service may have thousands of ports).
+  std::stable_sort(info.ports.begin(), info.ports.end(), [](const SlicePort& a, const SlicePort& b) {
+    return a.name != b.name ? a.name < b.name : a.protocol < b.protocol;
+  });
   info.endpoints.reserve(s.endpoints.size());
   for (size_t i = 0; i < s.endpoints.size(); ++i) {
     const Endpoint& e = s.endpoints[i];
@@ -510,6 +515,8 @@ Status validateService(const Service& svc, const NodeFacts& node, Validated& v) 
     }
     v.lbIps.push_back(*a);
   }
+  constexpr size_t kPairwisePorts = 16;
+  std::set<std::pair<int64_t, Protocol>> seen;
   for (size_t i = 0; i < svc.ports.size(); ++i) {
     const ServicePort& p = svc.ports[i];
     std::string what = "port " + (p.name.empty() ? std::to_string(i) : "\"" + p.name + "\"");
@@ -521,11 +528,14 @@ Status validateService(const Service& svc, const NodeFacts& node, Validated& v) 
     if (p.nodePort < 0 || p.nodePort > 65535) {
       return Status::invalid(what + ": nodePort " + std::to_string(p.nodePort) + " out of range 0..65535");
     }
-    for (size_t j = 0; j < i; ++j) {
-      if (svc.ports[j].port == p.port && v.protocols[j] == *proto) {
-        return Status::invalid(what + ": duplicate " + p.protocol + " port " + std::to_string(p.port));
-      }
+    // Pairwise for a few ports, a set for many (a Service may have thousands).
+    bool duplicate = false;
+    if (svc.ports.size() <= kPairwisePorts) {
+      for (size_t j = 0; j < i && !duplicate; ++j) duplicate = svc.ports[j].port == p.port && v.protocols[j] == *proto;
+    } else {
+      duplicate = !seen.emplace(p.port, *proto).second;
     }
+    if (duplicate) return Status::invalid(what + ": duplicate " + p.protocol + " port " + std::to_string(p.port));
     v.protocols.push_back(*proto);
   }
 
@@ -974,9 +984,12 @@ class DesiredBuilder::Impl {
     for (size_t r = 0; r < slices->size(); ++r) {
       const SliceInfo& si = (*slices)[r];
       if (si.family != fam) continue;
-      for (const SlicePort& sp : si.ports) {
-        if (sp.name != portName || sp.protocol != proto) continue;
-        for (const EpInfo& ep : si.endpoints) out.push_back({DestKey{ep.address, sp.port}, &ep, r});
+      auto sp = std::lower_bound(si.ports.begin(), si.ports.end(), std::pair(portName, proto),
+                                 [](const SlicePort& a, const std::pair<std::string_view, Protocol>& k) {
+                                   return a.name != k.first ? a.name < k.first : a.protocol < k.second;
+                                 });
+      for (; sp != si.ports.end() && sp->name == portName && sp->protocol == proto; ++sp) {
+        for (const EpInfo& ep : si.endpoints) out.push_back({DestKey{ep.address, sp->port}, &ep, r});
       }
     }
     // The same endpoint in two slices (it moved between them): keep one.

@@ -930,6 +930,38 @@ using ipvs::Protocol;
 using ipvs::ServiceKey;
 Address A(const char* s) { return *Address::parse(s); }
 
+TEST_CASE("desired: a Service with many ports: each finds its slice port by name and protocol; duplicates are named") {
+  // 20 ports: past the pairwise duplicate check, and the slice lists them in
+  // reverse with a UDP twin of each name, so matching goes by name and protocol.
+  std::string svcPorts, slicePorts;
+  for (int i = 0; i < 20; ++i) {
+    const std::string n = "p" + std::to_string(i);
+    svcPorts += std::string(i ? "," : "") + R"({"name":")" + n + R"(","port":)" + std::to_string(1000 + i) + "}";
+  }
+  for (int i = 19; i >= 0; --i) {
+    const std::string n = "p" + std::to_string(i);
+    slicePorts += std::string(i < 19 ? "," : "") + R"({"name":")" + n + R"(","port":)" + std::to_string(9000 + i) +
+                  R"(,"protocol":"TCP"},{"name":")" + n + R"(","port":)" + std::to_string(7000 + i) +
+                  R"(,"protocol":"UDP"})";
+  }
+  Desired d = compute({service("default/many", R"("clusterIP":"10.96.0.10","ports":[)" + svcPorts + "]"),
+                       slice("default/many-1", "many", "IPv4", "[" + slicePorts + "]", arr({ep("10.244.1.1")}))});
+  Lines want;
+  for (int i = 0; i < 20; ++i) {
+    want.push_back("TCP 10.96.0.10:" + std::to_string(1000 + i) + " rr -> 10.244.1.1:" + std::to_string(9000 + i) + " w1");
+  }
+  std::sort(want.begin(), want.end());
+  Lines got = render(d);
+  std::sort(got.begin(), got.end());
+  CHECK(got == want);
+  CHECK(d.errors.empty());
+  // The 20th port repeats the 4th (1003/TCP): named at the repeat.
+  std::string dup = svcPorts;
+  dup.replace(dup.find(R"("port":1019)"), 11, R"("port":1003)");
+  Desired bad = compute({service("default/many", R"("clusterIP":"10.96.0.10","ports":[)" + dup + "]")});
+  CHECK(errorStrings(bad) == Lines{"Service default/many: port \"p19\": duplicate TCP port 1003"});
+}
+
 TEST_CASE("desired: an invalid Service's virtual servers take part in conflicts; a valid claim of its rank wins") {
   const std::string bad = R"("annotations":{"kipvs.io/scheduler":"lcc"})";
   const std::string lb = R"("loadBalancer":{"ingress":[{"ip":"192.0.2.10"}]})";
