@@ -16,6 +16,22 @@ run() {
     echo "--- $*"
     if ! "$@"; then echo "--- FAILED: $*"; rc=1; fi
 }
+# doctest passes a -tc filter that matches no test case: each pattern a run
+# below relies on must match one at least (a renamed test would otherwise
+# drop out of the run unnoticed).
+matches() {
+    local bin=$1; shift
+    local p n
+    for p in "$@"; do
+        n=$("$bin" --count -tc="$p" | sed -n 's/.*passing the current filters: \([0-9]*\).*/\1/p')
+        if [ "${n:-0}" -lt 1 ]; then echo "--- FAILED: no test case of $bin matches '$p'"; rc=1; fi
+    done
+}
+matches build/test/kipvs-kernel-tests '*reloads ip_vs*'
+matches build/test/kipvs-host-kernel-test '*'
+[ -x build-tsan/test/kipvs-kernel-tests ] &&
+    matches build-tsan/test/kipvs-kernel-tests '*full read gives*' '*beside another client*' '*page-sized*' '*dumpService*'
+
 run bash test/vm/smoke.sh
 run build/test/kipvs-kernel-tests --no-intro=true -tce='*reloads ip_vs*'
 # The client's threads (a full read over several sockets) under TSan, on the real kernel.

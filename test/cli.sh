@@ -27,10 +27,13 @@ check "-f - twice: exit 2" [ "$rc" = 2 ]
 check "-f - twice: says stdin was given twice" has err "stdin given twice"
 run reconcile -f x.json --node-ip 10.0.0.300
 check "--node-ip with a bad address: exit 2, named" bash -c "[ $rc = 2 ] && grep -qF -- '--node-ip' '$tmp/err'"
+# (x.json does not exist and this host may have no IPVS: either alone exits 2, so the message is the check.)
 run reconcile -f x.json --scheduler nope
 check "--scheduler unknown: exit 2" [ "$rc" = 2 ]
+check "--scheduler unknown: named" has err '--scheduler: unknown scheduler "nope"'
 run reconcile --dry-run
 check "reconcile without -f: exit 2" [ "$rc" = 2 ]
+check "reconcile without -f: says -f is needed" has err 'give at least one -f FILE'
 
 # Input that does not parse is named with its place, and nothing is changed; the kernel is never needed
 # to say so (this host may have no IPVS).

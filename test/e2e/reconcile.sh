@@ -68,7 +68,7 @@ step "an input file that shrinks while it parses changes nothing"
 # Input files are mapped: one truncated mid-parse faults (SIGBUS). kipvs must say so, exit 2, and have
 # written nothing. The file is cut once /proc shows it mapped; a run that parsed it all before the cut
 # (too fast to catch) goes again in a fresh namespace, up to 5 times, and the check fails if none is caught.
-python3 bench/gen_cluster.py 5000 10 > "$KT_DIR/big.json"
+python3 bench/gen_cluster.py --compact 5000 10 > "$KT_DIR/big.json"
 shrunk=""
 for attempt in 1 2 3 4 5; do
     kt_netns_add "shrink$attempt"
@@ -224,13 +224,22 @@ check "lc: 5 new connections all go to the idle pod $want ($a)" [ "$a" = "$want=
 touch "$KT_DIR/lc1.go" "$KT_DIR/lc2.go"
 
 step "mh as the default scheduler: with mh-port, as kube-proxy sets it, one client's connections spread over the pods"
+# An edit in place keeps the virtual server, and with it the kernel's connection counter (from rr's 30 and
+# more); a delete + add would start it again at 0.
+svc_conns() { kt_ipvsadm -Ln --stats -t 10.96.0.10:80 | awk '$1 == "TCP" {print $3}'; }
+conns_before=$(svc_conns)
+check "10.96.0.10:80 has counted rr's connections before the edits ($conns_before)" [ "${conns_before:-0}" -ge 30 ]
 kipvs -f $FIX/cluster.json --scheduler mh > "$KT_DIR/mh.out"
+check "the scheduler change is planned as an update, not a delete and add" \
+    bash -c "grep -q '~ service TCP 10.96.0.10:80 -s rr => -s mh' '$KT_DIR/mh.out' && ! grep -q -- '- service TCP 10.96.0.10:80' '$KT_DIR/mh.out'"
 rule=$(kt_ipvsadm -Sn | grep -- '-A -t 10.96.0.10:80 ' || true)
 check "10.96.0.10:80 is mh with mh-port ($rule)" grep -qE -- '-s mh .*-b mh-port' <<<"$rule"
 a=$(get_from 20300 12 cli 10.96.0.10 80 | hist)
 check "12 connections from one client, from 12 source ports, reach more than one pod ($a)" [ "$(wc -w <<<"$a")" -gt 1 ]
 kipvs -f $FIX/cluster.json > "$KT_DIR/mh-back.out"
-check "without --scheduler mh: rr again, edited in place" has_rule '-A -t 10.96.0.10:80 -s rr'
+check "without --scheduler mh: rr again" has_rule '-A -t 10.96.0.10:80 -s rr'
+check "edited in place twice: the service's connection counter was kept ($(svc_conns) >= $conns_before)" \
+    [ "$(svc_conns)" -ge "${conns_before:-1}" ]
 
 step "a terminating pod: its open connection keeps working, new connections avoid it"
 hold cli 10.96.0.15 80 drain
@@ -260,8 +269,26 @@ check "the open connection still works and reaches $vpod" [ "$(cat "$KT_DIR/drai
 
 # The held connection closed with RST: its IPVS entry expires in the CLOSE state (10 s). Like kube-proxy, a
 # real server counts as drained only when both its active and inactive (closing) connections are gone.
-step "drained: --drain wait removes it once its connections are gone"
-out=$(kipvs -f "$KT_DIR/step2.json" --drain wait --drain-timeout 60)
+step "the pod gone from its EndpointSlice: --drain wait removes it once its connections are gone"
+python3 - "$KT_DIR/step2.json" "$vip_ip" > "$KT_DIR/step3.json" <<'EOF'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+for it in doc["items"]:
+    if it["kind"] == "EndpointSlice" and it["metadata"]["name"] == "web-drain-x1":
+        it["endpoints"] = [ep for ep in it["endpoints"] if ep["addresses"][0] != sys.argv[2]]
+json.dump(doc, sys.stdout)
+EOF
+# Whether web-drain-x1 in input $1 lists the victim (other slices share its pods).
+in_drain_slice() {
+    python3 -c 'import json, sys
+doc = json.load(open(sys.argv[1]))
+eps = [ep for it in doc["items"] if it["metadata"]["name"] == "web-drain-x1" for ep in it["endpoints"]]
+sys.exit(0 if any(ep["addresses"][0] == sys.argv[2] for ep in eps) else 1)' "$1" "$vip_ip"
+}
+step3_drops_it() { in_drain_slice "$KT_DIR/step2.json" && ! in_drain_slice "$KT_DIR/step3.json"; }
+check "web-drain-x1 lists $vip_ip in step2.json, not in step3.json" step3_drops_it
+check "it is still in the table at weight 0 (its closing connection)" has_rule "-a -t 10.96.0.15:80 -r $victim -m -w 0"
+out=$(kipvs -f "$KT_DIR/step3.json" --drain wait --drain-timeout 60)
 echo "$out"
 check "its closing connection kept it at weight 0 until it expired (not removed at once)" \
     grep -qE '^drained: removed the last departing real servers after [0-9.]+s$' <<<"$out"
@@ -269,23 +296,27 @@ check "the drained pod left the table" lacks_rule "-a -t 10.96.0.15:80 -r $victi
 check "the ready pods stay" [ "$(kt_ipvsadm -Sn | grep -c -- '-a -t 10.96.0.15:80 ')" = 2 ]
 
 step "a second reconcile of the same input: empty plan, zero kernel writes"
-out=$(kipvs -f "$KT_DIR/step2.json" -o json)
+out=$(kipvs -f "$KT_DIR/step3.json" -o json)
 echo "$out" | head -c 600; echo
 check "zero kernel writes (client write counter)" grep -q '"kernelWrites":0' <<<"$out"
 check "empty plan" grep -q '"writes":0' <<<"$out"
+check "no VIP to bind, unbind or convert" grep -q '"bind":\[\],"unbind":\[\],"convert":\[\]' <<<"$out"
+txt=$(kipvs -f "$KT_DIR/step3.json")
+converged_text() { grep -q '^Applied 0 of 0 planned writes (0 kernel write requests sent, 0 failed)$' <<<"$txt" && ! grep -q 'host:' <<<"$txt"; }
+check "text: nothing planned, no host change (routes, link, sysctls)" converged_text
 # The table read took every virtual server's real servers from /proc/net/ip_vs (none is fwmark or
 # tunnelled); --table-read=netlink dumps them per virtual server, and sees the same converged table.
-log=$(kipvs -f "$KT_DIR/step2.json" -o json -v 1 2>&1 >/dev/null)
+log=$(kipvs -f "$KT_DIR/step3.json" -o json -v 1 2>&1 >/dev/null)
 n_vs=$(kt_ipvsadm -Sn | grep -c '^-A')
 check "the read took the real servers of all $n_vs virtual servers from /proc/net/ip_vs" \
     grep -q "the real servers of $n_vs virtual servers from /proc/net/ip_vs, of 0 over netlink" <<<"$log"
-out=$(kipvs -f "$KT_DIR/step2.json" -o json --table-read=netlink -v 1 2>"$KT_DIR/netlink.log")
+out=$(kipvs -f "$KT_DIR/step3.json" -o json --table-read=netlink -v 1 2>"$KT_DIR/netlink.log")
 check "--table-read=netlink: zero kernel writes" grep -q '"kernelWrites":0' <<<"$out"
 check "--table-read=netlink: the real servers of every virtual server over netlink" \
     grep -q "of 0 virtual servers from /proc/net/ip_vs, of $n_vs over netlink" "$KT_DIR/netlink.log"
 
 step "--vip-mode=address converts every VIP to an address on kipvs0 (kube-proxy's way), and back"
-out=$(kipvs -f "$KT_DIR/step2.json" --vip-mode=address -o json)
+out=$(kipvs -f "$KT_DIR/step3.json" --vip-mode=address -o json)
 check "converting to addresses needed no IPVS write" grep -q '"kernelWrites":0' <<<"$out"
 addrs() { kt_node_exec ip -o addr show dev kipvs0 scope global | awk '{print $4}' | sort | tr '\n' ' '; }
 check "VIPs are addresses now ($(addrs))" [ "$(addrs)" = \
@@ -295,7 +326,7 @@ a=$(kt_http_get cli 10.96.0.10 80 || true)
 check "address mode: 10.96.0.10:80 answers ($a)" grep -qE '^pod-[123]$' <<<"$a"
 a=$(kt_http_get cli fd00:96::16 80 || true)
 check "address mode: [fd00:96::16]:80 answers ($a)" grep -qE '^pod-[123]$' <<<"$a"
-out=$(kipvs -f "$KT_DIR/step2.json" -o json)
+out=$(kipvs -f "$KT_DIR/step3.json" -o json)
 check "back to route mode: routes again ($(vips))" [ "$(vips)" = "$all_vips" ]
 check "back to route mode: no addresses left" [ -z "$(addrs)" ]
 check "converting back needed no IPVS write" grep -q '"kernelWrites":0' <<<"$out"
@@ -305,7 +336,7 @@ check "route mode again: 10.96.0.10:80 answers ($a)" grep -qE '^pod-[123]$' <<<"
 step "kipvs0 set down: the kernel drops its IPv6 routes; the next reconcile brings it up and restores them"
 kt_node_exec ip link set kipvs0 down
 check "while down: the v4 routes stay, the v6 one is gone ($(vips))" [ "$(vips)" = "${all_vips%local fd00:96::16 }" ]
-out=$(kipvs -f "$KT_DIR/step2.json" -o json)
+out=$(kipvs -f "$KT_DIR/step3.json" -o json)
 check "kipvs0 up again" kt_node_exec sh -c 'ip -o link show kipvs0 | grep -q "[<,]UP[,>]"'
 check "every VIP route restored ($(vips))" [ "$(vips)" = "$all_vips" ]
 check "the IPVS table needed no write" grep -q '"kernelWrites":0' <<<"$out"
@@ -316,7 +347,7 @@ check "[fd00:96::16]:80 answers again ($a)" grep -qE '^pod-[123]$' <<<"$a"
 
 step "an externalIP naming the node (route mode): kipvs records its virtual server and deletes it once unwanted; a foreign one on the node address stays"
 kt_ipvsadm -A -t 10.0.2.254:22 -s wlc
-python3 - "$KT_DIR/step2.json" > "$KT_DIR/nodeip.json" <<'EOF'
+python3 - "$KT_DIR/step3.json" > "$KT_DIR/nodeip.json" <<'EOF'
 import json, sys
 doc = json.load(open(sys.argv[1]))
 for i in doc["items"]:
@@ -336,7 +367,7 @@ check "the record is this namespace's file, owned-netns-cookie-N ($(ls "$state")
     grep -qxE 'owned-netns-cookie-[0-9]+' <<<"$(ls "$state")"
 out=$(kipvs -f "$KT_DIR/nodeip.json" --state-dir "$state" -o json)
 check "a second run: zero kernel writes" grep -q '"kernelWrites":0' <<<"$out"
-out=$(kipvs -f "$KT_DIR/step2.json" --state-dir "$state")
+out=$(kipvs -f "$KT_DIR/step3.json" --state-dir "$state")
 echo "$out" | grep -F '10.0.2.254' || true
 check "without the externalIP its virtual server is deleted" lacks_rule '-A -t 10.0.2.254:80'
 check "the foreign one on the node address stays" has_rule '-A -t 10.0.2.254:22 -s wlc'
@@ -345,7 +376,7 @@ check "the record is empty ($(record))" [ -z "$(record)" ]
 kt_ipvsadm -D -t 10.0.2.254:22
 
 step "an invalid Service is named and skipped; the rest is applied"
-python3 - "$KT_DIR/step2.json" > "$KT_DIR/bad.json" <<'EOF'
+python3 - "$KT_DIR/step3.json" > "$KT_DIR/bad.json" <<'EOF'
 import json, sys
 doc = json.load(open(sys.argv[1]))
 bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": "default", "name": "broken"},
