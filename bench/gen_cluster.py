@@ -2,7 +2,14 @@
 """Generate a kubectl-style List of N ClusterIP Services, each with one
 EndpointSlice of M ready endpoints, for kipvs parse/desired benchmarks.
 
-usage: gen_cluster.py [--bench-table] N_SERVICES N_ENDPOINTS > cluster.json
+usage: gen_cluster.py [--bench-table] [--compact] N_SERVICES N_ENDPOINTS > cluster.json
+
+The layout is kubectl's (`kubectl get services,endpointslices -A -o json`):
+every Service, sorted by namespace and name, then every EndpointSlice, the
+same way; keys sorted (Go's encoding/json: the List's items before its
+kind); indented by four spaces (kubectl's json.MarshalIndent).
+--compact: one line per item, a Service and its EndpointSlice in turn, as
+this script wrote before 2026-11-28 (BENCHMARKS.md's earlier runs).
 
 Service i gets ClusterIP 10.96.0.0/12 + 1 + i (up to ~1M distinct), TCP port
 80 -> 8080. Pod IPs come from 10.0.0.0/8 minus 10.96.0.0/12's block, so they
@@ -95,11 +102,29 @@ def slice_(i, n_endpoints, next_pod):
     }
 
 
+def kubectl_layout(out, n_services, n_endpoints):
+    # Service i is in namespace ns-(i % 100), named svc-(i): sorted by
+    # namespace and name, namespace k holds k, k + 100, k + 200, ...
+    order = [i for ns in range(100) for i in range(ns, n_services, 100)]
+    out.write('{\n    "apiVersion": "v1",\n    "items": [\n')
+    first = True
+    for make in (lambda i: service(i), lambda i: slice_(i, n_endpoints, POD_BASE + i * n_endpoints)):
+        for i in order:
+            if not first:
+                out.write(",\n")
+            first = False
+            text = json.dumps(make(i), indent=4, sort_keys=True)
+            out.write("        " + text.replace("\n", "\n        "))
+    out.write('\n    ],\n    "kind": "List",\n    "metadata": {\n        "resourceVersion": ""\n    }\n}\n')
+
+
 def main(argv):
     global BENCH_TABLE
     if "--bench-table" in argv[1:]:
         BENCH_TABLE = True
         argv = [a for a in argv if a != "--bench-table"]
+    compact = "--compact" in argv[1:]
+    argv = [a for a in argv if a != "--compact"]
     if len(argv) != 3:
         sys.stderr.write(__doc__)
         return 2
@@ -117,6 +142,9 @@ def main(argv):
         sys.stderr.write("too many endpoints for the pod range\n")
         return 2
     out = sys.stdout
+    if not compact:
+        kubectl_layout(out, n_services, n_endpoints)
+        return 0
     # Streamed item by item: 100k Services fit without holding the document.
     out.write('{"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": [\n')
     first = True

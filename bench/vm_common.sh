@@ -26,7 +26,7 @@ parse_args() {
 # The benchmark cluster (kubectl JSON) for $services x $dests, generated once into build/ab/; prints its path.
 cluster_file() {
     mkdir -p build/ab
-    local cluster=build/ab/cluster-$services-$dests.json
+    local cluster=build/ab/cluster-kubectl-$services-$dests.json
     [ -s "$cluster" ] || python3 bench/gen_cluster.py --bench-table "$services" "$dests" > "$cluster"
     echo "$cluster"
 }
