@@ -104,8 +104,10 @@ while awk -v l="$(load1)" -v m="$max_load" 'BEGIN { exit !(l > m) }'; do
 done
 load_before="$(cut -d' ' -f1-3 /proc/loadavg) (waited ${waited}s)"
 
-# The cluster whose desired table is exactly the benchmark table (bench/gen_cluster.py --bench-table).
+# The cluster whose desired table is exactly the benchmark table (bench/gen_cluster.py --bench-table), in
+# kubectl's layout; and the same one item per line, for one phase.
 python3 bench/gen_cluster.py --bench-table "$services" "$dests" > "$out/cluster.json"
+python3 bench/gen_cluster.py --bench-table --compact "$services" "$dests" > "$out/cluster-compact.json"
 
 # Native: parse + desired, no kernel.
 "$out/bin/bench/desired_bench" "$out/cluster.json" 3 | tee "$out/native.txt"
@@ -118,7 +120,8 @@ trap 'kill "$sampler" 2>/dev/null || true' EXIT
 vmrc=0
 KIPVS_VM_RESULTS="$out/vm" test/vm/with-ipvs.sh --timeout "$timeout_s" -- \
     python3 bench/suite.py vm --services "$services" --dests "$dests" --runs "$runs" \
-        --cluster "$out/cluster.json" --out "$out/vm" --build "$out/bin" $skip_restore \
+        --cluster "$out/cluster.json" --compact-cluster "$out/cluster-compact.json" --out "$out/vm" \
+        --build "$out/bin" $skip_restore \
     | tee "$out/vm-stdout.jsonl" || vmrc=${PIPESTATUS[0]}
 kill "$sampler" 2>/dev/null || true
 # In the VM the suite writes to $KIPVS_VM_OUT (the results share, which is $out/vm on the host); on a host with

@@ -262,6 +262,16 @@ class Suite:
                            stdout=out5, run=r)
         self.check_reconcile(out5, rec, expect_writes=self.N * (self.M + 1), run=r)
         self.netns_del(ns)
+        # The same cluster as one compact line per item (the layout before 2026-11-28): what kubectl's
+        # indentation and order cost.
+        if self.compact:
+            ns = self.netns_new("compact")
+            out6 = os.path.join(self.tmp, "compact.json")
+            rec = self.measure("phase: reconcile empty -> full, compact JSON (gen_cluster.py --compact)",
+                               [k, "reconcile", "-f", self.compact] + rec_args[4:], ns, stdout=out6, run=r)
+            self.check_reconcile(out6, rec, expect_writes=self.N * (self.M + 1), run=r)
+            self.verify(ns, "reconcile, compact JSON", r)
+            self.netns_del(ns)
         # parse + computeDesired in process (no kernel).
         self.measure("phase: desired_bench (parse + desired)", [self.exe["desired"], self.cluster, "1"], run=r)
 
@@ -426,6 +436,10 @@ class Suite:
         # The cluster file lives on the host's 9p share: read it from tmpfs like a local file.
         self.cluster = os.path.join(self.tmp, "cluster.json")
         shutil.copyfile(self.a.cluster, self.cluster)
+        self.compact = None
+        if self.a.compact_cluster:
+            self.compact = os.path.join(self.tmp, "cluster-compact.json")
+            shutil.copyfile(self.a.compact_cluster, self.compact)
         self.log(f"reference table {self.N} x {self.M}")
         self.reference()
         for r in range(1, self.a.runs + 1):
@@ -685,6 +699,7 @@ def main(argv):
     v.add_argument("--runs", type=int, default=3)
     v.add_argument("--pairs", type=int, default=4, help="extra no-op/dump pairs per run (reported, not judged)")
     v.add_argument("--cluster", required=True)
+    v.add_argument("--compact-cluster", help="the same cluster, gen_cluster.py --compact: one more phase")
     v.add_argument("--out", required=True)
     v.add_argument("--build", default="build")
     v.add_argument("--skip-restore", action="store_true", help="skip ipvsadm -R (slow)")
