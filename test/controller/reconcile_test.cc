@@ -1273,7 +1273,8 @@ TEST_CASE("reconcile: an externalIP does not take over an invalid Service's Clus
                         slice("api", {{"10.244.0.2", kReady}}), evil, evilSlice});
   ReconcileResult r = rig.run(c2);
   INFO(rig.out.str());
-  const auto& dests = rig.kernel.dumpTable()->services.at(api80).dests;
+  const ipvs::Table after = *rig.kernel.dumpTable();
+  const auto& dests = after.services.at(api80).dests;
   CHECK(dests.count(DestKey{A("10.244.0.2"), 8080}) == 1);
   CHECK(dests.count(DestKey{A("10.244.6.66"), 8080}) == 0);
 }
