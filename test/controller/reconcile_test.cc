@@ -878,14 +878,24 @@ std::vector<std::string> manyServices(int n, int eps, int base) {
   return items;
 }
 
+// An rr virtual server's spec, and a real server's of weight 1, for the apply tests.
+ServiceSpec rrSpec() {
+  ServiceSpec s;
+  s.scheduler = "rr";
+  s.netmask = 0xffffffff;
+  return s;
+}
+DestSpec weight1() {
+  DestSpec d;
+  d.weight = 1;
+  return d;
+}
+
 }  // namespace
 
 TEST_CASE("apply: a plan streamed in chunks makes apply()'s writes in apply()'s order, converge retries included") {
-  ServiceSpec rr;
-  rr.scheduler = "rr";
-  rr.netmask = 0xffffffff;
-  DestSpec w1;
-  w1.weight = 1;
+  const ServiceSpec rr = rrSpec();
+  const DestSpec w1 = weight1();
   const auto a = ServiceKey::tcp(A("10.96.0.1"), 80), b = ServiceKey::tcp(A("10.96.0.2"), 80);
   const DestKey da{A("10.244.0.1"), 8080}, db{A("10.244.0.2"), 8080};
   Table desired, read;
@@ -942,11 +952,8 @@ class FailingClient : public RecordingClient {
 };
 
 TEST_CASE("apply: only the kernel's own ENOENT/ESRCH make a delete done; the same errno from the socket does not") {
-  ServiceSpec rr;
-  rr.scheduler = "rr";
-  rr.netmask = 0xffffffff;
-  DestSpec w1;
-  w1.weight = 1;
+  const ServiceSpec rr = rrSpec();
+  const DestSpec w1 = weight1();
   const auto a = ServiceKey::tcp(A("10.96.0.1"), 80), b = ServiceKey::tcp(A("10.96.0.2"), 80);
   const DestKey da{A("10.244.0.1"), 8080};
   Table desired, read;
