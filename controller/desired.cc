@@ -683,10 +683,9 @@ class DesiredBuilder::Impl {
       d.kept.addresses.merge(part.kept.addresses);
     }
     resolve(d);
-    if (!d.kept.realServersIn.empty() || d.kept.realServersEverywhere) {
+    if (!d.kept.realServersIn.empty() && !d.kept.realServersEverywhere) {
       for (const auto& [key, origin] : d.origins) {
-        if (d.kept.realServersEverywhere ||
-            d.kept.realServersIn.count(origin.service.substr(0, origin.service.find('/')))) {
+        if (d.kept.realServersIn.count(origin.service.substr(0, origin.service.find('/')))) {
           d.kept.realServers.insert(key);
         }
       }

@@ -56,14 +56,13 @@ struct VsOrigin {
 };
 
 // What invalid Services may have in the kernel from before: their virtual
-// servers (on these addresses, these nodePorts on the node addresses, these
-// keys) are left as they are, neither deleted nor changed, and their VIPs
+// servers (these keys, every one on these addresses) are left as they are, neither deleted nor changed, and their VIPs
 // stay local, until the Service is fixed or gone: a typo in one annotation
 // must not take a working Service down.
 struct Kept {
   std::set<ipvs::Address> vips;       // the clusterIPs, externalIPs and LB IPs that still parse: they stay local
   // Each of those with each port that parses, and the nodePorts on the node
-  // addresses, unless a valid Service's claim of higher rank takes one over;
+  // addresses, unless a valid Service's claim of its rank or higher takes one over;
   // and virtual servers the kernel would refuse (reconcile's check).
   std::set<ipvs::ServiceKey> keys;
   std::set<ipvs::Address> addresses;  // every virtual server on these (a port number does not parse)
@@ -74,8 +73,8 @@ struct Kept {
   // so the real servers of every Service there may come and change but do
   // not go this run; realServers: those Services' virtual servers.
   std::set<std::string> realServersIn;
-  bool realServersEverywhere = false;  // ... in every namespace (which one is unknown)
   std::set<ipvs::ServiceKey> realServers;
+  bool realServersEverywhere = false;  // ... in every namespace (which one is unknown): realServers stays empty
 };
 
 struct Desired {

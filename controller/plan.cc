@@ -179,7 +179,7 @@ Plan walk(Desired& desired, const ipvs::Table& actual, const Ownership& own, con
       ++a;
     } else {
       fill(d->first, d->second);
-      planned(planService(d->first, &d->second, &a->second, true, own.keptRealServers.count(d->first) > 0));
+      planned(planService(d->first, &d->second, &a->second, true, own.keepsRealServers(d->first)));
       ++d;
       ++a;
     }
@@ -217,7 +217,7 @@ Plan planKeys(const ipvs::Table& desired, const ipvs::Table& actual, const Owner
       continue;
     }
     const bool owned = want || own.owns(key);
-    place(out, deletes, planService(key, want, have, owned, want && own.keptRealServers.count(key) > 0),
+    place(out, deletes, planService(key, want, have, owned, want && own.keepsRealServers(key)),
           !want && have && !owned);
   }
   for (auto& sp : deletes) out.services.push_back(std::move(sp));

@@ -31,9 +31,13 @@ struct Ownership {
   // Wanted virtual servers whose real servers only come and change, never go
   // (an EndpointSlice of their Service may be among those that did not parse).
   std::set<ipvs::ServiceKey> keptRealServers;
+  bool keepAllRealServers = false;  // ... of every virtual server
 
   bool owns(const ipvs::ServiceKey& key) const;
   bool keeps(const ipvs::ServiceKey& key) const;
+  bool keepsRealServers(const ipvs::ServiceKey& key) const {
+    return keepAllRealServers || keptRealServers.count(key) > 0;
+  }
 };
 
 struct DestDrain {

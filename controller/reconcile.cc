@@ -123,7 +123,7 @@ Status refuseEmptyInput(const Cluster& cluster, const ipvs::Table& actual, const
   for (const auto& [key, state] : actual.services) {
     if (!own.owns(key) || own.keeps(key)) continue;
     ++services;
-    if (!own.keptRealServers.count(key)) dests += state.dests.size();
+    if (!own.keepsRealServers(key)) dests += state.dests.size();
   }
   const std::string hint =
       " (what a failed or partial `kubectl get services,endpointslices` gives); nothing was changed "
@@ -286,6 +286,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     o.keptKeys = desired.kept.keys;
     o.keepAll = desired.kept.everything;
     o.keptRealServers = desired.kept.realServers;
+    o.keepAllRealServers = desired.kept.realServersEverywhere;
     return o;
   };
 
