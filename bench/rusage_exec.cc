@@ -1,5 +1,6 @@
 // Runs one command and prints one JSON line: wall time (ms) and the child's
-// peak RSS (ru_maxrss, KB), user and system CPU (ms), exit code.
+// peak RSS (ru_maxrss, KB), user and system CPU (ms), exit code, and the time of
+// day (s, UTC) at the fork and once reaped.
 //
 // Usage: rusage_exec [--netns PATH] [--stdin FILE] [--stdout FILE] [--label TEXT] -- CMD [ARGS...]
 //   --netns PATH   setns(CLONE_NEWNET) into PATH (e.g. /run/netns/NAME) in the child before exec
@@ -30,6 +31,14 @@ double nowMs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+// The time of day in seconds, as glog stamps its lines: a child's log then
+// says how long its start and its exit took.
+double dayClock() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<double>(ts.tv_sec % 86400) + ts.tv_nsec / 1e9;
 }
 
 double tvMs(const timeval& tv) { return tv.tv_sec * 1e3 + tv.tv_usec / 1e3; }
@@ -87,6 +96,7 @@ int main(int argc, char** argv) {
 
   std::fflush(stdout);
   const double t0 = nowMs();
+  const double forked = dayClock();
   const pid_t pid = fork();
   if (pid < 0) {
     std::perror("fork");
@@ -128,10 +138,12 @@ int main(int argc, char** argv) {
     }
   }
   const double wall = nowMs() - t0;
+  const double ended = dayClock();
   const int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   std::printf("{\"tool\":\"rusage_exec\",\"label\":");
   putJsonString(label);
-  std::printf(",\"rc\":%d,\"wall_ms\":%.1f,\"maxrss_kb\":%ld,\"user_ms\":%.1f,\"sys_ms\":%.1f}\n", rc, wall,
-              ru.ru_maxrss, tvMs(ru.ru_utime), tvMs(ru.ru_stime));
+  std::printf(",\"rc\":%d,\"wall_ms\":%.1f,\"maxrss_kb\":%ld,\"user_ms\":%.1f,\"sys_ms\":%.1f,\"forked_s\":%.6f,"
+              "\"reaped_s\":%.6f}\n",
+              rc, wall, ru.ru_maxrss, tvMs(ru.ru_utime), tvMs(ru.ru_stime), forked, ended);
   return 0;
 }

@@ -8,8 +8,8 @@
 #   bench/timeline.sh [--rounds N] [--services N] [--dests M] NAME=KIPVS_BINARY [NAME=KIPVS_BINARY...]
 #
 # e.g. bench/timeline.sh --rounds 5 old=build/bench-src/<sha>/build/kipvs new=build/kipvs
-# Phases (ms): empty -> full: parse (start of the pass to "parsed"), step1 (the virtual servers), first
-# (to the first write), writes (all IPVS writes); no-op: parse, step1, read (start of the pass to the end
+# Phases (ms): empty -> full: exec (launch, `ip netns exec` included, to the start of the pass), parse (start of the pass to "parsed"), step1 (the virtual servers), first
+# (to the first write), writes (all IPVS writes), after (the last write to the process's exit); no-op: parse, step1, read (start of the pass to the end
 # of the table read, which runs beside the parse), plan (after the read), and total (the whole process,
 # `ip netns exec` included).
 set -euo pipefail
@@ -32,11 +32,15 @@ ns=kipvs-timeline
 results=$work/results.txt
 : > "$results"
 
-# phases NAME KIND STDERR TOTAL_MS: one line from the -v=1 log.
+# phases NAME KIND STDERR START_NS END_NS: one line from the -v=1 log (glog's timestamps and `date` share
+# the wall clock, so the stretches before the pass and after the writes are measured too).
 phases() {
     python3 - "$@" <<'PY' | tee -a "$results"
 import re, sys
-name, kind, path, total = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+name, kind, path = sys.argv[1], sys.argv[2], sys.argv[3]
+# glog stamps the time of day (UTC in the guest)
+launched, ended = int(sys.argv[4]) / 1e9 % 86400, int(sys.argv[5]) / 1e9 % 86400
+total = "%d" % round((ended - launched) * 1000)
 marks = [("start", "reading the live table"), ("read", "live table read"), ("parsed", "parsed "),
          ("desired", "desired: "), ("write", "writing "), ("written", "writes done"), ("planned", "planned ")]
 t = {}
@@ -48,11 +52,12 @@ for line in open(path):
     for key, prefix in marks:
         if m[4].startswith(prefix) and key not in t:
             t[key] = at
+t["launched"], t["ended"] = launched, ended
 def ms(a, b):
     return "%d" % round((t[b] - t[a]) * 1000) if a in t and b in t else "-"
 if kind == "e->f":
-    cols = [("parse", ms("start", "parsed")), ("step1", ms("parsed", "desired")), ("first", ms("desired", "write")),
-            ("writes", ms("write", "written"))]
+    cols = [("exec", ms("launched", "start")), ("parse", ms("start", "parsed")), ("step1", ms("parsed", "desired")),
+            ("first", ms("desired", "write")), ("writes", ms("write", "written")), ("after", ms("written", "ended"))]
 else:
     cols = [("parse", ms("start", "parsed")), ("step1", ms("parsed", "desired")), ("read", ms("start", "read")),
             ("plan", ms("read", "planned"))]
@@ -71,7 +76,7 @@ for _ in $(seq 1 "$rounds"); do
                 -o json -v=1 > "$work/out" 2> "$work/err" || true
             e=$(date +%s%N)
             grep -q '"exitCode":0' "$work/out" || { echo "timeline.sh: $name $kind did not converge" >&2; tail -3 "$work/err" >&2; }
-            phases "$name" "$kind" "$work/err" $(( (e - s) / 1000000 ))
+            phases "$name" "$kind" "$work/err" "$s" "$e"
         done
         ip netns del "$ns"
     done
