@@ -513,6 +513,60 @@ TEST_CASE("parse: several files merge; a later file replaces an object of the sa
   CHECK(Cluster::merged({}).services.empty());
 }
 
+TEST_CASE("parse: a later copy of an object replaces the earlier one, in kubectl's order and out of it") {
+  // The parser indexes names only once objects come out of (namespace, name)
+  // order: every way of breaking the order must still find the earlier copy.
+  auto svcAt = [](const std::string& key, int ip) {
+    return testing::service(key, R"("clusterIP":"10.96.0.)" + std::to_string(ip) + "\"");
+  };
+  auto sliceOf = [](const std::string& key, const std::string& addr) {
+    return testing::slice(key, "x", "IPv4", "[]", "[" + testing::ep(addr) + "]");
+  };
+  auto names = [](const Cluster& c) {
+    std::string out;
+    for (const auto& s : c.services) out += s.meta.key() + "=" + s.clusterIP + " ";
+    for (const auto& s : c.slices) out += s.meta.key() + "=" + s.endpoints.at(0).addresses[0] + " ";
+    return out;
+  };
+  struct Case {
+    std::vector<std::string> items;
+    std::string want;
+  };
+  const std::vector<Case> cases = {
+      // In order: nothing to replace.
+      {{svcAt("a/x", 1), svcAt("a/y", 2), svcAt("b/a", 3)}, "a/x=10.96.0.1 a/y=10.96.0.2 b/a=10.96.0.3 "},
+      // The copy right after the first (equal, not after it).
+      {{svcAt("a/x", 1), svcAt("a/y", 2), svcAt("a/y", 3), svcAt("b/a", 4)},
+       "a/x=10.96.0.1 a/y=10.96.0.3 b/a=10.96.0.4 "},
+      // The copy once the order is broken: found among the objects before.
+      {{svcAt("a/x", 1), svcAt("a/y", 2), svcAt("b/a", 3), svcAt("a/x", 4)},
+       "a/x=10.96.0.4 a/y=10.96.0.2 b/a=10.96.0.3 "},
+      // Out of order first, the copy much later.
+      {{svcAt("b/a", 1), svcAt("a/x", 2), svcAt("c/c", 3), svcAt("d/d", 4), svcAt("b/a", 5)},
+       "b/a=10.96.0.5 a/x=10.96.0.2 c/c=10.96.0.3 d/d=10.96.0.4 "},
+      // The namespace decides before the name; a name in another namespace is another object.
+      {{svcAt("a/z", 1), svcAt("b/a", 2), svcAt("b/z", 3), svcAt("a/z", 4)}, "a/z=10.96.0.4 b/a=10.96.0.2 b/z=10.96.0.3 "},
+      {{svcAt("a/z", 1), svcAt("b/z", 2)}, "a/z=10.96.0.1 b/z=10.96.0.2 "},
+      // Slices keep an order of their own: Services before them do not break it.
+      {{svcAt("z/z", 1), sliceOf("a/s-1", "10.0.0.1"), sliceOf("a/s-2", "10.0.0.2"), sliceOf("a/s-1", "10.0.0.3")},
+       "z/z=10.96.0.1 a/s-1=10.0.0.3 a/s-2=10.0.0.2 "},
+      {{sliceOf("a/s-1", "10.0.0.1"), sliceOf("a/s-1", "10.0.0.2")}, "a/s-1=10.0.0.2 "},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.want);
+    CHECK(names(parseOk(testing::list(c.items))) == c.want);
+  }
+  // Files merged: the first file in order, the second's copy of its object.
+  Cluster a = parseOk(testing::list({svcAt("a/x", 1), svcAt("a/y", 2)}));
+  a.merge(parseOk(testing::list({svcAt("a/x", 3)})));
+  CHECK(names(a) == "a/x=10.96.0.3 a/y=10.96.0.2 ");
+  // The first file out of order: its last object comes before the second's
+  // copy, which must still find the first.
+  Cluster b = parseOk(testing::list({svcAt("a/y", 1), svcAt("a/x", 2)}));
+  b.merge(parseOk(testing::list({svcAt("a/y", 3)})));
+  CHECK(names(b) == "a/y=10.96.0.3 a/x=10.96.0.2 ");
+}
+
 TEST_CASE("parse: a missing file is an I/O error naming it") {
   StatusOr<Cluster> c = parseFile("/nonexistent/cluster.json");
   REQUIRE(!c.isOk());

@@ -185,6 +185,42 @@ TEST_CASE("parse: a split guess inside a string, a bad item, duplicates and erro
   }
 }
 
+TEST_CASE("parse: two threads on kubectl's order: duplicates within and across the halves") {
+  // Names in (namespace, name) order, as kubectl lists them: the parser keeps
+  // no name index until an object breaks the order.
+  auto name = [](int i) {
+    char b[16];
+    std::snprintf(b, sizeof(b), "ns/s%03d", i);
+    return std::string(b);
+  };
+  auto item = [&](int i, int ip) {
+    return testing::service(name(i), R"("clusterIP":"10.96.1.)" + std::to_string(ip) + "\"");
+  };
+  std::vector<std::string> items;
+  for (int i = 0; i < 40; ++i) items.push_back(item(i, i));
+  items[21] = item(20, 121);  // right after its first copy, in the second half
+  items[30] = item(5, 105);   // a first-half object, again in the second half
+  ParseStats stats;
+  StatusOr<Cluster> two = [&] {
+    ParseOptions o;
+    o.parallelMinBytes = 0;
+    o.stats = &stats;
+    return parseJson(indentedList(items), "sorted.json", o);
+  }();
+  REQUIRE(two.isOk());
+  CHECK(stats.splitsUsed == 1);
+  bothWays(indentedList(items), "sorted.json");
+  std::vector<std::string> got;
+  for (const auto& s : two->services) got.push_back(s.meta.name + "=" + s.clusterIP);
+  std::vector<std::string> want;
+  for (int i = 0; i < 40; ++i) {
+    if (i == 21 || i == 30) continue;
+    const int ip = i == 20 ? 121 : i == 5 ? 105 : i;
+    want.push_back(name(i).substr(3) + "=10.96.1." + std::to_string(ip));
+  }
+  CHECK(got == want);
+}
+
 TEST_CASE("parse: when the second thread is late, the first takes its half over") {
   std::vector<std::string> items;
   for (int i = 0; i < 40; ++i) items.push_back(svc(i));
