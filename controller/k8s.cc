@@ -780,6 +780,7 @@ class Input {
 
   const char* data() const { return data_; }
   size_t size() const { return size_; }
+  bool mapped() const { return map_ != nullptr; }
   std::string_view view() const { return {data_, size_}; }
 
  private:
@@ -1558,7 +1559,11 @@ StatusOr<Cluster> parseFile(const std::string& path, const ParseOptions& options
   if (isYamlInput(isStdin ? std::string_view() : std::string_view(path), whole->view())) {
     return parseYaml(whole->view(), source);
   }
-  if (!declined) return parseInput(*whole, source, options);
+  if (!declined) {
+    StatusOr<Cluster> c = parseInput(*whole, source, options);
+    if (options.keepMapped && whole->mapped()) options.keepMapped->push_back(std::make_shared<Input>(std::move(*whole)));
+    return c;
+  }
   if (options.stats) ++options.stats->wholeDocument;
   Cluster c;
   KIPVS_RETURN_IF_ERROR(parseDocument(*whole, source, c));

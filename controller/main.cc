@@ -422,7 +422,12 @@ int cmdReconcile(Args& a) {
   struct sigaction bus = {}, defaultBus = {};
   bus.sa_handler = opts.output != OutputFormat::kJson ? onSigbus : opts.dryRun ? onSigbusJsonDryRun : onSigbusJson;
   ::sigaction(SIGBUS, &bus, &defaultBus);
-  auto cluster = parseFiles(files);
+  // The input stays mapped until the plan is out and only the kernel writes
+  // are left to wait for (reconcile's whileWriting, below).
+  std::vector<std::shared_ptr<const void>> mapped;
+  ParseOptions parseOptions;
+  parseOptions.keepMapped = &mapped;
+  auto cluster = parseFiles(files, parseOptions);
   ::sigaction(SIGBUS, &defaultBus, nullptr);
   VLOG(1) << "parsed " << files.size() << " file(s)";
   if (!cluster.isOk()) {
@@ -478,8 +483,8 @@ int cmdReconcile(Args& a) {
       return t;
     };
   }
-  ReconcileResult r =
-      reconcile(*cluster, opts, kernel, **hostNet, std::cout, std::cerr, sleepFor, firstRead, firstReadReady);
+  ReconcileResult r = reconcile(*cluster, opts, kernel, **hostNet, std::cout, std::cerr, sleepFor, firstRead,
+                                firstReadReady, [&mapped] { mapped.clear(); });
   VLOG(1) << "done; kernel writes: " << (*client)->writeCount();
   exitNow(r.exitCode());
 }

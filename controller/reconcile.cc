@@ -160,7 +160,8 @@ std::set<ServiceKey> drainingKeys(const Plan& p) {
 
 ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, ipvs::IpvsClient& client,
                           HostNetwork& host, std::ostream& out, std::ostream& err, const Sleeper& sleep,
-                          const TableSource& firstRead, const TableReady& firstReadReady) {
+                          const TableSource& firstRead, const TableReady& firstReadReady,
+                          const IdleWork& whileWriting) {
   ReconcileResult result;
   // Stops the pass before any write: the reason on err, and with -o json the
   // one object on out that a caller parses either way.
@@ -538,6 +539,7 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     }
     writePlan();  // while the writes go on
     if (writer.joinable()) {
+      if (whileWriting) whileWriting();
       writer.join();
     } else {
       written = applyStreamed(serviceOps(desired.table, actual), destOps, result.plan, client);

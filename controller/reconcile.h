@@ -72,9 +72,16 @@ using TableSource = std::function<StatusOr<ipvs::Table>()>;
 // out real servers on its own thread rather than wait.
 using TableReady = std::function<bool()>;
 
+// Run once on the pass's own thread when it has only the kernel writes left
+// to wait for (the plan made and written out), while they go on: kipvs
+// reconcile unmaps its input there, off the way to the first write. Not run
+// by a dry run, nor when the writes had no thread of their own.
+using IdleWork = std::function<void()>;
+
 // The plan and summary go to `out`; every error, named, also goes to `err`.
 ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, ipvs::IpvsClient& client,
                           HostNetwork& host, std::ostream& out, std::ostream& err, const Sleeper& sleep,
-                          const TableSource& firstRead = nullptr, const TableReady& firstReadReady = nullptr);
+                          const TableSource& firstRead = nullptr, const TableReady& firstReadReady = nullptr,
+                          const IdleWork& whileWriting = nullptr);
 
 }  // namespace kipvs::controller

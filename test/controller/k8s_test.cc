@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <string>
 #include <thread>
 
@@ -565,6 +566,35 @@ TEST_CASE("parse: a later copy of an object replaces the earlier one, in kubectl
   Cluster b = parseOk(testing::list({svcAt("a/y", 1), svcAt("a/x", 2)}));
   b.merge(parseOk(testing::list({svcAt("a/y", 3)})));
   CHECK(names(b) == "a/y=10.96.0.3 a/x=10.96.0.2 ");
+}
+
+TEST_CASE("parse: keepMapped holds a mapped file's mapping for the caller to drop; nothing else is held") {
+  auto mapsName = [](const std::string& path) {
+    std::ifstream maps("/proc/self/maps");
+    std::string line;
+    while (std::getline(maps, line)) {
+      if (line.size() >= path.size() && line.compare(line.size() - path.size(), path.size(), path) == 0) return true;
+    }
+    return false;
+  };
+  testing::TempFile f(testing::list({testing::service("ns/a", R"("clusterIP":"10.96.0.1","ports":[{"port":80}])")}));
+  std::vector<std::shared_ptr<const void>> held;
+  ParseOptions o;
+  o.keepMapped = &held;
+  StatusOr<Cluster> c = parseFiles({f.path}, o);
+  REQUIRE(c.isOk());
+  CHECK(c->services.size() == 1);
+  REQUIRE(held.size() == 1);
+  CHECK(mapsName(f.path));
+  held.clear();
+  CHECK_FALSE(mapsName(f.path));
+  // Without it, unmapped as the parse returns.
+  CHECK(parseFiles({f.path}).isOk());
+  CHECK_FALSE(mapsName(f.path));
+  // A file read rather than mapped holds nothing.
+  o.mapFiles = false;
+  CHECK(parseFiles({f.path}, o).isOk());
+  CHECK(held.empty());
 }
 
 TEST_CASE("parse: a missing file is an I/O error naming it") {

@@ -1,6 +1,10 @@
 // The whole one-shot pass against the fake kernel and fake host.
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <chrono>
+#include <thread>
+
 #include <sstream>
 
 #include <rapidjson/document.h>
@@ -950,6 +954,55 @@ class FailingClient : public RecordingClient {
  private:
   Status answer_;
 };
+
+// Holds its first write back until `release` is set (or 10 s pass): what
+// runs meanwhile runs while the writes go on.
+class HeldClient : public RecordingClient {
+ public:
+  using RecordingClient::RecordingClient;
+  std::vector<Status> apply(std::span<const Op> ops) override {
+    if (calls.empty()) {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (!release.load() && std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      heldUntilReleased = release.load();
+    }
+    return RecordingClient::apply(ops);
+  }
+  std::atomic<bool> release{false};
+  bool heldUntilReleased = false;
+};
+
+TEST_CASE("reconcile: the idle work runs once, with the plan out and the writes still going; never in a dry run") {
+  Rig rig;
+  Cluster c = cluster({service("web", "10.96.0.10"), slice("web", {{"10.244.0.1", kReady}})});
+  HeldClient held(rig.kernel);
+  int runs = 0;
+  std::string outThen;
+  uint64_t writesThen = 1;
+  auto idle = [&] {
+    ++runs;
+    outThen = rig.out.str();
+    writesThen = rig.kernel.writeCount();
+    held.release = true;
+  };
+  ReconcileResult r =
+      reconcile(c, rig.opts, held, rig.host, rig.out, rig.err, [](std::chrono::milliseconds) {}, nullptr, nullptr, idle);
+  CHECK(r.exitCode() == 0);
+  CHECK(runs == 1);
+  CHECK(held.heldUntilReleased);  // it ran while the first write waited for it
+  CHECK(writesThen == 0);
+  CHECK(outThen.find("+ service TCP 10.96.0.10:80") != std::string::npos);  // the plan was out
+  CHECK(rig.kernel.writeCount() == 2);
+
+  Rig dry;
+  dry.opts.dryRun = true;
+  runs = 0;
+  reconcile(c, dry.opts, dry.kernel, dry.host, dry.out, dry.err, [](std::chrono::milliseconds) {}, nullptr, nullptr,
+            [&] { ++runs; });
+  CHECK(runs == 0);
+}
 
 TEST_CASE("apply: only the kernel's own ENOENT/ESRCH make a delete done; the same errno from the socket does not") {
   const ServiceSpec rr = rrSpec();
