@@ -391,34 +391,54 @@ int cmdReconcile(Args& a) {
     return 2;
   };
 
-  // One writer per table: the lock comes before the table read the plan is
-  // made from, and goes when the process exits (see netns_lock.h).
-  std::optional<NetnsLock> lock;
-  if (!opts.dryRun) {
-    auto l = NetnsLock::acquire(kIpvsLockName, lockTimeout, std::chrono::milliseconds(100), sleepFor);
-    if (!l.isOk()) return fatal(l.status(), "\nnothing was changed");
-    lock.emplace(std::move(*l));
-    if (!lock->warning().empty()) std::cerr << "kipvs: warning: " << lock->warning() << "\n";
-  }
-
-  // Read the live table while the input parses and the desired state is
-  // computed: the dump is kernel time, those are user time, and a node has
-  // more than one CPU. Nothing is written before the whole input has parsed:
-  // a bad file changes nothing.
+  // The kernel side starts first, on a thread of its own, while this one
+  // parses the input: the lock (one writer per table: it comes before the
+  // table read the plan is made from, may wait for another kipvs, and goes
+  // when the process exits; see netns_lock.h), IPVS's sockets, then the read
+  // of the live table. Those are kernel time and waiting, the parse is user
+  // time, and a node has more than one CPU (VM, 10,000 Services: the lock and
+  // the sockets alone held the parse back ~20 ms). Nothing is written before
+  // the whole input has parsed: a bad file changes nothing.
   // Reconcile compares specs and connection counts only (no traffic counters),
   // and reads and decodes on one thread: the parse beside it needs the CPUs
   // (VM, no-op at 10,000 Services: 2.8-3.9 s inline against 3.1-5.3 s with a
   // decode thread; 1.9-3.1 s against 2.2-2.6 s with a second read socket).
-  auto client = openKernel(/*readStats=*/false, /*parallelRead=*/false, destsFromProc);
-  std::future<StatusOr<ipvs::Table>> dump;
-  if (client.isOk()) {
-    VLOG(1) << "reading the live table, parsing the input";
-    try {
-      dump = std::async(std::launch::async, [&kernel = **client] { return kernel.dumpTable(); });
-    } catch (const std::system_error&) {
-      // No thread to be had (pids.max, RLIMIT_NPROC): reconcile reads it itself, after the parse.
+  Status lockError;
+  std::optional<NetnsLock> lock;
+  StatusOr<std::unique_ptr<ipvs::NetlinkIpvsClient>> client = Status::error(Code::kIo, "not opened");
+  auto lockAndOpen = [&] {
+    if (!opts.dryRun) {
+      auto l = NetnsLock::acquire(kIpvsLockName, lockTimeout, std::chrono::milliseconds(100), sleepFor);
+      if (!l.isOk()) {
+        lockError = l.status();
+        return false;
+      }
+      lock.emplace(std::move(*l));
     }
+    client = openKernel(/*readStats=*/false, /*parallelRead=*/false, destsFromProc);
+    return client.isOk();
+  };
+  std::promise<void> openedPromise;  // lockError, lock and client are set
+  std::future<void> opened = openedPromise.get_future();
+  std::promise<StatusOr<ipvs::Table>> readPromise;  // set only when the client opened
+  std::future<StatusOr<ipvs::Table>> dump = readPromise.get_future();
+  std::thread kernelSide;
+  VLOG(1) << "reading the live table, parsing the input";
+  try {
+    kernelSide = std::thread([&] {
+      const bool open = lockAndOpen();
+      openedPromise.set_value();
+      if (open) readPromise.set_value((*client)->dumpTable());
+    });
+  } catch (const std::system_error&) {
+    // No thread to be had (pids.max, RLIMIT_NPROC): the lock and the sockets
+    // first, and reconcile reads the table itself, after the parse.
+    lockAndOpen();
+    openedPromise.set_value();
   }
+  auto joinKernelSide = [&] {
+    if (kernelSide.joinable()) kernelSide.join();
+  };
   struct sigaction bus = {}, defaultBus = {};
   bus.sa_handler = opts.output != OutputFormat::kJson ? onSigbus : opts.dryRun ? onSigbusJsonDryRun : onSigbusJson;
   ::sigaction(SIGBUS, &bus, &defaultBus);
@@ -430,11 +450,17 @@ int cmdReconcile(Args& a) {
   auto cluster = parseFiles(files, parseOptions);
   ::sigaction(SIGBUS, &defaultBus, nullptr);
   VLOG(1) << "parsed " << files.size() << " file(s)";
-  if (!cluster.isOk()) {
-    if (dump.valid()) dump.wait();
-    return fatal(cluster.status(), "\nnothing was changed");
+  // A bad file is said at once, not after a wait for the lock; the process
+  // ends with the kernel side wherever it is (nothing written).
+  if (!cluster.isOk()) exitNow(fatal(cluster.status(), "\nnothing was changed"));
+  opened.wait();
+  if (!lockError.isOk()) {
+    joinKernelSide();
+    return fatal(lockError, "\nnothing was changed");
   }
+  if (lock && !lock->warning().empty()) std::cerr << "kipvs: warning: " << lock->warning() << "\n";
   if (!client.isOk()) {
+    joinKernelSide();
     // Without IPVS there is no plan, but the input can still be checked: its
     // objects' errors are named (e.g. on a workstation, before a rollout).
     NodeFacts node = opts.node;
@@ -450,7 +476,7 @@ int cmdReconcile(Args& a) {
   }
   ipvs::NetlinkIpvsClient& kernel = **client;
   auto hostNet = NetlinkHostNetwork::open(hostOptions);
-  if (!hostNet.isOk()) return fatal(hostNet.status(), "");
+  if (!hostNet.isOk()) exitNow(fatal(hostNet.status(), ""));  // the read may still be going
   // The desired state is computed while the dump may still be running.
   // The read's outcome is told here, on this thread: std::cerr is not the
   // reader thread's to write while this one may.
@@ -466,12 +492,13 @@ int cmdReconcile(Args& a) {
   };
   TableSource firstRead;
   TableReady firstReadReady;
-  if (dump.valid()) {
-    firstRead = [&dump, &kernel, &readDone] {
+  if (kernelSide.joinable()) {
+    firstRead = [&dump, &kernel, &readDone, &joinKernelSide] {
       // Rather than wait for the read, take a share of its dests dumps.
       const size_t helped = kernel.helpRead();
       VLOG(1) << "read the real servers of " << helped << " services beside the table reader";
       StatusOr<ipvs::Table> t = dump.get();
+      joinKernelSide();
       readDone();
       return t;
     };
