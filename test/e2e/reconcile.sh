@@ -475,6 +475,17 @@ kipvs -f "$KT_DIR/locked.json" --dry-run >"$KT_DIR/dry.out" 2>&1; rc=$?
 set -e
 check "a dry run takes no lock: exit 0, the new Service in its plan" [ "$rc" = 0 ]
 check "the dry run's plan has the new Service" grep -q '10.96.0.99' "$KT_DIR/dry.out"
+# A file that does not parse is said at once: the lock is taken beside the parse, and not waited for then.
+printf '{"kind": "List", "items": [\n' > "$KT_DIR/cut.json"
+set +e
+start=$(date +%s%N)
+kipvs -f "$KT_DIR/cut.json" --lock-timeout 30 >"$KT_DIR/cut.out" 2>"$KT_DIR/cut.err"; rc=$?
+took_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+set -e
+cat "$KT_DIR/cut.err"
+check "a file that does not parse, the lock held: exit 2 naming the file" \
+    sh -c "[ $rc = 2 ] && grep -q 'cut.json' '$KT_DIR/cut.err' && grep -q 'nothing was changed' '$KT_DIR/cut.err'"
+check "... at once, not after --lock-timeout (took ${took_ms} ms)" [ "$took_ms" -lt 15000 ]
 # A run that waits: started while the lock is held, it must not write until the holder lets go.
 kipvs -f "$KT_DIR/locked.json" --lock-timeout 30 >"$KT_DIR/waited.out" 2>&1 &
 waiter=$!
