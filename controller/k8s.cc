@@ -189,11 +189,13 @@ class Reader {
     return v;
   }
 
-  void string(const Value& obj, std::string_view name, std::string& out, const Path& p) {
+  // Out: a std::string or a ShortString.
+  template <typename Out>
+  void string(const Value& obj, std::string_view name, Out& out, const Path& p) {
     const Value* v = member(obj, name, p);
     if (!v) return;
     if (!v->IsString()) return wrongType(p.member(name), "a string", *v);
-    out.assign(v->GetString(), v->GetStringLength());
+    out.assign(std::string_view(v->GetString(), v->GetStringLength()));
   }
 
   void optString(const Value& obj, std::string_view name, std::optional<std::string>& out, const Path& p) {

@@ -473,6 +473,46 @@ TEST_CASE("parse: namespace defaults to \"default\" when absent") {
   CHECK(c.services[0].meta.key() == "default/x");
 }
 
+TEST_CASE("ShortString: inline up to 15 bytes, on the heap beyond; copies, moves and compares as a string") {
+  for (size_t n : {0, 1, 14, 15, 16, 17, 64, 300}) {
+    CAPTURE(n);
+    std::string text;
+    for (size_t i = 0; i < n; ++i) text += static_cast<char>('a' + i % 26);
+    ShortString s(text);
+    CHECK(s.size() == n);
+    CHECK(s.empty() == (n == 0));
+    CHECK(s.view() == text);
+    CHECK(s == text);
+    CHECK(s.str() == text);
+    ShortString copy(s);
+    CHECK(copy == s);
+    CHECK(copy.data() != s.data());  // deep
+    ShortString moved(std::move(copy));
+    CHECK(moved == text);
+    CHECK(copy.empty());  // NOLINT: a moved-from one is empty
+    ShortString assigned;
+    assigned = moved;
+    CHECK(assigned == text);
+    assigned = assigned.view().substr(n / 2);  // from its own bytes
+    CHECK(assigned == text.substr(n / 2));
+    assigned = std::move(moved);
+    CHECK(assigned == text);
+    assigned = assigned;  // NOLINT: self-assignment
+    CHECK(assigned == text);
+    assigned.clear();
+    CHECK(assigned.empty());
+    CHECK(assigned == "");
+  }
+  ShortString a("node-a");
+  CHECK(a == "node-a");
+  CHECK_FALSE(a == "node-b");
+  CHECK(a == std::string_view("node-a"));
+  CHECK_FALSE(a == ShortString("node-a-but-longer-than-fifteen"));
+  a.assign("ip-10-0-12-34.eu-west-1.compute.internal");
+  CHECK(a == "ip-10-0-12-34.eu-west-1.compute.internal");
+  CHECK(sizeof(ShortString) == 16);
+}
+
 TEST_CASE("parse: several files merge; a later file replaces an object of the same name") {
   StatusOr<Cluster> c = parseFiles({sourcePath("test/fixtures/service_list.json"),
                                     sourcePath("test/fixtures/endpointslice_list.json"),
