@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -1296,11 +1297,15 @@ class ListStreamer {
       for (const auto& [i, e] : run.errors) errors.push_back(e.finish(itemWhere(source_, base + i)));
     };
     const size_t firstItem = w_.offsetOf(p);
-    out.reserveFor(w_.size() > open ? w_.size() - open : 0);
     Progress done;
-    if (std::optional<size_t> split = options_.parallel ? splitPoint(p, open, firstItem) : std::nullopt) {
-      done = itemsInTwo(p, *split, kindKnown, itemKind, out, record);
+    std::vector<size_t> bounds = options_.parallel ? chunkBounds(p, open, firstItem) : std::vector<size_t>{};
+    if (bounds.size() > 1) {
+      // The head's reservation after the helper is off: its first touch of
+      // fresh pages is the main thread's.
+      done = itemsInChunks(p, bounds, kindKnown, itemKind, out, record);
       if (done.result) return *done.result;
+    } else {
+      out.reserveFor(w_.size() > open ? w_.size() - open : 0);
     }
     ItemRun run = parseItems(vp_, w_, p, std::nullopt, kindKnown, itemKind, options_.fastItems, out, nullptr);
     record(run, done.items);
@@ -1316,73 +1321,173 @@ class ListStreamer {
     int64_t items = 0;
   };
 
+  // The items array in chunks between two threads, from both ends: this
+  // thread takes chunks from the front (the first, then the next as it
+  // reaches it), a helper from the back, each into a part of its own; they
+  // meet wherever their speeds put them, so neither waits for the other for
+  // longer than a small chunk takes (kubectl lists every Service before any
+  // EndpointSlice, and the Services' bytes parse slower: with the items
+  // split in two halves, the helper was done 40-150 ms before this thread in
+  // the VM). bounds[0] is the first item; the others are guesses at item
+  // boundaries (chunkBounds) that count only once a parse lands on them
+  // exactly: this thread on each it reaches, the helper's run of a chunk on
+  // the chunk's end. Anything else (a guess inside a string, a syntax error,
+  // an item the fast path leaves to the DOM reader before the List's kind is
+  // known) drops the helper's work, and this thread goes on alone from the
+  // last boundary it landed on: the result is always the sequential one.
+  // When this thread runs out of chunks, it takes over the rest of the one
+  // the helper is in (which, at low priority, may have had no CPU at all).
   template <typename Record>
-  Progress itemsInTwo(const char*& p, size_t split, bool kindKnown, std::string_view itemKind, Collector& out,
-                      const Record& record) {
-    Cluster tailCluster;
-    ItemRun tailRun;
-    size_t tailEnd = split;
+  Progress itemsInChunks(const char*& p, const std::vector<size_t>& bounds, bool kindKnown,
+                         std::string_view itemKind, Collector& out, const Record& record) {
+    const size_t count = bounds.size();
+    struct Part {
+      Cluster cluster;
+      ItemRun run;
+      size_t end = 0;  // where its parse stopped
+    };
+    std::vector<Part> parts(count);  // the helper's, by chunk
+    std::mutex claims;
+    size_t front = 1, back = count;  // chunks [0, front) are this thread's, [back, count) the helper's
     std::atomic<bool> cancel{false};
+    auto stopOf = [&](size_t chunk) { return chunk + 1 < count ? std::optional<size_t>(bounds[chunk + 1]) : std::nullopt; };
     std::thread worker = startHelper([&] {
       if (options_.helperDelay.count() > 0) std::this_thread::sleep_for(options_.helperDelay);
       ValueParser vp;
-      Collector tailOut(tailCluster, Collector::Names::kAll);
-      tailOut.reserveFor(w_.size() > split ? w_.size() - split : 0);
-      Window w = w_.at(split);
-      const char* q = w.seek(split);
-      tailRun = parseItems(vp, w, q, std::nullopt, kindKnown, itemKind, options_.fastItems, tailOut, &cancel);
-      tailEnd = w.offsetOf(q);
+      for (;;) {
+        size_t chunk;
+        {
+          std::lock_guard<std::mutex> l(claims);
+          if (back - 1 < front || cancel.load()) return;
+          chunk = --back;
+        }
+        if (options_.chunkHook) options_.chunkHook(1, chunk);
+        Part& part = parts[chunk];
+        Collector collect(part.cluster, Collector::Names::kAll);
+        // The first (largest) chunk is sized ahead; the small ones near the
+        // middle grow as they go (a reservation faults in a fresh page).
+        if (chunk + 1 == count) collect.reserveFor(w_.size() - bounds[chunk]);
+        Window w = w_.at(bounds[chunk]);
+        const char* q = w.seek(bounds[chunk]);
+        part.run = parseItems(vp, w, q, stopOf(chunk), kindKnown, itemKind, options_.fastItems, collect, &cancel);
+        part.end = w.offsetOf(q);
+        if (part.run.end != (chunk + 1 < count ? ItemRun::End::kStop : ItemRun::End::kClose)) return;
+      }
     });
     if (!worker.joinable()) return {};  // no thread: parse alone
-    ItemRun head = parseItems(vp_, w_, p, split, kindKnown, itemKind, options_.fastItems, out, nullptr);
-    // Whatever the second thread has not done yet, this one takes over: it
-    // stops at its next item boundary (it may have had no CPU at all).
+    out.reserveFor(w_.size() - bounds.front());
+
+    // This thread's chunks, in order, straight into `out`.
+    int64_t items = 0;
+    size_t chunk = 0;
+    bool alone = false;  // a guess failed here: the helper's work goes, this thread parses the rest
+    for (;;) {
+      ItemRun run = parseItems(vp_, w_, p, stopOf(chunk), kindKnown, itemKind, options_.fastItems, out, nullptr);
+      record(run, items);
+      items += run.count;
+      if (options_.stats) options_.stats->itemsByDom += static_cast<int>(run.byDom);
+      if (run.end != ItemRun::End::kStop) {
+        // The items ended (every chunk was this thread's), or a guess was no
+        // boundary, or this thread met what the DOM reader or parseDocument
+        // must judge: the helper's work goes either way.
+        cancel = true;
+        worker.join();
+        if (options_.stats) ++(run.end == ItemRun::End::kClose ? options_.stats->splitsUsed : options_.stats->splitsDropped);
+        if (run.end != ItemRun::End::kPassed) return {run.end == ItemRun::End::kClose};
+        return {std::nullopt, items};  // not a boundary: on from here alone
+      }
+      if (options_.chunkHook) options_.chunkHook(0, chunk + 1);
+      std::lock_guard<std::mutex> l(claims);
+      if (chunk + 1 < back) {
+        front = ++chunk + 1;
+        continue;
+      }
+      break;  // the next chunk is the helper's
+    }
+    // Whatever the helper has not done yet, this thread takes over: it stops
+    // at its next item boundary.
     cancel = true;
+    if (options_.chunkHook) options_.chunkHook(2, chunk + 1);
     worker.join();
+    const size_t first = chunk + 1;  // the helper's first chunk; this thread is at its start
+    // Its chunks after the first must each have run to their end.
+    for (size_t c = first + 1; c < count; ++c) {
+      alone = alone || parts[c].run.end != (c + 1 < count ? ItemRun::End::kStop : ItemRun::End::kClose);
+    }
+    const ItemRun::End firstEnd = parts[first].run.end;
+    const bool firstWhole = firstEnd == (first + 1 < count ? ItemRun::End::kStop : ItemRun::End::kClose);
+    alone = alone || !(firstWhole || firstEnd == ItemRun::End::kCancelled);
+    if (alone) {
+      if (options_.stats) ++options_.stats->splitsDropped;
+      return {std::nullopt, items};  // p is at bounds[first], where this thread landed
+    }
+    if (options_.stats) ++options_.stats->splitsUsed;
+    // The helper's part of its first chunk, then the rest of that chunk (if
+    // it stopped short), then its other chunks.
+    auto take = [&](Part& part) {
+      for (auto& s : part.cluster.services) out.add(std::move(s));
+      for (auto& s : part.cluster.slices) out.add(std::move(s));
+      record(part.run, items);
+      items += part.run.count;
+      if (options_.stats) {
+        options_.stats->itemsByHelper += static_cast<int>(part.run.count);
+        options_.stats->itemsByDom += static_cast<int>(part.run.byDom);
+      }
+    };
+    take(parts[first]);
+    p = w_.seek(parts[first].end);
     if (options_.stats) {
-      ++(head.end == ItemRun::End::kStop ? options_.stats->splitsUsed : options_.stats->splitsDropped);
-      options_.stats->itemsByDom += static_cast<int>(head.byDom);
+      options_.stats->chunksByHelper += static_cast<int>(count - first) - (firstWhole ? 0 : 1);
+      options_.stats->takenOver += firstWhole ? 0 : 1;
     }
-    if (head.end != ItemRun::End::kStop) {
-      // Not a boundary, or the items ended (or failed) before it: this
-      // thread's run is the sequential one so far.
-      record(head, 0);
-      if (head.end != ItemRun::End::kPassed) return {head.end == ItemRun::End::kClose};
-      return {std::nullopt, head.count};
+    if (!firstWhole) {
+      ItemRun rest = parseItems(vp_, w_, p, stopOf(first), kindKnown, itemKind, options_.fastItems, out, nullptr);
+      record(rest, items);
+      items += rest.count;
+      if (options_.stats) options_.stats->itemsByDom += static_cast<int>(rest.byDom);
+      if (rest.end != ItemRun::End::kStop) {
+        if (rest.end != ItemRun::End::kPassed) return {rest.end == ItemRun::End::kClose};
+        if (options_.stats) ++options_.stats->splitsDropped;
+        return {std::nullopt, items};  // the next guess was no boundary: on from here alone
+      }
     }
-    if (tailRun.end != ItemRun::End::kClose && tailRun.end != ItemRun::End::kCancelled) return {false};
-    record(head, 0);
-    for (auto& s : tailCluster.services) out.add(std::move(s));
-    for (auto& s : tailCluster.slices) out.add(std::move(s));
-    record(tailRun, head.count);
-    if (options_.stats) {
-      options_.stats->itemsByHelper += static_cast<int>(tailRun.count);
-      options_.stats->itemsByDom += static_cast<int>(tailRun.byDom);
-    }
-    p = w_.seek(tailEnd);  // where the second thread stopped
-    if (tailRun.end == ItemRun::End::kClose) return {true};
-    return {std::nullopt, head.count + tailRun.count};
+    for (size_t c = first + 1; c < count; ++c) take(parts[c]);
+    p = w_.seek(parts[count - 1].end);  // past the closing ']'
+    return {true};
   }
 
-  // Where a second thread could start: past the middle of the items, an item
-  // boundary as the first item's indentation shows it ("},<ws>{" with the
-  // same whitespace as between '[' and the first item). Without whitespace
-  // to go by, the next item must also begin as kubectl's and the API
-  // server's do (apiVersion or kind first). Looked for in the 256 KiB after
-  // the middle. nullopt: too small to be worth a thread, or no candidate.
-  // p: the first item (at offset firstItem); open: the offset past '['.
-  std::optional<size_t> splitPoint(const char* p, size_t open, size_t firstItem) {
+  // Where chunks of the items array could start, for itemsInChunks: the first
+  // item, then guesses at item boundaries (chunkBoundary) near fixed shares of
+  // the array. Small chunks near the middle, where the two threads meet; the
+  // helper's first, from the back, as large as this thread's. Empty: too small
+  // to be worth a thread, or no guess.
+  std::vector<size_t> chunkBounds(const char* p, size_t open, size_t firstItem) {
     const size_t total = w_.size();
-    if (total <= open || total - open < options_.parallelMinBytes) return std::nullopt;
-    if (*p != '{' || !haveSpareCpu()) return std::nullopt;
+    if (total <= open || total - open < options_.parallelMinBytes) return {};
+    if (*p != '{' || !haveSpareCpu()) return {};
     const char* openAt = w_.ptr(open);
-    if (!openAt) return std::nullopt;  // whitespace longer than a chunk: no indentation to go by
+    if (!openAt) return {};  // whitespace longer than a chunk: no indentation to go by
     const std::string indent(openAt, firstItem - open);
+    std::vector<size_t> bounds{firstItem};
+    for (int percent : {38, 44, 48, 52, 56, 62}) {
+      const size_t target = open + (total - open) * static_cast<size_t>(percent) / 100;
+      std::optional<size_t> b = chunkBoundary(target, open, indent);
+      if (b && *b > bounds.back()) bounds.push_back(*b);
+    }
+    if (bounds.size() < 2) return {};
+    return bounds;
+  }
+
+  // A guess at an item boundary at or after `target`: "},<ws>{" with the
+  // same whitespace as between '[' and the first item (at offset open).
+  // Without whitespace to go by, the next item must also begin as kubectl's
+  // and the API server's do (apiVersion or kind first). Looked for in the
+  // 256 KiB after target.
+  std::optional<size_t> chunkBoundary(size_t target, size_t open, const std::string& indent) {
     constexpr size_t kLookBack = 4096, kLookAhead = 256 * 1024;
-    const size_t mid = open + (total - open) / 2;
-    const size_t from = std::max(open, mid - std::min(mid, kLookBack));
-    const std::string_view span = w_.peek(from, (mid - from) + kLookAhead);
-    for (size_t i = mid - from; i + 1 + indent.size() < span.size(); ++i) {
+    const size_t from = std::max(open, target - std::min(target, kLookBack));
+    const std::string_view span = w_.peek(from, (target - from) + kLookAhead);
+    for (size_t i = target - from; i + 1 + indent.size() < span.size(); ++i) {
       const void* comma = std::memchr(span.data() + i, ',', span.size() - i);
       if (!comma) return std::nullopt;
       i = static_cast<size_t>(static_cast<const char*>(comma) - span.data());

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <optional>
@@ -259,9 +260,11 @@ struct Cluster {
 
 // What the parser did, for tests and benchmarks.
 struct ParseStats {
-  int splitsUsed = 0;     // Lists whose items two threads parsed
-  int splitsDropped = 0;  // split guesses that were not item boundaries (one thread did it all)
+  int splitsUsed = 0;     // Lists whose items two threads parsed in chunks (or the first all of them)
+  int splitsDropped = 0;  // ... whose helper's work was dropped (a guess was no item boundary, an error)
   int itemsByHelper = 0;  // items the second thread parsed
+  int chunksByHelper = 0; // chunks the second thread parsed whole
+  int takenOver = 0;      // chunks the first thread finished, the second having stopped inside
   int wholeDocument = 0;  // inputs the streaming parser left to the whole-document one
   int itemsByDom = 0;     // List items read through the DOM reader (the fast path gave them up, or was off)
   int filesStreamed = 0;  // files parsed as they were read, a chunk at a time (declined ones too)
@@ -291,6 +294,12 @@ struct ParseOptions {
   // Tests: the second thread waits this long before it starts (so that the
   // first one takes its work over).
   std::chrono::milliseconds helperDelay{0};
+  // Tests: called by the first thread (0) on each chunk boundary it lands
+  // on, before it claims the chunk there, and (2) once it has asked the
+  // second to stop, to take the rest of that one's chunk over; by the second
+  // (1) on each chunk it has claimed, before it parses it. A hook that waits
+  // forces an order.
+  std::function<void(int thread, size_t chunk)> chunkHook;
 };
 
 // Parses a `kubectl get ... -o json` document: a List (items carry kind), a

@@ -9,6 +9,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <mutex>
+#include <functional>
+#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -244,6 +247,106 @@ TEST_CASE("parse: when the second thread is late, the first takes its half over"
   CHECK(testing::dumpAll(parseJson(broken, "b.json", late)) == testing::dumpAll(parseJson(broken, "b.json", one)));
 }
 
+TEST_CASE("parse: the two threads meet anywhere between the chunks, and the result is the one-thread one") {
+  // kubectl's layout: Services, then EndpointSlices, a few duplicates and
+  // errors spread over the input. The helper starts later and later: it
+  // parses several chunks, one, one it does not finish (the first thread
+  // takes the rest over), or none.
+  std::vector<std::string> items;
+  for (int i = 0; i < 1500; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "ns/s%05d", i);
+    items.push_back(testing::service(name, R"("clusterIP":"10.96.)" + std::to_string(i / 250) + "." +
+                                               std::to_string(i % 250 + 1) + R"(","ports":[{"port":80}])"));
+  }
+  for (int i = 0; i < 1500; ++i) {
+    char name[32], svcName[16];
+    std::snprintf(name, sizeof(name), "ns/s%05d-abcde", i);
+    std::snprintf(svcName, sizeof(svcName), "s%05d", i);
+    std::string eps;
+    for (int e = 0; e < 4; ++e) {
+      eps += std::string(e ? "," : "") + testing::ep("10.1." + std::to_string(i % 250) + "." + std::to_string(e + 1));
+    }
+    items.push_back(testing::slice(name, svcName, "IPv4", R"([{"port":8080}])", "[" + eps + "]"));
+  }
+  items[700] = testing::service("ns/bad", R"("clusterIP":"10.96.9.9","ports":[{"port":"eighty"}])");
+  items[2200] = items[2100];  // a copy of an earlier slice, out of order
+  items[2900] = testing::service("ns/late", R"("clusterIP":"nope","ports":[{"port":80}])");
+  const std::string json = indentedList(items);
+  ParseOptions one;
+  one.parallel = false;
+  const std::string want = testing::dumpAll(parseJson(json, "chunks.json", one));
+  REQUIRE(want.find("items[700]") != std::string::npos);
+
+  // A hook that holds one thread back until the other has come so far (or
+  // 10 s pass: a hang would otherwise hide what went wrong).
+  struct Order {
+    std::mutex m;
+    std::condition_variable cv;
+    std::vector<std::pair<int, size_t>> seen;  // (thread, chunk), in order
+    size_t helperClaims() {
+      size_t n = 0;
+      for (const auto& [t, c] : seen) n += t == 1;
+      return n;
+    }
+    bool firstAt(size_t chunk) {
+      for (const auto& [t, c] : seen) {
+        if (t == 0 && c == chunk) return true;
+      }
+      return false;
+    }
+  };
+  auto run = [&](const std::function<bool(Order&, int, size_t)>& mayGo, ParseStats& stats) {
+    Order order;
+    ParseOptions o;
+    o.parallelMinBytes = 0;
+    o.stats = &stats;
+    o.chunkHook = [&](int thread, size_t chunk) {
+      std::unique_lock<std::mutex> l(order.m);
+      order.seen.emplace_back(thread, chunk);
+      order.cv.notify_all();
+      order.cv.wait_for(l, std::chrono::seconds(10), [&] { return mayGo(order, thread, chunk); });
+    };
+    CHECK(testing::dumpAll(parseJson(json, "chunks.json", o)) == want);
+    return order.seen;
+  };
+
+  SUBCASE("the helper parses several chunks whole") {
+    ParseStats stats;
+    // The first thread waits on its first boundary until the helper has claimed a third chunk.
+    run([](Order& o, int thread, size_t) { return thread == 1 || o.helperClaims() >= 3; }, stats);
+    CHECK(stats.splitsUsed == 1);
+    CHECK(stats.chunksByHelper >= 2);
+    CHECK(stats.itemsByHelper > 0);
+  }
+  SUBCASE("the helper stops inside its chunk, the first thread takes the rest over") {
+    ParseStats stats;
+    // The helper waits until the first thread is on the boundary before the
+    // helper's chunk; that one then waits until the helper has started.
+    // The helper starts its (large) chunk only once the first thread is on
+    // the boundary before it, with one small chunk to go.
+    run([](Order& o, int thread, size_t chunk) { return thread != 1 || o.firstAt(chunk - 1); }, stats);
+    CHECK(stats.splitsUsed == 1);
+    CHECK(stats.takenOver == 1);
+  }
+  SUBCASE("the helper gets no CPU at all: the first thread parses its chunk too") {
+    ParseStats stats;
+    // The helper claims its first chunk, then waits until it has been asked to stop.
+    run(
+        [](Order& o, int thread, size_t) {
+          if (thread != 1) return true;
+          for (const auto& [t, c] : o.seen) {
+            if (t == 2) return true;
+          }
+          return false;
+        },
+        stats);
+    CHECK(stats.splitsUsed == 1);
+    CHECK(stats.takenOver == 1);
+    CHECK(stats.itemsByHelper == 0);
+  }
+}
+
 TEST_CASE("parse: two threads report the one-thread error for the second half") {
   std::vector<std::string> items;
   for (int i = 0; i < 40; ++i) items.push_back(svc(i));
@@ -256,7 +359,10 @@ TEST_CASE("parse: two threads report the one-thread error for the second half") 
   ParseStats stats;
   std::string got = bothWays(broken, "broken.json", &stats);
   CHECK(got.find("invalid JSON") != std::string::npos);
-  CHECK(stats.splitsUsed == 1);
+  // The chunk that holds it is dropped (whichever thread met the error
+  // first), and the first thread meets it again on its own.
+  CHECK(stats.splitsDropped == 1);
+  CHECK(stats.splitsUsed == 0);
   // A trailing comma after the last item.
   std::string trailing = good;
   size_t close = trailing.rfind("\n  ]");
