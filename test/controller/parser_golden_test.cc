@@ -359,10 +359,11 @@ TEST_CASE("parse: two threads report the one-thread error for the second half") 
   ParseStats stats;
   std::string got = bothWays(broken, "broken.json", &stats);
   CHECK(got.find("invalid JSON") != std::string::npos);
-  // The chunk that holds it is dropped (whichever thread met the error
-  // first), and the first thread meets it again on its own.
-  CHECK(stats.splitsDropped == 1);
-  CHECK(stats.splitsUsed == 0);
+  // The two threads took part (the helper may have met the error in its
+  // chunk, its work then dropped, or been asked to stop before it, the
+  // first thread meeting it in what it took over): whichever way, the
+  // one-thread error.
+  CHECK(stats.splitsUsed + stats.splitsDropped == 1);
   // A trailing comma after the last item.
   std::string trailing = good;
   size_t close = trailing.rfind("\n  ]");
