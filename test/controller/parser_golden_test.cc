@@ -319,21 +319,29 @@ TEST_CASE("parse: the two threads meet anywhere between the chunks, and the resu
     CHECK(stats.chunksByHelper >= 2);
     CHECK(stats.itemsByHelper > 0);
   }
-  SUBCASE("the helper stops inside its chunk, the first thread takes the rest over") {
+  SUBCASE("the helper starts its chunk as the first thread reaches it") {
+    // Then either stops first: the first thread asks the helper to stop and
+    // takes the rest of the chunk over, or (the helper preempting it on a
+    // busy CPU) finds the chunk done. The first thread waits on its first
+    // boundary until the helper has a chunk (natively it may otherwise parse
+    // them all before the helper thread runs).
     ParseStats stats;
-    // The helper waits until the first thread is on the boundary before the
-    // helper's chunk; that one then waits until the helper has started.
-    // The helper starts its (large) chunk only once the first thread is on
-    // the boundary before it, with one small chunk to go.
-    run([](Order& o, int thread, size_t chunk) { return thread != 1 || o.firstAt(chunk - 1); }, stats);
+    run(
+        [](Order& o, int thread, size_t chunk) {
+          if (thread == 0) return o.helperClaims() >= 1;
+          return thread != 1 || o.firstAt(chunk);
+        },
+        stats);
     CHECK(stats.splitsUsed == 1);
-    CHECK(stats.takenOver == 1);
+    CHECK(stats.takenOver + stats.chunksByHelper == 1);  // the one chunk the helper had
   }
   SUBCASE("the helper gets no CPU at all: the first thread parses its chunk too") {
     ParseStats stats;
-    // The helper claims its first chunk, then waits until it has been asked to stop.
+    // The helper claims its first chunk, then waits until it has been asked
+    // to stop; the first thread waits for that claim.
     run(
         [](Order& o, int thread, size_t) {
+          if (thread == 0) return o.helperClaims() >= 1;
           if (thread != 1) return true;
           for (const auto& [t, c] : o.seen) {
             if (t == 2) return true;
