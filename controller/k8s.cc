@@ -473,9 +473,10 @@ void parseSlice(Reader& r, const Value& obj, EndpointSlice& es) {
 class Collector {
  public:
   // kUnique: a later object of the same kind and name replaces the earlier
-  // one, in its place. kAll: every object is kept, in order (the second half
-  // of a List's items, added to the List's Collector afterwards, which
-  // settles duplicates exactly as if it had seen them one by one).
+  // one, in its place. kAll: every object is kept, in order (a chunk of a
+  // List's items parsed by the second thread, added to the List's Collector
+  // afterwards, which settles duplicates exactly as if it had seen them one
+  // by one).
   enum class Names : bool { kUnique, kAll };
   explicit Collector(Cluster& c, Names names = Names::kUnique)
       : cluster_(c),
@@ -517,11 +518,13 @@ class Collector {
   template <typename T>
   using Index = std::unordered_set<size_t, ByName<T>, ByName<T>>;
 
-  // Objects in strictly increasing (namespace, name) order, as kubectl lists
-  // them, cannot repeat one another: the index is built only once an object
-  // comes out of that order (from every object so far), and never for
-  // kubectl's output. Hashing 20,000 names and merging the second half's
-  // into the first's cost the parse tens of milliseconds under qemu.
+  // Objects in strictly increasing "namespace/name" order, byte by byte, as
+  // the API server lists them (its storage keys) and so kubectl, cannot
+  // repeat one another: the index is built only once an object comes out of
+  // that order (from every object so far), and never for kubectl's output.
+  // Hashing 20,000 names and merging the second thread's into the first's
+  // cost the parse tens of milliseconds under qemu. (By the key, a namespace
+  // that is a prefix of another sorts after it: "app-staging/x" < "app/x".)
   template <typename T>
   struct NameIndex {
     Index<T> index;
@@ -530,8 +533,20 @@ class Collector {
 
   template <typename T>
   static bool before(const T& a, const T& b) {
-    if (const int c = a.meta.ns.compare(b.meta.ns); c != 0) return c < 0;
-    return a.meta.name < b.meta.name;
+    const ObjectMeta& x = a.meta;
+    const ObjectMeta& y = b.meta;
+    if (x.ns == y.ns) return x.name < y.name;
+    // x.ns + "/" + x.name against y.ns + "/" + y.name, without building them.
+    auto at = [](const ObjectMeta& m, size_t i) -> unsigned char {
+      if (i < m.ns.size()) return static_cast<unsigned char>(m.ns[i]);
+      if (i == m.ns.size()) return '/';
+      return static_cast<unsigned char>(m.name[i - m.ns.size() - 1]);
+    };
+    const size_t xn = x.ns.size() + 1 + x.name.size(), yn = y.ns.size() + 1 + y.name.size();
+    for (size_t i = 0; i < std::min(xn, yn); ++i) {
+      if (at(x, i) != at(y, i)) return at(x, i) < at(y, i);
+    }
+    return xn < yn;
   }
 
   template <typename T>
@@ -569,7 +584,7 @@ class Collector {
 };
 
 // Why one item was skipped, before its position is known: a parser working
-// on the second half of a List learns its items' indices only at the end.
+// on a later chunk of a List learns its items' indices only at the end.
 struct ItemError {
   std::string kind;
   std::string ns, name;  // name "" when the item has none
@@ -1207,15 +1222,14 @@ ItemRun parseItems(ValueParser& vp, Window& w, const char*& p, std::optional<siz
 // here, by hand (whitespace, braces, commas, colons); each item is tokenized
 // by detail::JsonScanner (rapidjson's events), every other value by rapidjson.
 //
-// A large items array is split in two and parsed on two threads. The split
-// point is a guess (an item boundary as the first item's indentation shows
-// it): the second thread parses from there, in a window of its own, while
-// this one parses up to it. The guess holds only if this thread's own parse
-// lands on it exactly; otherwise the second thread's work is dropped and this
-// one goes on alone. So the result is always the sequential one. When this
-// thread reaches the split first (the second one, at low priority, may get
-// little CPU while a kernel dump runs), it takes over the rest from where the
-// second one stopped.
+// A large items array is parsed in chunks on two threads (itemsInChunks):
+// this one from the front, a second one from the back, each chunk's start a
+// guess at an item boundary (as the first item's indentation shows it) that
+// counts only once a parse lands on it exactly; otherwise the second thread's
+// work is dropped and this one goes on alone. So the result is always the
+// sequential one. When this thread runs out of chunks first (the second one,
+// at low priority, may get little CPU while a kernel dump runs), it takes over
+// the rest of the second one's chunk.
 //
 // Returns false, having added nothing, when the input needs parseDocument:
 // not an object, a syntax error (parseDocument reports it with rapidjson's
@@ -1387,12 +1401,14 @@ class ListStreamer {
       items += run.count;
       if (options_.stats) options_.stats->itemsByDom += static_cast<int>(run.byDom);
       if (run.end != ItemRun::End::kStop) {
-        // The items ended (every chunk was this thread's), or a guess was no
-        // boundary, or this thread met what the DOM reader or parseDocument
-        // must judge: the helper's work goes either way.
+        // The items ended (every chunk was this thread's; or past a guess
+        // inside the last item), or a guess was no boundary, or this thread
+        // met what the DOM reader or parseDocument must judge: the helper's
+        // work goes either way.
         cancel = true;
         worker.join();
-        if (options_.stats) ++(run.end == ItemRun::End::kClose ? options_.stats->splitsUsed : options_.stats->splitsDropped);
+        const bool allMine = run.end == ItemRun::End::kClose && chunk + 1 == count;
+        if (options_.stats) ++(allMine ? options_.stats->splitsUsed : options_.stats->splitsDropped);
         if (run.end != ItemRun::End::kPassed) return {run.end == ItemRun::End::kClose};
         return {std::nullopt, items};  // not a boundary: on from here alone
       }
@@ -1421,7 +1437,6 @@ class ListStreamer {
       if (options_.stats) ++options_.stats->splitsDropped;
       return {std::nullopt, items};  // p is at bounds[first], where this thread landed
     }
-    if (options_.stats) ++options_.stats->splitsUsed;
     // The helper's part of its first chunk, then the rest of that chunk (if
     // it stopped short), then its other chunks.
     auto take = [&](Part& part) {
@@ -1434,24 +1449,31 @@ class ListStreamer {
         options_.stats->itemsByDom += static_cast<int>(part.run.byDom);
       }
     };
-    take(parts[first]);
+    take(parts[first]);  // verified: it starts where this thread landed
     p = w_.seek(parts[first].end);
-    if (options_.stats) {
-      options_.stats->chunksByHelper += static_cast<int>(count - first) - (firstWhole ? 0 : 1);
-      options_.stats->takenOver += firstWhole ? 0 : 1;
-    }
     if (!firstWhole) {
       ItemRun rest = parseItems(vp_, w_, p, stopOf(first), kindKnown, itemKind, options_.fastItems, out, nullptr);
       record(rest, items);
       items += rest.count;
       if (options_.stats) options_.stats->itemsByDom += static_cast<int>(rest.byDom);
       if (rest.end != ItemRun::End::kStop) {
+        // The last chunk's end, or the helper's later chunks go: the guess
+        // after this chunk was no boundary, or there is an error to judge.
+        const bool lastChunk = first + 1 == count && rest.end == ItemRun::End::kClose;
+        if (options_.stats) {
+          ++(lastChunk ? options_.stats->splitsUsed : options_.stats->splitsDropped);
+          options_.stats->takenOver += lastChunk ? 1 : 0;
+        }
         if (rest.end != ItemRun::End::kPassed) return {rest.end == ItemRun::End::kClose};
-        if (options_.stats) ++options_.stats->splitsDropped;
-        return {std::nullopt, items};  // the next guess was no boundary: on from here alone
+        return {std::nullopt, items};  // on from here alone
       }
     }
     for (size_t c = first + 1; c < count; ++c) take(parts[c]);
+    if (options_.stats) {
+      ++options_.stats->splitsUsed;
+      options_.stats->chunksByHelper += static_cast<int>(count - first) - (firstWhole ? 0 : 1);
+      options_.stats->takenOver += firstWhole ? 0 : 1;
+    }
     p = w_.seek(parts[count - 1].end);  // past the closing ']'
     return {true};
   }

@@ -260,11 +260,15 @@ struct Cluster {
 
 // What the parser did, for tests and benchmarks.
 struct ParseStats {
-  int splitsUsed = 0;     // Lists whose items two threads parsed in chunks (or the first all of them)
-  int splitsDropped = 0;  // ... whose helper's work was dropped (a guess was no item boundary, an error)
-  int itemsByHelper = 0;  // items the second thread parsed
-  int chunksByHelper = 0; // chunks the second thread parsed whole
-  int takenOver = 0;      // chunks the first thread finished, the second having stopped inside
+  // Lists parsed in chunks (itemsInChunks): through to the end with every
+  // guess at a chunk's start verified (the first thread may have parsed every
+  // chunk itself); or the second thread's work (from some chunk on) dropped:
+  // a guess was no item boundary, an error or an item to judge on one thread.
+  int splitsUsed = 0;
+  int splitsDropped = 0;
+  int itemsByHelper = 0;  // items the second thread parsed that went into the result
+  int chunksByHelper = 0; // chunks the second thread parsed whole, of Lists it took part in (splitsUsed)
+  int takenOver = 0;      // ... chunks the first thread finished, the second having stopped inside
   int wholeDocument = 0;  // inputs the streaming parser left to the whole-document one
   int itemsByDom = 0;     // List items read through the DOM reader (the fast path gave them up, or was off)
   int filesStreamed = 0;  // files parsed as they were read, a chunk at a time (declined ones too)

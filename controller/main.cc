@@ -432,9 +432,7 @@ int cmdReconcile(Args& a) {
     });
   } catch (const std::system_error&) {
     // No thread to be had (pids.max, RLIMIT_NPROC): the lock and the sockets
-    // first, and reconcile reads the table itself, after the parse.
-    lockAndOpen();
-    openedPromise.set_value();
+    // after the parse (below), and reconcile reads the table itself.
   }
   auto joinKernelSide = [&] {
     if (kernelSide.joinable()) kernelSide.join();
@@ -453,6 +451,10 @@ int cmdReconcile(Args& a) {
   // A bad file is said at once, not after a wait for the lock; the process
   // ends with the kernel side wherever it is (nothing written).
   if (!cluster.isOk()) exitNow(fatal(cluster.status(), "\nnothing was changed"));
+  if (!kernelSide.joinable()) {
+    lockAndOpen();
+    openedPromise.set_value();
+  }
   opened.wait();
   if (!lockError.isOk()) {
     joinKernelSide();

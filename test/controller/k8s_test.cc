@@ -592,6 +592,13 @@ TEST_CASE("parse: a later copy of an object replaces the earlier one, in kubectl
       {{svcAt("z/z", 1), sliceOf("a/s-1", "10.0.0.1"), sliceOf("a/s-2", "10.0.0.2"), sliceOf("a/s-1", "10.0.0.3")},
        "z/z=10.96.0.1 a/s-1=10.0.0.3 a/s-2=10.0.0.2 "},
       {{sliceOf("a/s-1", "10.0.0.1"), sliceOf("a/s-1", "10.0.0.2")}, "a/s-1=10.0.0.2 "},
+      // The API server's order is its keys' ("namespace/name", byte by byte):
+      // a namespace that is a prefix of another comes after it ('-' < '/').
+      {{svcAt("app-staging/x", 1), svcAt("app/x", 2), svcAt("app/y", 3)},
+       "app-staging/x=10.96.0.1 app/x=10.96.0.2 app/y=10.96.0.3 "},
+      {{svcAt("app-staging/x", 1), svcAt("app/x", 2), svcAt("app-staging/x", 3)},
+       "app-staging/x=10.96.0.3 app/x=10.96.0.2 "},
+      {{svcAt("app/x", 1), svcAt("app-staging/x", 2), svcAt("app/x", 3)}, "app/x=10.96.0.3 app-staging/x=10.96.0.2 "},
   };
   for (const auto& c : cases) {
     CAPTURE(c.want);

@@ -208,10 +208,23 @@ TEST_CASE("parse: two threads on kubectl's order: duplicates within and across t
     ParseOptions o;
     o.parallelMinBytes = 0;
     o.stats = &stats;
+    // The first thread waits on its first chunk's end until the helper has
+    // parsed one chunk whole and claimed the next: the helper's objects then
+    // reach the first thread's (unindexed while in order) collector.
+    std::mutex m;
+    std::condition_variable cv;
+    int claims = 0;
+    o.chunkHook = [&](int thread, size_t) {
+      std::unique_lock<std::mutex> l(m);
+      if (thread == 1) ++claims;
+      cv.notify_all();
+      if (thread == 0) cv.wait_for(l, std::chrono::seconds(10), [&] { return claims >= 2; });
+    };
     return parseJson(indentedList(items), "sorted.json", o);
   }();
   REQUIRE(two.isOk());
   CHECK(stats.splitsUsed == 1);
+  CHECK(stats.itemsByHelper > 0);
   bothWays(indentedList(items), "sorted.json");
   std::vector<std::string> got;
   for (const auto& s : two->services) got.push_back(s.meta.name + "=" + s.clusterIP);
@@ -353,6 +366,61 @@ TEST_CASE("parse: the two threads meet anywhere between the chunks, and the resu
     CHECK(stats.takenOver == 1);
     CHECK(stats.itemsByHelper == 0);
   }
+}
+
+TEST_CASE("parse: a chunk taken over whose end is no boundary: the one-thread result, the List counted once") {
+  // (From a review.) A Service with 900 ports written with the items' own
+  // ", " separator spans the middle: the guesses there are inside it. The
+  // helper is stopped at the start of the chunk before them; the first
+  // thread takes that chunk over and passes the next guess.
+  std::vector<std::string> items;
+  for (int i = 0; i < 200; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "ns/s%05d", i);
+    items.push_back(testing::service(name, R"("clusterIP":"10.96.0.)" + std::to_string(i % 250 + 1) +
+                                               R"(","ports":[{"port":80}])"));
+  }
+  std::string ports;
+  for (int p = 1; p <= 900; ++p) ports += std::string(p > 1 ? ", " : "") + "{\"port\": " + std::to_string(p) + "}";
+  items.push_back(testing::service("ns/zz-big", R"("clusterIP":"10.96.3.3","ports":[)" + ports + "]"));
+  for (int i = 0; i < 100; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "nt/t%05d", i);
+    items.push_back(testing::service(name, R"("clusterIP":"10.96.4.)" + std::to_string(i % 250 + 1) +
+                                               R"(","ports":[{"port":80}])"));
+  }
+  std::string json = "{\"kind\": \"ServiceList\", \"apiVersion\": \"v1\", \"items\": [";
+  for (size_t i = 0; i < items.size(); ++i) json += std::string(i ? "," : "") + " " + items[i];
+  json += "]}";
+  ParseOptions one;
+  one.parallel = false;
+  const std::string want = testing::dumpAll(parseJson(json, "big.json", one));
+  std::mutex m;
+  std::condition_variable cv;
+  std::vector<std::pair<int, size_t>> seen;
+  ParseStats stats;
+  ParseOptions o;
+  o.parallelMinBytes = 0;
+  o.stats = &stats;
+  o.chunkHook = [&](int thread, size_t chunk) {
+    std::unique_lock<std::mutex> l(m);
+    seen.emplace_back(thread, chunk);
+    cv.notify_all();
+    cv.wait_for(l, std::chrono::seconds(10), [&] {
+      auto at = [&](int t, size_t c) {
+        for (const auto& [tt, cc] : seen) {
+          if (tt == t && cc == c) return true;
+        }
+        return false;
+      };
+      if (thread == 0 && chunk == 1) return at(1, 3);  // the helper has claimed chunk 3
+      if (thread == 1 && chunk == 3) return at(2, 3);  // ... and starts it once asked to stop
+      return true;
+    });
+  };
+  CHECK(testing::dumpAll(parseJson(json, "big.json", o)) == want);
+  CHECK(stats.splitsUsed + stats.splitsDropped == 1);
+  CHECK(stats.splitsDropped == 1);
 }
 
 TEST_CASE("parse: two threads report the one-thread error for the second half") {
