@@ -476,10 +476,20 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
     std::string text;
     size_t textChanges = 0;  // host changes in `text`
   } summaryAhead;
-  auto vipModeAndBindJson = [&] {
-    std::string json = ",\"vipMode\":\"" + std::string(vipModeName(opts.vipMode)) + "\",\"bind\":[";
-    for (size_t i = 0; i < toBind.size(); ++i) json += (i ? ",\"" : "\"") + toBind[i].toString() + "\"";
+  // ,"key":["10.96.0.1",...] of every address in `parts`, in order.
+  auto listJson = [](const char* key, std::initializer_list<const std::vector<ipvs::Address>*> parts) {
+    std::string json = ",\"" + std::string(key) + "\":[";
+    bool first = true;
+    for (const auto* part : parts) {
+      for (const auto& a : *part) {
+        json += (first ? "\"" : ",\"") + a.toString() + "\"";
+        first = false;
+      }
+    }
     return json + "]";
+  };
+  auto vipModeAndBindJson = [&] {
+    return ",\"vipMode\":\"" + std::string(vipModeName(opts.vipMode)) + "\"" + listJson("bind", {&toBind});
   };
   auto hostLines = [](const std::vector<std::string>& changes, size_t from) {
     std::string text;
@@ -680,20 +690,8 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   for (const auto& h : result.hostErrors) err << "error: " << h.toString() << "\n";
 
   if (opts.output == OutputFormat::kJson) {
-    auto list = [&](const char* key, std::initializer_list<const std::vector<ipvs::Address>*> parts) {
-      out << ",\"" << key << "\":[";
-      bool firstAddr = true;
-      for (const auto* part : parts) {
-        for (const auto& a : *part) {
-          out << (firstAddr ? "" : ",") << "\"" << a.toString() << "\"";
-          firstAddr = false;
-        }
-      }
-      out << "]";
-    };
     out << (summaryAhead.rendered ? summaryAhead.json : vipModeAndBindJson());
-    list("unbind", {&toUnbind, &toUnbindOther});
-    list("convert", {&toConvert});
+    out << listJson("unbind", {&toUnbind, &toUnbindOther}) << listJson("convert", {&toConvert});
     out << ",\"errors\":[";
     bool first = true;
     auto errJson = [&](const std::string& kind, const std::string& name, const std::string& msg, int errnum) {

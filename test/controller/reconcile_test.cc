@@ -550,6 +550,27 @@ TEST_CASE("reconcile: --vip-mode=address binds VIPs as addresses, and a second r
   CHECK(rig.host.writeCount() == hostWrites);
 }
 
+TEST_CASE("reconcile: -o json lists the VIPs to bind, unbind and convert, in order") {
+  Rig rig;
+  rig.opts.output = OutputFormat::kJson;
+  rig.opts.vipMode = VipMode::kAddress;
+  Cluster both = cluster({service("web", "10.96.0.10"), service("old", "10.96.0.20"),
+                          slice("web", {{"10.244.0.1", kReady}}), slice("old", {{"10.244.0.9", kReady}})});
+  REQUIRE(rig.run(both).exitCode() == 0);
+  CHECK(rig.out.str().find(R"(,"vipMode":"address","bind":["10.96.0.10","10.96.0.20"],"unbind":[],"convert":[],)") !=
+        std::string::npos);
+  rig.opts.vipMode = VipMode::kRoute;
+  REQUIRE(rig.run(cluster({service("web", "10.96.0.10"), slice("web", {{"10.244.0.1", kReady}})})).exitCode() == 0);
+  CHECK(rig.out.str().find(R"(,"vipMode":"route","bind":["10.96.0.10"],"unbind":["10.96.0.20"],"convert":["10.96.0.10"],)") !=
+        std::string::npos);
+  // A dry run renders the same lists (nothing ahead of the writes there).
+  rig.opts.dryRun = true;
+  rig.opts.vipMode = VipMode::kAddress;
+  rig.run(cluster({service("web", "10.96.0.10"), slice("web", {{"10.244.0.1", kReady}})}));
+  CHECK(rig.out.str().find(R"(,"vipMode":"address","bind":["10.96.0.10"],"unbind":[],"convert":["10.96.0.10"],)") !=
+        std::string::npos);
+}
+
 TEST_CASE("reconcile: switching --vip-mode converts the VIPs still wanted and removes the rest of the other form") {
   Rig rig;
   rig.opts.vipMode = VipMode::kAddress;
