@@ -1365,6 +1365,8 @@ class ListStreamer {
     size_t front = 1, back = count;  // chunks [0, front) are this thread's, [back, count) the helper's
     std::atomic<bool> cancel{false};
     auto stopOf = [&](size_t chunk) { return chunk + 1 < count ? std::optional<size_t>(bounds[chunk + 1]) : std::nullopt; };
+    // How a chunk's run ends when it ran through the chunk: on the next one's start, or the last on ']'.
+    auto wholeEnd = [&](size_t chunk) { return chunk + 1 < count ? ItemRun::End::kStop : ItemRun::End::kClose; };
     std::thread worker = startHelper([&] {
       if (options_.helperDelay.count() > 0) std::this_thread::sleep_for(options_.helperDelay);
       ValueParser vp;
@@ -1385,7 +1387,7 @@ class ListStreamer {
         const char* q = w.seek(bounds[chunk]);
         part.run = parseItems(vp, w, q, stopOf(chunk), kindKnown, itemKind, options_.fastItems, collect, &cancel);
         part.end = w.offsetOf(q);
-        if (part.run.end != (chunk + 1 < count ? ItemRun::End::kStop : ItemRun::End::kClose)) return;
+        if (part.run.end != wholeEnd(chunk)) return;
       }
     });
     if (!worker.joinable()) return {};  // no thread: parse alone
@@ -1394,7 +1396,6 @@ class ListStreamer {
     // This thread's chunks, in order, straight into `out`.
     int64_t items = 0;
     size_t chunk = 0;
-    bool alone = false;  // a guess failed here: the helper's work goes, this thread parses the rest
     for (;;) {
       ItemRun run = parseItems(vp_, w_, p, stopOf(chunk), kindKnown, itemKind, options_.fastItems, out, nullptr);
       record(run, items);
@@ -1426,12 +1427,13 @@ class ListStreamer {
     if (options_.chunkHook) options_.chunkHook(2, chunk + 1);
     worker.join();
     const size_t first = chunk + 1;  // the helper's first chunk; this thread is at its start
-    // Its chunks after the first must each have run to their end.
-    for (size_t c = first + 1; c < count; ++c) {
-      alone = alone || parts[c].run.end != (c + 1 < count ? ItemRun::End::kStop : ItemRun::End::kClose);
-    }
+    // Its chunks after the first must each have run to their end, its first
+    // to its end or to where it was asked to stop; else (a guess failed) its
+    // work goes and this thread parses the rest alone.
+    bool alone = false;
+    for (size_t c = first + 1; c < count; ++c) alone = alone || parts[c].run.end != wholeEnd(c);
     const ItemRun::End firstEnd = parts[first].run.end;
-    const bool firstWhole = firstEnd == (first + 1 < count ? ItemRun::End::kStop : ItemRun::End::kClose);
+    const bool firstWhole = firstEnd == wholeEnd(first);
     alone = alone || !(firstWhole || firstEnd == ItemRun::End::kCancelled);
     if (alone) {
       if (options_.stats) ++options_.stats->splitsDropped;
