@@ -100,7 +100,7 @@ echo "MODULES=\"$mods\"" > "$res/vm.conf"
 # No -enable-kvm (hangs on these hosts); -nodefaults: no NIC, no VGA, nothing we did not ask for.
 qres=${res//,/,,}   # qemu option values escape commas by doubling them
 # shellcheck disable=SC2054 # commas are inside qemu option values
-qemu=(qemu-system-x86_64 -machine accel=tcg -cpu max -m "${KIPVS_VM_MEM:-2048}" -smp "${KIPVS_VM_CPUS:-2}"
+qemu=(qemu-system-x86_64 -machine accel=tcg -cpu "${KIPVS_VM_CPU:-max}" -m "${KIPVS_VM_MEM:-2048}" -smp "${KIPVS_VM_CPUS:-2}"
     -nodefaults -no-user-config -nographic -no-reboot
     -serial "file:$qres/console.log"
     -kernel "$kernel" -initrd "$initrd"
