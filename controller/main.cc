@@ -93,10 +93,11 @@ reconcile flags:
                                table (refused by default, exit 2: that is what a failed or
                                partial kubectl get looks like)
   --state-dir DIR              where kipvs records the virtual servers it made on this host's
-                               own addresses for an externalIP or LoadBalancer IP naming one
-                               (route mode), so that it deletes them once unwanted:
-                               DIR/owned-netns-<cookie>, one per network namespace
-                               (default /run/kipvs, which empties at boot as the table does)
+                               own addresses (NodePorts; an externalIP or LoadBalancer IP naming
+                               one, in route mode), so that it deletes them once unwanted, the
+                               address gone from the node included: DIR/owned-netns-<cookie>, one
+                               per network namespace (default /run/kipvs, which empties at boot
+                               as the table does)
   --lock-timeout SECONDS       wait this long for another kipvs changing this network namespace's
                                IPVS table to finish (default 30; 0: do not wait); then exit 2,
                                changing nothing. A dry run takes no lock. A holder that

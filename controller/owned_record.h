@@ -7,7 +7,9 @@
 // gets no route (the node's address already has its local route), and owning
 // the whole address would own keepalived's or a by-hand virtual server there.
 // So kipvs writes down those it makes there before it makes them, and
-// deletes one once no Service wants it.
+// deletes one once no Service wants it. NodePort ones are written down too:
+// the node address marks them only while the node has it, and one left on an
+// address the node gave up (a DHCP lease changed) is still kipvs's to delete.
 //
 // The record is a text file per network namespace (the IPVS table's scope):
 // `<state dir>/owned-netns-<cookie>`, one "TCP 192.168.1.10:80" per line, the

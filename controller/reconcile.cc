@@ -306,29 +306,27 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   }
   const uint64_t writesBefore = client.writeCount();  // the client is ours from here (see TableSource)
 
-  // The desired virtual servers nothing in the kernel will mark as kipvs's:
-  // written down before they are made, so a run that stops halfway still
-  // knows them. Only those on an address local already (localIps) can be
-  // such (every other desired VIP is made local through the dummy), so only
-  // those are looked at, against an ownership of the node addresses alone
-  // (the whole one copies every VIP: built here it would delay the first
-  // write).
+  // The desired virtual servers nothing in the kernel will mark as kipvs's
+  // for good: written down before they are made, so a run that stops halfway
+  // still knows them. Only those on an address local already (localIps) can
+  // be such (every other desired VIP is made local through the dummy). A
+  // NodePort virtual server is marked by its node address only while the
+  // node has it: recorded too, it is still kipvs's to delete once the
+  // address is gone (a DHCP lease changed, --node-ip changed).
   std::set<ServiceKey> unmarked;
   {
-    Ownership marks;
-    marks.nodeIps.insert(node.nodeIps.begin(), node.nodeIps.end());
-    marks.nodePortMin = node.nodePortMin;
-    marks.nodePortMax = node.nodePortMax;
     // Marked once this run is done: `other` is converted or removed by it, so
     // a node address bound by an address-mode run marks nothing in route mode.
+    std::set<ipvs::Address> marked;
     for (const auto& ip : localIps) {
-      if (mine.count(ip) || (opts.vipMode == VipMode::kAddress && desired.vips.count(ip))) marks.vips.insert(ip);
+      if (mine.count(ip) || (opts.vipMode == VipMode::kAddress && desired.vips.count(ip))) marked.insert(ip);
     }
     for (const auto& ip : localIps) {
+      if (marked.count(ip)) continue;
       for (ipvs::Protocol p : {ipvs::Protocol::kTcp, ipvs::Protocol::kUdp, ipvs::Protocol::kSctp}) {
         for (auto it = desired.table.services.lower_bound(ServiceKey::make(p, ip, 0));
              it != desired.table.services.end() && it->first.protocol == p && it->first.address == ip; ++it) {
-          if (!marks.owns(it->first)) unmarked.insert(it->first);
+          unmarked.insert(it->first);
         }
       }
     }

@@ -358,6 +358,52 @@ TEST_CASE("reconcile: a virtual server made on an externalIP naming the node is 
   CHECK(rig.out.str().find("host: unrecorded TCP 192.168.1.10:80") != std::string::npos);
 }
 
+TEST_CASE("reconcile: a NodePort virtual server is recorded, and deleted once its address is no node address") {
+  Rig rig;
+  rig.host.addLinkAddress("eth0", A("192.168.1.10"));
+  rig.host.addLinkAddress("eth0", A("192.168.1.11"));
+  const std::string nodePort = R"("targetPort":8080,"nodePort":30080})";
+  std::string web = service("web", "10.96.0.10");
+  web.replace(web.find(R"("targetPort":8080})"), 18, nodePort);
+  web.replace(web.find(R"("type":"ClusterIP")"), 18, R"("type":"NodePort")");
+  Cluster c = cluster({web, slice("web", {{"10.244.0.1", kReady}})});
+  const auto onTen = ServiceKey::tcp(A("192.168.1.10"), 30080), onEleven = ServiceKey::tcp(A("192.168.1.11"), 30080);
+  // Someone else's, in the NodePort range, on the address the node gives up.
+  const auto foreign = ServiceKey::tcp(A("192.168.1.10"), 30081);
+  ServiceSpec rr;
+  rr.scheduler = "rr";
+  rr.netmask = 0xffffffff;
+
+  ReconcileResult r = rig.run(c);
+  INFO(rig.out.str());
+  REQUIRE(r.exitCode() == 0);
+  CHECK(rig.kernel.dumpTable()->services.count(onTen) == 1);
+  CHECK(rig.host.record() == std::set<ServiceKey>{onTen});
+  CHECK(rig.out.str().find("host: recorded TCP 192.168.1.10:30080 as kipvs's") != std::string::npos);
+  REQUIRE(rig.kernel.addService(foreign, rr).isOk());
+
+  // The node's address is now .11: the NodePort moves there, and the one on
+  // .10, no longer marked by a node address, is still kipvs's by the record.
+  rig.opts.node.nodeIps = {A("192.168.1.11")};
+  r = rig.run(c);
+  CHECK(r.exitCode() == 0);
+  auto table = rig.kernel.dumpTable();
+  CHECK(table->services.count(onTen) == 0);
+  CHECK(table->services.count(onEleven) == 1);
+  CHECK(rig.host.record() == std::set<ServiceKey>{onEleven});
+  CHECK(rig.out.str().find("host: unrecorded TCP 192.168.1.10:30080") != std::string::npos);
+  // The record owns what kipvs made there, not the address: the foreign one stays.
+  CHECK(table->services.count(foreign) == 1);
+  CHECK(rig.out.str().find("left alone TCP 192.168.1.10:30081") != std::string::npos);
+
+  // Converged: nothing more to write or store.
+  const uint64_t storesBefore = rig.host.calls(FakeHostNetwork::Op::kStoreOwnedRecord);
+  r = rig.run(c);
+  CHECK(r.exitCode() == 0);
+  CHECK(r.kernelWrites == 0);
+  CHECK(rig.host.calls(FakeHostNetwork::Op::kStoreOwnedRecord) == storesBefore);
+}
+
 TEST_CASE("reconcile: in address mode an externalIP naming the node is bound to the dummy, owned, and not recorded") {
   Rig rig;
   rig.opts.vipMode = VipMode::kAddress;

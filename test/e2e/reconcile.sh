@@ -362,7 +362,11 @@ echo "$out" | tail -4
 check "the virtual server on the node address is there" has_rule '-A -t 10.0.2.254:80 -s rr'
 a=$(kt_http_get cli 10.0.2.254 80 || true)
 check "10.0.2.254:80 answers from a pod ($a)" grep -qE '^pod-[123]$' <<<"$a"
-check "the record names it, and only it ($(record))" [ "$(record)" = "TCP 10.0.2.254:80" ]
+# NodePorts (30000-32767) on the node address are recorded too: marked by the address only while the node has it.
+nodeports() { record | grep -E ':3[0-2][0-9]{3}$' | sort | tr '\n' ' '; }
+others() { record | grep -vE ':3[0-2][0-9]{3}$' || true; }
+check "the record names it and the NodePorts on the node address, nothing else ($(record | tr '\n' ' '))" \
+    [ "$(others)" = "TCP 10.0.2.254:80" -a "$(nodeports)" = "TCP 10.0.2.254:30080 TCP 10.0.2.254:30081 " ]
 check "the record is this namespace's file, owned-netns-cookie-N ($(ls "$state"))" \
     grep -qxE 'owned-netns-cookie-[0-9]+' <<<"$(ls "$state")"
 out=$(kipvs -f "$KT_DIR/nodeip.json" --state-dir "$state" -o json)
@@ -372,8 +376,27 @@ echo "$out" | grep -F '10.0.2.254' || true
 check "without the externalIP its virtual server is deleted" lacks_rule '-A -t 10.0.2.254:80'
 check "the foreign one on the node address stays" has_rule '-A -t 10.0.2.254:22 -s wlc'
 check "the plan lists it as left alone" grep -q 'left alone TCP 10.0.2.254:22' <<<"$out"
-check "the record is empty ($(record))" [ -z "$(record)" ]
+check "the record holds the NodePorts only ($(record | tr '\n' ' '))" \
+    [ -z "$(others)" -a "$(nodeports)" = "TCP 10.0.2.254:30080 TCP 10.0.2.254:30081 " ]
 kt_ipvsadm -D -t 10.0.2.254:22
+
+step "a NodePort virtual server on an address the node no longer has (its lease changed) is deleted; a foreign one there stays"
+kt_ipvsadm -A -t 10.0.2.254:30099 -s wlc   # someone else's, in the NodePort range
+out=$(kt_node_exec "$KIPVS" reconcile --node-name node-a --node-ip 10.0.2.253 -f "$KT_DIR/step3.json" --state-dir "$state")
+echo "$out" | grep -F '10.0.2.25' || true
+check "the NodePorts moved to the new address" has_rule '-A -t 10.0.2.253:30080'
+check "... off the old one (30080)" lacks_rule '-A -t 10.0.2.254:30080'
+check "... off the old one (30081)" lacks_rule '-A -t 10.0.2.254:30081'
+check "the foreign one on the old address stays" has_rule '-A -t 10.0.2.254:30099 -s wlc'
+check "the record follows ($(record | tr '\n' ' '))" \
+    [ "$(nodeports)" = "TCP 10.0.2.253:30080 TCP 10.0.2.253:30081 " ]
+out=$(kipvs -f "$KT_DIR/step3.json" --state-dir "$state")
+check "back on the first address: the NodePorts are there again" has_rule '-A -t 10.0.2.254:30080'
+check "... and gone from the other" lacks_rule '-A -t 10.0.2.253:30080'
+a=$(kt_http_get cli 10.0.2.254 30080 || true)
+check "10.0.2.254:30080 answers from a pod ($a)" grep -qE '^pod-[123]$' <<<"$a"
+# On a node address again, in the range: kipvs's by the NodePort rule (as the README says), and unwanted.
+check "the one in the NodePort range on it is owned again, and goes" lacks_rule '-A -t 10.0.2.254:30099'
 
 step "an invalid Service is named and skipped; the rest is applied"
 python3 - "$KT_DIR/step3.json" > "$KT_DIR/bad.json" <<'EOF'
