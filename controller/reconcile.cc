@@ -314,20 +314,15 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
   // node has it: recorded too, it is still kipvs's to delete once the
   // address is gone (a DHCP lease changed, --node-ip changed).
   std::set<ServiceKey> unmarked;
-  {
-    // Marked once this run is done: `other` is converted or removed by it, so
-    // a node address bound by an address-mode run marks nothing in route mode.
-    std::set<ipvs::Address> marked;
-    for (const auto& ip : localIps) {
-      if (mine.count(ip) || (opts.vipMode == VipMode::kAddress && desired.vips.count(ip))) marked.insert(ip);
-    }
-    for (const auto& ip : localIps) {
-      if (marked.count(ip)) continue;
-      for (ipvs::Protocol p : {ipvs::Protocol::kTcp, ipvs::Protocol::kUdp, ipvs::Protocol::kSctp}) {
-        for (auto it = desired.table.services.lower_bound(ServiceKey::make(p, ip, 0));
-             it != desired.table.services.end() && it->first.protocol == p && it->first.address == ip; ++it) {
-          unmarked.insert(it->first);
-        }
+  for (const auto& ip : localIps) {
+    // Marked by the dummy once this run is done: `other` is converted or
+    // removed by it, so a node address bound by an address-mode run marks
+    // nothing in route mode.
+    if (mine.count(ip) || (opts.vipMode == VipMode::kAddress && desired.vips.count(ip))) continue;
+    for (ipvs::Protocol p : {ipvs::Protocol::kTcp, ipvs::Protocol::kUdp, ipvs::Protocol::kSctp}) {
+      for (auto it = desired.table.services.lower_bound(ServiceKey::make(p, ip, 0));
+           it != desired.table.services.end() && it->first.protocol == p && it->first.address == ip; ++it) {
+        unmarked.insert(it->first);
       }
     }
   }
@@ -586,7 +581,8 @@ ReconcileResult reconcile(const Cluster& cluster, const ReconcileOptions& opts, 
         hostWork.join();
         hostDone = true;
       }
-      summaryAhead = renderAhead(hostDone ? hostChanges : std::vector<std::string>{});
+      const std::vector<std::string> noChanges;
+      summaryAhead = renderAhead(hostDone ? hostChanges : noChanges);  // both lvalues: no copy
       writer.join();
     } else {
       written = applyStreamed(serviceOps(desired.table, actual), destOps, result.plan, client);
